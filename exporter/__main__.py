@@ -1,0 +1,4 @@
+"""`python -m exporter` is `edgex`."""
+from exporter.cli import run
+
+run()

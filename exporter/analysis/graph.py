@@ -1,0 +1,361 @@
+"""Static analysis of a `.tflite` flatbuffer: ops, tensors, MACs and memory.
+
+The model is read with the `tflite` package (the flatbuffer schema bindings);
+TensorFlow is never imported, so this module loads fast. Only the main
+subgraph (index 0) is analysed; `Graph.subgraph_count` counts them all.
+
+MAC convention (multiply-accumulates, from the static `shape` fields; any `-1`
+in `shape_signature` is ignored; `out_elems` = elements of the first output):
+
+- CONV_2D: out_elems * kh * kw * in_c (filter `[out_c, kh, kw, in_c/groups]`)
+- DEPTHWISE_CONV_2D: out_elems * kh * kw
+- FULLY_CONNECTED: out_elems * in_features (weights `[units, in_features]`)
+- BATCH_MATMUL: out_elems * K (K = contracted dimension of the lhs)
+- TRANSPOSE_CONV: input_elems * kh * kw * out_c
+- AVERAGE_POOL_2D, MAX_POOL_2D: out_elems * filter_h * filter_w
+- ADD, SUB, MUL, DIV, SQUARED_DIFFERENCE: out_elems
+- everything else: 0
+
+`Graph.peak_activation_bytes` is a liveness bound: a non-constant tensor is live
+from the op that produces it (graph inputs from step 0) to the last op that
+consumes it (graph outputs to the end); variable tensors are live throughout.
+The peak is the largest sum of live tensor bytes over the op steps. It is what
+a simple arena planner without in-place reuse needs; TFLite's own planner can
+need less.
+
+Example:
+    >>> g = Graph.from_file("model.tflite")
+    >>> g.op_counts()
+    {'CONV_2D': 1, 'DEPTHWISE_CONV_2D': 1, 'MAX_POOL_2D': 1, 'RESHAPE': 1, 'FULLY_CONNECTED': 1}
+    >>> g.total_macs, g.weight_bytes, g.peak_activation_bytes
+    (2096, 952, 832)
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import math
+import os
+from dataclasses import dataclass, field
+
+import tflite
+
+from exporter.errors import ModelFileError
+
+_OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items()
+             if not k.startswith("_") and isinstance(v, int)}
+_DTYPES = {v: k.lower() for k, v in vars(tflite.TensorType).items()
+           if not k.startswith("_") and isinstance(v, int)}
+_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "float64": 64, "int4": 4,
+         "int8": 8, "uint8": 8, "bool": 8, "int16": 16, "uint16": 16, "int32": 32,
+         "uint32": 32, "int64": 64, "uint64": 64, "complex64": 64, "complex128": 128}
+_ELEMENTWISE = {"ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE"}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of the main subgraph.
+
+    `dtype` is a numpy-style name ("float32", "int8", ...); `is_constant` means
+    backed by a non-empty buffer (weights); `quantization` is
+    `{"scale": [...], "zero_point": [...], "quantized_dimension": int}` or None.
+    """
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    is_constant: bool
+    quantization: dict | None = field(default=None, hash=False)
+    is_variable: bool = False
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """One operator of the main subgraph, in execution order.
+
+    `name` is the builtin name ("CONV_2D") or "CUSTOM:<custom_code>";
+    `compute_dtype` is the dtype of the first non-constant input, or "hybrid"
+    for float activations with int8/uint8/int4 weights. Input index -1 marks an
+    omitted optional input.
+    """
+
+    index: int
+    name: str
+    version: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    macs: int
+    compute_dtype: str
+    is_custom: bool
+
+
+def _vec(obj, name: str) -> list:
+    """Return a flatbuffer scalar vector as a list ([] when absent)."""
+    arr = getattr(obj, name + "AsNumpy")()
+    return [] if isinstance(arr, int) else arr.tolist()
+
+
+def _invalid(reason: str) -> ModelFileError:
+    return ModelFileError(f"not a valid TFLite model: {reason}")  # caller raises
+
+
+def _check_len(n: int, data: bytes, what: str) -> int:
+    if n < 0 or n * 4 > len(data):
+        raise _invalid(f"{what} vector length {n} exceeds the file")
+    return n
+
+
+def _prod(dims) -> int:
+    return math.prod(max(int(d), 0) for d in dims)
+
+
+def _buffer_size(buf, data: bytes) -> int:
+    """Return the byte size of a Buffer table, checking it lies in the file."""
+    if buf is None:
+        return 0
+    if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
+        if buf.Offset() + buf.Size() > len(data):
+            raise _invalid("external buffer lies outside the file")
+        return int(buf.Size())
+    arr = buf.DataAsNumpy()  # a bounds-checked view, no copy
+    return 0 if isinstance(arr, int) else int(arr.size)
+
+
+def _parse_tensor(i: int, t, buffer_sizes: list[int]) -> TensorInfo:
+    dtype = _DTYPES.get(t.Type(), f"unknown({t.Type()})")
+    shape = tuple(int(d) for d in _vec(t, "Shape"))
+    b = t.Buffer()
+    if not 0 <= b < max(len(buffer_sizes), 1):
+        raise _invalid(f"tensor {i} refers to missing buffer {b}")
+    stored = buffer_sizes[b] if buffer_sizes else 0
+    variable = bool(t.IsVariable())
+    bits = _BITS.get(dtype)
+    nbytes = (_prod(shape) * bits + 7) // 8 if bits else stored
+    q, quant = t.Quantization(), None
+    if q is not None and q.ScaleLength() > 0:
+        quant = {"scale": [float(s) for s in _vec(q, "Scale")],
+                 "zero_point": [int(z) for z in _vec(q, "ZeroPoint")],
+                 "quantized_dimension": int(q.QuantizedDimension())}
+    name = (t.Name() or b"").decode("utf-8", "replace")
+    return TensorInfo(i, name, shape, dtype, int(nbytes), stored > 0 and not variable,
+                      quant, variable)
+
+
+def _options(op, cls):
+    """Return the op's builtin options as `cls`, or None if it has others."""
+    table = op.BuiltinOptions()
+    if table is None or op.BuiltinOptionsType() != getattr(tflite.BuiltinOptions, cls.__name__):
+        return None
+    opts = cls()
+    opts.Init(table.Bytes, table.Pos)
+    return opts
+
+
+def _macs(name: str, op, ins: list, outs: list, tensors) -> int:
+    """Return the multiply-accumulates of one op (see the module docstring)."""
+    shape = lambda i: tensors[i].shape if 0 <= i < len(tensors) else ()  # noqa: E731
+    arg = lambda k: shape(ins[k]) if len(ins) > k else ()  # noqa: E731
+    out_elems = _prod(shape(outs[0])) if outs else 0
+    if name == "CONV_2D" and len(arg(1)) == 4:
+        return out_elems * _prod(arg(1)[1:])
+    if name == "DEPTHWISE_CONV_2D" and len(arg(1)) == 4:
+        return out_elems * arg(1)[1] * arg(1)[2]
+    if name == "FULLY_CONNECTED" and arg(1):
+        return out_elems * arg(1)[-1]
+    if name == "BATCH_MATMUL" and len(arg(0)) >= 2:
+        opts = _options(op, tflite.BatchMatMulOptions)
+        return out_elems * arg(0)[-2 if opts is not None and opts.AdjX() else -1]
+    if name == "TRANSPOSE_CONV" and len(arg(1)) == 4:
+        return _prod(arg(2)) * _prod(arg(1)[:3])
+    if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        opts = _options(op, tflite.Pool2DOptions)
+        return out_elems * opts.FilterHeight() * opts.FilterWidth() if opts else 0
+    return out_elems if name in _ELEMENTWISE else 0
+
+
+def _compute_dtype(ins: list, outs: list, tensors) -> str:
+    """Return the first activation's dtype, "hybrid", or the output's dtype."""
+    acts = [tensors[i].dtype for i in ins if i >= 0 and not tensors[i].is_constant]
+    if not acts:
+        return tensors[outs[0]].dtype if outs else "none"
+    weights = {tensors[i].dtype for i in ins if i >= 0 and tensors[i].is_constant}
+    if acts[0] in ("float32", "float16", "bfloat16") and weights & {"int8", "uint8", "int4"}:
+        return "hybrid"
+    return acts[0]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The main subgraph of a TFLite model, with cost and memory summaries."""
+
+    ops: tuple[OpInfo, ...]
+    tensors: tuple[TensorInfo, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    subgraph_count: int
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Graph":
+        """Parse a TFLite flatbuffer.
+
+        Args:
+            data: The bytes of a `.tflite` file.
+
+        Returns:
+            A `Graph` of subgraph 0.
+
+        Raises:
+            ModelFileError: The bytes are empty, truncated, garbage or lack
+                the "TFL3" file identifier.
+        """
+        data = bytes(data)
+        if len(data) < 8:
+            raise _invalid(f"only {len(data)} bytes")
+        if not tflite.Model.ModelBufferHasIdentifier(data, 0) or data[4:8] != b"TFL3":
+            raise _invalid("missing 'TFL3' file identifier")
+        try:
+            return cls._parse(data)
+        except ModelFileError:
+            raise
+        except Exception as e:  # the flatbuffer reader fails in many ways
+            raise _invalid(f"corrupt or truncated flatbuffer ({e})") from e
+
+    @classmethod
+    def from_file(cls, path) -> "Graph":
+        """Read and parse a `.tflite` file.
+
+        Args:
+            path: Path to the file (str or os.PathLike).
+
+        Returns:
+            A `Graph` of subgraph 0.
+
+        Raises:
+            ModelFileError: The file is missing, unreadable or not valid.
+        """
+        try:
+            with open(os.fspath(path), "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ModelFileError(f"cannot read TFLite model {path}: {e.strerror or e}") from e
+        return cls.from_bytes(data)
+
+    @classmethod
+    def _parse(cls, data: bytes) -> "Graph":
+        model = tflite.Model.GetRootAs(data, 0)
+        if model.Version() != 3:
+            raise _invalid(f"schema version {model.Version()}, expected 3")
+        n_sub = _check_len(model.SubgraphsLength(), data, "subgraphs")
+        if n_sub == 0:
+            raise _invalid("model has no subgraphs")
+        buffer_sizes = [_buffer_size(model.Buffers(b), data)
+                        for b in range(_check_len(model.BuffersLength(), data, "buffers"))]
+        codes = []
+        for c in range(_check_len(model.OperatorCodesLength(), data, "operator codes")):
+            oc = model.OperatorCodes(c)
+            code = max(oc.DeprecatedBuiltinCode(), oc.BuiltinCode())
+            custom = code == tflite.BuiltinOperator.CUSTOM
+            name = "CUSTOM:" + (oc.CustomCode() or b"").decode("utf-8", "replace") if custom \
+                else _OP_NAMES.get(code, f"BUILTIN_{code}")
+            codes.append((name, int(oc.Version()), custom))
+        sg = model.Subgraphs(0)
+        n_t = _check_len(sg.TensorsLength(), data, "tensors")
+        tensors = tuple(_parse_tensor(i, sg.Tensors(i), buffer_sizes) for i in range(n_t))
+
+        def indices(values, what, optional=False):
+            for i in values:
+                if not (0 <= i < n_t or (optional and i == -1)):
+                    raise _invalid(f"{what} refers to missing tensor {i}")
+            return tuple(int(i) for i in values)
+
+        ops = []
+        for k in range(_check_len(sg.OperatorsLength(), data, "operators")):
+            op = sg.Operators(k)
+            if not 0 <= op.OpcodeIndex() < len(codes):
+                raise _invalid(f"operator {k} has unknown opcode index {op.OpcodeIndex()}")
+            name, version, custom = codes[op.OpcodeIndex()]
+            ins = indices(_vec(op, "Inputs"), f"operator {k}", optional=True)
+            outs = indices(_vec(op, "Outputs"), f"operator {k}")
+            ops.append(OpInfo(k, name, version, ins, outs, _macs(name, op, ins, outs, tensors),
+                              _compute_dtype(ins, outs, tensors), custom))
+        return cls(tuple(ops), tensors, indices(_vec(sg, "Inputs"), "subgraph input"),
+                   indices(_vec(sg, "Outputs"), "subgraph output"), n_sub)
+
+    @property
+    def total_macs(self) -> int:
+        """Sum of the MACs of all ops of the main subgraph."""
+        return sum(op.macs for op in self.ops)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Sum of the bytes of all constant (buffer-backed) tensors."""
+        return sum(t.nbytes for t in self.tensors if t.is_constant)
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        """Peak bytes of live non-constant tensors over the op steps.
+
+        See the module docstring for the liveness rule (no in-place reuse).
+        """
+        steps = max(len(self.ops), 1)
+        start, end = dict.fromkeys(self.inputs, 0), dict.fromkeys(self.inputs, 0)
+        for op in self.ops:
+            for i in op.outputs:
+                start.setdefault(i, op.index)
+            for i in (*op.inputs, *op.outputs):
+                if i >= 0:
+                    start.setdefault(i, 0)
+                    end[i] = max(end.get(i, 0), op.index)
+        for i in (*self.outputs, *(t.index for t in self.tensors if t.is_variable)):
+            start[i] = 0 if self.tensors[i].is_variable else start.get(i, 0)
+            end[i] = steps - 1
+        diff = [0] * (steps + 1)
+        for i, s in start.items():
+            if not self.tensors[i].is_constant:
+                diff[s] += self.tensors[i].nbytes
+                diff[end[i] + 1] -= self.tensors[i].nbytes
+        return max(itertools.accumulate(diff[:steps]))
+
+    def op_counts(self) -> dict[str, int]:
+        """Return how many times each op name occurs, in first-seen order."""
+        return dict(collections.Counter(op.name for op in self.ops))
+
+    def custom_ops(self) -> list[str]:
+        """Return the distinct custom op codes (without "CUSTOM:"), sorted."""
+        return sorted({op.name.split(":", 1)[1] for op in self.ops if op.is_custom})
+
+    def input_details(self) -> list[TensorInfo]:
+        """Return the `TensorInfo` of each graph input, in order."""
+        return [self.tensors[i] for i in self.inputs]
+
+    def output_details(self) -> list[TensorInfo]:
+        """Return the `TensorInfo` of each graph output, in order."""
+        return [self.tensors[i] for i in self.outputs]
+
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable summary of the graph.
+
+        Returns:
+            A dict with `ops` (name, version, macs, compute_dtype,
+            output_shapes), `inputs`/`outputs` (name, shape, dtype),
+            `op_counts`, `custom_ops`, `total_macs`, `weight_bytes`,
+            `peak_activation_bytes` and `subgraph_count`.
+        """
+        def io(ts):
+            return [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in ts]
+        return {
+            "ops": [{"index": op.index, "name": op.name, "version": op.version, "macs": op.macs,
+                     "compute_dtype": op.compute_dtype,
+                     "output_shapes": [list(self.tensors[i].shape) for i in op.outputs]}
+                    for op in self.ops],
+            "inputs": io(self.input_details()),
+            "outputs": io(self.output_details()),
+            "op_counts": self.op_counts(),
+            "custom_ops": self.custom_ops(),
+            "total_macs": self.total_macs,
+            "weight_bytes": self.weight_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
+            "subgraph_count": self.subgraph_count,
+        }

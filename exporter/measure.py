@@ -1,0 +1,84 @@
+"""Host measurements shared by every target that runs LiteRT: size, accuracy, fidelity, latency.
+
+Example:
+    >>> figures = measure_host(tflite_bytes, keras_model, eval_ds)
+    >>> figures["model_size"].value
+    3720
+"""
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+
+from exporter.checks import ESTIMATED, MEASURED, Measurement
+from exporter.data import Dataset
+from exporter.litert import LiteRTRunner, host_description
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after gzip at level 9, TF-MOT's 'compressed size' convention."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    num = (a * b).sum(axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)))
+
+
+def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
+                 latency_runs: int = 100) -> dict[str, Measurement]:
+    """Measure a model with the real LiteRT interpreter on this machine.
+
+    Args:
+        tflite_bytes: the converted model.
+        keras_model: the original tf_keras model, or None for a .tflite input.
+        eval_ds: evaluation data (labels optional), or None.
+        latency_runs: timed invokes after 10 warm-up runs.
+
+    Returns:
+        Measurements keyed by name; `model_size` and `accuracy_drop` feed the checks.
+    """
+    host = host_description()
+    runner = LiteRTRunner(tflite_bytes)
+    out = {
+        "model_size": Measurement("model_size", len(tflite_bytes), "bytes", MEASURED, "model.tflite file"),
+        "gzip_size": Measurement("gzip_size", gzip_size(tflite_bytes), "bytes", MEASURED, "gzip -9 of model.tflite"),
+    }
+    sample = None if eval_ds is None else eval_ds.x[0]
+    lat = runner.latency_ms(sample, runs=latency_runs)
+    for key in ("p50", "p90"):
+        out[f"host_latency_{key}"] = Measurement(f"host_latency_{key}", lat[key], "ms", MEASURED, host,
+                                                 f"{lat['runs']} invokes after 10 warm-up")
+    if eval_ds is None:
+        return out
+    n = len(eval_ds)
+    lite = runner.predict(eval_ds.x, "evaluating .tflite")
+    on = f"{host}, {n} eval samples"
+    if eval_ds.y is not None:
+        acc = float((lite.argmax(axis=1) == eval_ds.y).mean() * 100)
+        out["accuracy"] = Measurement("accuracy", acc, "%", MEASURED, on, "top-1 of the .tflite model")
+    if keras_model is None:
+        return out
+    ref = np.asarray(keras_model.predict(eval_ds.x, verbose=0, batch_size=256))
+    keras_on = f"TensorFlow (Keras) on host, {n} eval samples"
+    out["fidelity_cosine"] = Measurement("fidelity_cosine", _cosine(lite, ref), "", MEASURED, on,
+                                         "mean cosine similarity of .tflite vs Keras outputs")
+    out["fidelity_max_abs_error"] = Measurement("fidelity_max_abs_error", float(np.abs(lite - ref).max()), "",
+                                                MEASURED, on, "largest |tflite - keras| output difference")
+    if lite.ndim != 2:
+        return out
+    agree = float((lite.argmax(axis=1) == ref.argmax(axis=1)).mean() * 100)
+    out["top1_agreement"] = Measurement("top1_agreement", agree, "%", MEASURED, on, "same top-1 class as Keras")
+    if eval_ds.y is not None:
+        ref_acc = float((ref.argmax(axis=1) == eval_ds.y).mean() * 100)
+        out["accuracy_original"] = Measurement("accuracy_original", ref_acc, "%", MEASURED, keras_on,
+                                               "top-1 of the original Keras model")
+        out["accuracy_drop"] = Measurement("accuracy_drop", max(0.0, ref_acc - out["accuracy"].value), "points",
+                                           MEASURED, on, "original top-1 minus .tflite top-1")
+    else:
+        out["accuracy_drop"] = Measurement("accuracy_drop", 100.0 - agree, "points", ESTIMATED, on,
+                                           "upper bound: no labels, so 100 - top-1 agreement with Keras")
+    return out

@@ -1,0 +1,188 @@
+"""Device profiles: what a device can hold and run, loaded from strict YAML.
+
+A profile names its target kind and device, its limits (`model_size`, `ram`,
+`latency`, `accuracy_drop`), the quantization modes it allows and prefers, the
+I/O dtypes it requires and the coefficients of its latency cost model. Unknown
+keys and wrong types are errors that name the file and field path.
+
+Example:
+    >>> p = load_profile("android-arm64-midrange")
+    >>> p.limits.latency
+    50.0
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from exporter.errors import ConfigError
+from exporter.units import parse_quantity
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+QUANT_MODES = ("float32", "float16", "dynamic", "int8")
+QuantMode = Literal["float32", "float16", "dynamic", "int8"]
+LIMIT_UNITS = {"model_size": "bytes", "ram": "bytes", "latency": "ms", "accuracy_drop": "points"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """The budgets a model must fit; a missing limit is not checked."""
+
+    model_size: float | None = Field(None, ge=0, description="bytes of the model on the device's storage")
+    ram: float | None = Field(None, ge=0, description="peak runtime memory in bytes")
+    latency: float | None = Field(None, ge=0, description="milliseconds per inference")
+    accuracy_drop: float | None = Field(None, ge=0, le=100, description="points of top-1 lost vs the original")
+
+    @field_validator("model_size", "ram", "latency", "accuracy_drop", mode="before")
+    @classmethod
+    def _units(cls, value, info):
+        if value is None:
+            return None
+        try:
+            return parse_quantity(value, LIMIT_UNITS[info.field_name])
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Quantization(_Strict):
+    """Which conversion modes the device allows, prefers, and its I/O dtype for int8."""
+
+    allowed: tuple[QuantMode, ...] = Field(..., min_length=1, description="modes the device can run")
+    preferred: QuantMode = Field(..., description="the default mode")
+    int8_io: Literal["int8", "uint8", "float32"] = Field(
+        "int8", description="input/output dtype of full-integer models")
+    min_calibration_samples: int = Field(32, ge=1, description="fewest calibration samples accepted for int8")
+
+    @field_validator("preferred")
+    @classmethod
+    def _preferred_allowed(cls, value, info):
+        if value not in info.data.get("allowed", ()):
+            raise ValueError(f"preferred mode {value!r} is not in allowed")
+        return value
+
+
+class CostModel(_Strict):
+    """Latency cost model: effective MAC throughput per compute type plus per-op overhead."""
+
+    int8_gmacs: float = Field(..., gt=0, description="effective int8 GMAC/s")
+    float_gmacs: float = Field(..., gt=0, description="effective float32 GMAC/s")
+    per_op_overhead_us: float = Field(..., ge=0, description="fixed cost of dispatching one op, microseconds")
+    runtime_ram_bytes: float = Field(0, ge=0, description="memory the runtime itself needs")
+
+    @field_validator("runtime_ram_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value):
+        return parse_quantity(value, "bytes")
+
+
+class DeviceProfile(_Strict):
+    """One device: what it is, what it allows, and what it can hold."""
+
+    name: str = Field(..., description="unique profile name; the file name without .yaml")
+    target: str = Field(..., description="target kind, e.g. android")
+    device: str = Field(..., description="human description of the device")
+    limits: Limits
+    quantization: Quantization
+    cost_model: CostModel
+    threads: int = Field(1, ge=1, description="threads the runtime uses on the device")
+    notes: str = Field("", description="free text")
+
+    def with_limits(self, overrides: dict[str, float]) -> "DeviceProfile":
+        """Return a copy with some limits replaced (values in canonical units)."""
+        limits = self.limits.model_copy(update=overrides)
+        return self.model_copy(update={"limits": limits})
+
+
+def _format_validation(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{origin}: {path}: {msg}")
+    return "invalid profile\n  " + "\n  ".join(lines)
+
+
+def profile_from_yaml(path: Path) -> DeviceProfile:
+    """Load and validate one profile file.
+
+    Args:
+        path: a YAML file.
+
+    Returns:
+        The validated profile.
+
+    Raises:
+        ConfigError: unreadable YAML, python tags, unknown keys, wrong types.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read profile {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a profile must be a mapping of keys to values")
+    data.setdefault("name", Path(path).stem)
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, str(path))) from None
+
+
+def list_profiles() -> list[DeviceProfile]:
+    """Return every shipped profile, sorted by target then name."""
+    profiles = [profile_from_yaml(p) for p in sorted(PROFILE_DIR.glob("*.yaml"))]
+    return sorted(profiles, key=lambda p: (p.target, p.name))
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """Load a shipped profile by name, or a profile file by path.
+
+    Raises:
+        ConfigError: unknown name (listing the known ones, nearest first) or invalid file.
+    """
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"no such profile file: {path}")
+        return profile_from_yaml(path)
+    candidate = PROFILE_DIR / f"{text}.yaml"
+    if candidate.is_file():
+        return profile_from_yaml(candidate)
+    known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+    near = difflib.get_close_matches(text, known, n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    raise ConfigError(f"unknown profile {text!r}.{hint} Known profiles: {', '.join(known)}")
+
+
+def parse_limit_overrides(items: list[str] | tuple[str, ...] | dict) -> dict[str, float]:
+    """Parse `NAME=VALUE` overrides (or a dict) into canonical units.
+
+    Raises:
+        ConfigError: unknown limit name or a value that does not parse.
+    """
+    pairs = items.items() if isinstance(items, dict) else [_split(i) for i in items]
+    out = {}
+    for name, value in pairs:
+        if name not in LIMIT_UNITS:
+            raise ConfigError(f"unknown limit {name!r} in --limit; known: {', '.join(LIMIT_UNITS)}")
+        try:
+            out[name] = parse_quantity(value, LIMIT_UNITS[name])
+        except ValueError as exc:
+            raise ConfigError(f"--limit {name}: {exc}") from None
+    return out
+
+
+def _split(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ConfigError(f"--limit expects NAME=VALUE, got {item!r}")
+    return name.strip(), value.strip()

@@ -1,0 +1,85 @@
+"""The export report: what was done, every figure with its source, and the checks.
+
+Rendered as JSON (`--json`), Markdown (`report.md` in the bundle) and a rich
+table on the terminal.
+
+Example:
+    >>> print(report.to_markdown())
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.checks import Check, Measurement
+from exporter.units import format_value
+
+
+@dataclass
+class Report:
+    """The outcome of one export."""
+
+    model: str
+    target: str
+    profile: str
+    device: str
+    mode: str
+    io_dtype: str
+    measurements: dict[str, Measurement]
+    checks: list[Check]
+    graph: dict
+    bundle: str | None = None
+    notes: list[str] = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed."""
+        return all(c.status != "fail" for c in self.checks)
+
+    @property
+    def status(self) -> str:
+        return "pass" if self.passed else "fail"
+
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    def to_dict(self) -> dict:
+        return {
+            "status": self.status, "model": self.model, "target": self.target, "profile": self.profile,
+            "device": self.device, "mode": self.mode, "io_dtype": self.io_dtype, "bundle": self.bundle,
+            "checks": [c.to_dict() for c in self.checks],
+            "measurements": {k: m.to_dict() for k, m in self.measurements.items()},
+            "graph": self.graph, "notes": self.notes, "versions": self.versions, "created": self.created,
+        }
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"# edgex export report: {self.status.upper()}", "",
+            f"- model: `{self.model}`",
+            f"- target: {self.target}, profile `{self.profile}` ({self.device})",
+            f"- conversion: {self.mode}, I/O {self.io_dtype}, batch 1",
+            f"- created: {self.created}", "",
+            "## Checks against the profile's limits", "",
+            "| limit | status | value | limit | headroom | source | on |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in self.checks:
+            head = "" if c.headroom is None else format_value(c.headroom, c.unit)
+            value = c.note if c.status == "skip" else format_value(c.value, c.unit)
+            lines.append(f"| {c.name} | {c.status} | {value} | {format_value(c.limit, c.unit)} | {head} "
+                         f"| {c.source} | {c.on} |")
+        lines += ["", "## Figures", "", "| figure | value | source | on | note |", "|---|---|---|---|---|"]
+        for m in self.measurements.values():
+            lines.append(f"| {m.name} | {format_value(m.value, m.unit)} | {m.source} | {m.on} | {m.note} |")
+        lines += ["", "## Graph (estimated from the .tflite flatbuffer)", "",
+                  f"- ops: {len(self.graph.get('ops', []))}, MACs: {self.graph.get('total_macs', 0):,}",
+                  f"- peak activation memory (tensor liveness): {format_value(self.graph.get('peak_activation_bytes'), 'bytes')}",
+                  f"- weights: {format_value(self.graph.get('weight_bytes'), 'bytes')}", "",
+                  "| # | op | compute | MACs | output shape |", "|---|---|---|---|---|"]
+        for op in self.graph.get("ops", []):
+            shape = "x".join(str(d) for d in (op.get("output_shapes") or [[]])[0])
+            lines.append(f"| {op['index']} | {op['name']} | {op['compute_dtype']} | {op['macs']:,} | {shape} |")
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,73 @@
+"""Parsing and printing of the quantities in profiles and `--limit` overrides.
+
+Sizes accept B, KB/MB/GB (powers of 1000) and KiB/MiB/GiB (powers of 1024);
+times accept us, ms and s; bare numbers are taken in the limit's own unit
+(bytes, milliseconds, points).
+
+Example:
+    >>> parse_quantity("256KiB", "bytes")
+    262144.0
+    >>> parse_quantity("12ms", "ms")
+    12.0
+"""
+from __future__ import annotations
+
+import re
+
+_SIZE = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_TIME = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_UNITS = {"bytes": _SIZE, "ms": _TIME, "points": {"pt": 1.0, "pts": 1.0, "points": 1.0}}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_quantity(text: str | float | int, unit: str) -> float:
+    """Parse `text` into a number in `unit` ("bytes", "ms" or "points").
+
+    Args:
+        text: "1KB", "256KiB", "12ms", "0.5", or a plain number.
+        unit: the canonical unit of the quantity.
+
+    Returns:
+        The value in `unit`.
+
+    Raises:
+        ValueError: the text is not a non-negative number with a suffix valid for `unit`.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"{text} is negative")
+        return float(text)
+    match = _PATTERN.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a non-negative number with an optional unit")
+    number, suffix = float(match.group(1)), match.group(2).lower()
+    if not suffix:
+        return number
+    table = _UNITS[unit]
+    if suffix not in table:
+        raise ValueError(f"unit {match.group(2)!r} does not fit {unit}; use one of {', '.join(table)}")
+    return number * table[suffix]
+
+
+def format_bytes(n: float) -> str:
+    """Format a byte count as B, KiB or MiB with one decimal."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024**2:.2f} MiB"
+
+
+def format_value(value: float | None, unit: str) -> str:
+    """Format a figure in its unit for tables and reports."""
+    if value is None:
+        return "n/a"
+    if unit == "bytes":
+        return format_bytes(value)
+    if unit == "ms":
+        return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms"
+    if unit == "%":
+        return f"{value:.2f} %"
+    if unit == "points":
+        return f"{value:.2f} pt"
+    return f"{value:g} {unit}"

@@ -1,0 +1,161 @@
+"""The Target contract and registry.
+
+A target knows a kind of device: which quantization modes and I/O dtypes its
+profiles may ask for (a `QuantizationPolicy`), which ops it can run
+(`preflight`), how to measure or estimate a model on it (`measure`) and which
+files go into its bundle (`package`). Targets register by name; a duplicate
+name is refused.
+
+Example:
+    >>> target = get_target("android")
+    >>> target.policy(profile).resolve(None)
+    'int8'
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from exporter.errors import ConfigError, PreflightError, UsageError
+
+BUILTIN_TARGET_MODULES = ("targets.android",)
+_REGISTRY: dict[str, type["Target"]] = {}
+
+
+def register(cls: type["Target"]) -> type["Target"]:
+    """Class decorator: add a Target subclass to the registry under `cls.name`."""
+    if not getattr(cls, "name", None):
+        raise TypeError(f"{cls.__name__} has no name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"target {cls.name!r} is already registered by {_REGISTRY[cls.name].__name__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_TARGET_MODULES:
+        importlib.import_module(module)
+
+
+def all_targets() -> list["Target"]:
+    """Return one instance of every registered target, sorted by name."""
+    _load_builtins()
+    return [_REGISTRY[name]() for name in sorted(_REGISTRY)]
+
+
+def get_target(name: str) -> "Target":
+    """Return the registered target called `name`.
+
+    Raises:
+        UsageError: unknown name, listing the known ones with the nearest first.
+    """
+    _load_builtins()
+    if name not in _REGISTRY:
+        near = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise UsageError(f"unknown target {name!r}.{hint} Known targets: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]()
+
+
+@dataclass(frozen=True)
+class QuantizationPolicy:
+    """What a profile allows: conversion modes, the default, and int8 I/O dtype."""
+
+    allowed: tuple[str, ...]
+    preferred: str
+    int8_io: str
+    min_calibration_samples: int
+
+    @classmethod
+    def from_profile(cls, profile) -> "QuantizationPolicy":
+        q = profile.quantization
+        return cls(tuple(q.allowed), q.preferred, q.int8_io, q.min_calibration_samples)
+
+    def resolve(self, requested: str | None) -> str:
+        """Return the mode to use: the request if allowed, else the preferred one.
+
+        Raises:
+            UsageError: the request is not allowed on this profile (never silently replaced).
+        """
+        if requested is None:
+            return self.preferred
+        if requested not in self.allowed:
+            raise UsageError(f"--quantize {requested} is not allowed on this profile; allowed: "
+                             f"{', '.join(self.allowed)} (preferred: {self.preferred})")
+        return requested
+
+    def io_dtype(self, mode: str) -> str:
+        """The I/O dtype a model converted in `mode` must have."""
+        return self.int8_io if mode == "int8" else "float32"
+
+
+@dataclass
+class Artifacts:
+    """What a target gets to measure and package: the model and its context."""
+
+    tflite: bytes
+    graph: object
+    profile: object
+    mode: str
+    keras_model: object = None
+    eval_ds: object = None
+    labels: list[str] | None = None
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+
+
+class Target(ABC):
+    """A kind of device. Subclasses set the class attributes and implement `measure`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    default_profile: ClassVar[str]
+    runtime: ClassVar[str]
+    ram_source: ClassVar[str] = "estimated"
+    latency_source: ClassVar[str] = "estimated"
+
+    def policy(self, profile) -> QuantizationPolicy:
+        """The quantization policy of `profile` on this target."""
+        if profile.target != self.name:
+            raise ConfigError(f"profile {profile.name!r} is for target {profile.target!r}, not {self.name!r}")
+        return QuantizationPolicy.from_profile(profile)
+
+    def preflight(self, graph, profile, mode: str) -> list[str]:
+        """Check the graph can run on the device; return notes, raise on blockers.
+
+        Raises:
+            PreflightError: listing every op or tensor the device cannot run.
+        """
+        problems = []
+        if graph.custom_ops():
+            problems.append("custom ops the runtime lacks: " + ", ".join(sorted(set(graph.custom_ops()))))
+        want = self.policy(profile).io_dtype(mode)
+        for kind, tensors in (("input", graph.input_details()), ("output", graph.output_details())):
+            for t in tensors:
+                if mode == "int8" and t.dtype != want:
+                    problems.append(f"{kind} {t.name!r} is {t.dtype}; profile {profile.name} requires {want}")
+                if any(d != 1 for d in t.shape[:1]):
+                    problems.append(f"{kind} {t.name!r} has batch {t.shape[0]}; the device runs batch 1")
+        if problems:
+            raise PreflightError(f"pre-flight for {self.name} ({profile.name}) failed:\n  " + "\n  ".join(problems))
+        return []
+
+    @abstractmethod
+    def measure(self, artifacts: Artifacts) -> dict:
+        """Return measurements keyed by name (limit names feed the checks)."""
+
+    def package(self, artifacts: Artifacts) -> dict[str, bytes]:
+        """Return the target-specific files of the bundle (beyond model, labels, report)."""
+        return {}
+
+    def supports(self) -> dict:
+        """One row of the `edgex targets` table."""
+        from exporter.profile import list_profiles
+
+        profiles = [p for p in list_profiles() if p.target == self.name]
+        modes = sorted({m for p in profiles for m in p.quantization.allowed})
+        return {"target": self.name, "summary": self.summary, "runtime": self.runtime,
+                "default_profile": self.default_profile, "profiles": [p.name for p in profiles],
+                "quantization": modes, "ram": self.ram_source, "latency": self.latency_source}

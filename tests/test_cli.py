@@ -1,0 +1,163 @@
+"""The CLI through click's CliRunner, asserting exit codes and messages."""
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from exporter.cli import main
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.pass_context
+def edgex(ctx):
+    """`edgex` as a user runs it: main() turns errors into one message and an exit code."""
+    raise SystemExit(main(ctx.args))
+
+
+def run(args):
+    return CliRunner().invoke(edgex, args, catch_exceptions=False)
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from exporter.cli import main; rc = main(['--help']); "
+            "assert 'tensorflow' not in sys.modules and 'pydantic' not in sys.modules, 'heavy import'; "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Exit codes" in proc.stdout
+
+
+def test_profiles_and_targets():
+    result = run(["profiles", "list", "--json"])
+    assert result.exit_code == 0
+    assert {p["name"] for p in json.loads(result.output)} >= {"android-arm64-midrange", "android-arm64-lowend"}
+    shown = json.loads(run(["profiles", "show", "android-arm64-lowend", "--json"]).output)
+    assert shown["quantization"]["int8_io"] == "uint8"
+    rows = json.loads(run(["targets", "--json"]).output)
+    assert rows[0]["target"] == "android" and "int8" in rows[0]["quantization"]
+    assert "android-arm64-midrange" in run(["profiles", "list"]).output
+
+
+def test_demo_export_passes_and_verifies(tmp_path):
+    out = tmp_path / "android"
+    result = run(["export", "--demo", "--target", "android", "--out", str(out), "--json", "--zip"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "pass"
+    for check in report["checks"]:
+        assert {"name", "status", "value", "limit", "source"} <= set(check)
+        assert check["status"] in ("pass", "fail") and check["source"] in ("measured", "estimated")
+    assert run(["verify", str(out)]).exit_code == 0
+    assert out.with_suffix(".zip").is_file()
+
+
+def test_tiny_model_size_limit_exits_1_naming_the_limit(tmp_path):
+    result = run(["export", "--demo", "--out", str(tmp_path / "b"), "--limit", "model_size=1KB"])
+    assert result.exit_code == 1
+    assert "model_size" in result.stderr and "OVER limit 1000 B" in result.stderr
+    assert (tmp_path / "b" / "model.tflite").is_file(), "the bundle is still written"
+
+
+def test_flipped_byte_fails_verify_with_3(tmp_path):
+    out = tmp_path / "b"
+    assert run(["export", "--demo", "--out", str(out), "--quantize", "float32"]).exit_code == 0
+    model = out / "model.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    result = run(["verify", str(out)])
+    assert result.exit_code == 3 and "changed file: model.tflite" in result.stderr
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["export", "--demo", "--out", "X", "--target", "andriod"], 2, "Did you mean 'android'"),
+    (["export", "--demo", "--out", "X", "--profile", "nope"], 2, "unknown profile 'nope'"),
+    (["export", "--demo", "--out", "X", "--limit", "speed=3"], 2, "unknown limit 'speed'"),
+    (["export", "--demo", "--out", "X", "--limit", "latency=3KB"], 2, "does not fit ms"),
+    (["export", "--demo", "--out", "X", "--profile", "android-arm64-lowend", "--quantize", "float16"], 2,
+     "not allowed"),
+    (["export", "--out", "X"], 2, "no model given"),
+    (["export", "missing.keras", "--out", "X"], 2, "no such model file"),
+    (["export", "--demo"], 2, "Missing option '--out'"),
+    (["verify", "nowhere"], 3, "not a bundle"),
+    (["inspect", "nowhere.tflite"], 2, "no such model file"),
+])
+def test_errors_have_one_message_and_an_exit_code(args, code, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(args)
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "X").exists(), "nothing written on failure"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="unknown profile"):
+        main(["--debug", "export", "--demo", "--out", str(tmp_path / "x"), "--profile", "nope"])
+
+
+def test_inspect_prints_ops_macs_and_peak_memory(demo_bundle):
+    _, out = demo_bundle
+    result = run(["inspect", str(out / "model.tflite")])
+    assert result.exit_code == 0
+    assert "CONV_2D" in result.output and "peak activation memory" in result.output
+    data = json.loads(run(["inspect", str(out / "model.tflite"), "--json"]).output)
+    assert data["total_macs"] == sum(op["macs"] for op in data["ops"]) > 0
+
+
+def test_lambda_model_is_refused_and_its_code_never_runs(keras, tmp_path, monkeypatch):
+    canary = tmp_path / "canary"
+    canary_path = str(canary)     # the closure is serialized with the lambda: keep it a plain str
+    model = keras.Sequential([keras.layers.Input((4,)),
+                              keras.layers.Lambda(lambda x: (open(canary_path, "w").write("pwned"), x)[1],
+                                                  name="evil"),
+                              keras.layers.Dense(2)])
+    model.save(tmp_path / "evil.keras")
+    canary.unlink(missing_ok=True)       # building and saving called the lambda once
+    result = run(["export", str(tmp_path / "evil.keras"), "--out", str(tmp_path / "out"), "--quantize", "float32"])
+    assert result.exit_code == 3 and "Lambda" in result.stderr and "--trust-model" in result.stderr
+    assert not canary.exists() and not (tmp_path / "out").exists()
+
+
+def test_keras3_model_gets_a_specific_message(tmp_path):
+    path = tmp_path / "k3.keras"
+    code = ("import keras; m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]); "
+            f"m.save({str(path)!r})")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    result = run(["export", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "tf_keras" in result.stderr
+
+
+def test_importing_the_package_selects_tf_keras():
+    code = ("import os; os.environ.pop('TF_USE_LEGACY_KERAS', None); import exporter; import tensorflow as tf; "
+            "import tf_keras; assert tf.keras.Model is tf_keras.Model, tf.keras")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_ctrl_c_during_export_exits_130_and_writes_nothing(demo, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    env = dict(os.environ)
+    env.pop("EDGEX_NO_PROGRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "export", str(demo.model_path), "--calib",
+                             str(demo.model_path.parent / "calib.npz"), "--out", str(out)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if "converting" in line:
+            break
+        assert time.monotonic() < deadline
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert "interrupted" in proc.stderr.read()
+    assert not out.exists() and list(tmp_path.iterdir()) == []

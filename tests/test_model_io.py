@@ -1,0 +1,424 @@
+"""Tests for exporter.model_io: safe loading of Keras / TFLite models."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from exporter import model_io
+from exporter import tf as tfmod
+from exporter.errors import ModelFileError, UnsafeModelError, UsageError
+from exporter.model_io import LoadedModel, check_is_tf_keras, load_model, scan_config
+
+
+def _tiny(keras, *middle):
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), *middle,
+                             keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
+def _canary_lambda(keras, canary: str):
+    # The closure (the canary path) is serialized with the lambda's bytecode.
+    return keras.layers.Lambda(lambda x: (open(canary, "w").write("pwned"), x)[1], name="canary_lambda")
+
+
+def _rewrite_keras(src, dst, mutate):
+    """Copy a .keras archive, passing its config.json through `mutate`."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                mutate(config)
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
+    return dst
+
+
+def _snapshot(*dirs):
+    return {d: sorted(p.name for p in d.rglob("*")) for d in dirs}
+
+
+def _layer(config, class_name):
+    return next(l for l in config["config"]["layers"] if l["class_name"] == class_name)
+
+
+@pytest.fixture(scope="module")
+def keras():
+    return tfmod.keras()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, keras):
+    """Model files shared by the module: plain and Lambda models in each format."""
+    d = tmp_path_factory.mktemp("models")
+    canary = tmp_path_factory.mktemp("canary") / "pwned.txt"
+    plain = _tiny(keras)
+    plain.save(d / "plain.keras")
+    plain.save(d / "plain.h5")
+    lam = _tiny(keras, _canary_lambda(keras, str(canary)))
+    lam.save(d / "lambda.keras")
+    lam.save(d / "lambda.h5")
+    wrapped = keras.Sequential([keras.Input((4, 8)), keras.layers.TimeDistributed(
+        keras.layers.Lambda(lambda x: x * 2))])
+    wrapped.save(d / "wrapped_lambda.keras")
+    inp = keras.Input((4,))
+    out = tfmod.tensorflow().math.add(tfmod.tensorflow().nn.relu(inp), 1.0)
+    keras.Model(inp, out).save(d / "tfop.keras")
+    canary.unlink(missing_ok=True)  # building the Lambda model called it
+    return {"dir": d, "canary": canary, "plain": plain}
+
+
+def _assert_unsafe(excinfo, *needles):
+    err = excinfo.value
+    assert err.exit_code == 3
+    for needle in ("--trust-model", *needles):
+        assert needle in str(err)
+
+
+# Rule 1: .keras with a Lambda layer ----------------------------------------
+
+def test_keras_lambda_refused_without_running_it(files):
+    canary = files["canary"]
+    canary.unlink(missing_ok=True)
+    before = _snapshot(files["dir"], canary.parent)
+    with pytest.raises(UnsafeModelError) as excinfo:
+        load_model(files["dir"] / "lambda.keras")
+    _assert_unsafe(excinfo, "Lambda layer 'canary_lambda'")
+    assert not canary.exists()
+    assert _snapshot(files["dir"], canary.parent) == before
+
+
+def test_lambda_nested_in_wrapper_refused(files):
+    with pytest.raises(UnsafeModelError) as excinfo:
+        load_model(files["dir"] / "wrapped_lambda.keras")
+    _assert_unsafe(excinfo, "Lambda layer", "$.config.layers[1].config.layer")
+
+
+def test_trust_model_loads_lambda_model(files, keras):
+    loaded = load_model(files["dir"] / "lambda.keras", trust_model=True)
+    assert loaded.kind == "keras" and isinstance(loaded.model, keras.Model)
+    assert any(type(l).__name__ == "Lambda" for l in loaded.model.layers)
+    files["canary"].unlink(missing_ok=True)  # its lambda really is live code
+
+
+# Rule 2: configs calling dangerous functions ------------------------------
+
+_FN = {"class_name": "function", "registered_name": None}
+
+
+@pytest.mark.parametrize("activation, needle", [
+    ({**_FN, "module": "keras.src.saving.serialization_lib",
+      "config": "enable_unsafe_deserialization"}, "enable_unsafe_deserialization"),
+    ({**_FN, "module": "os", "config": "system"}, "os.system"),
+    ({**_FN, "module": "builtins", "config": "exec"}, "builtin function 'exec'"),
+    ({**_FN, "module": "builtins", "config": "eval"}, "builtin function 'eval'"),
+    ({**_FN, "module": "subprocess", "config": "check_call"}, "subprocess"),
+    ({**_FN, "module": "evil_pkg", "config": "run"}, "evil_pkg.run"),
+    ("__import__('os').system('id')", "__import__"),
+])
+def test_keras_dangerous_config_refused(files, tmp_path, activation, needle):
+    def mutate(config):
+        _layer(config, "Dense")["config"]["activation"] = activation
+    path = _rewrite_keras(files["dir"] / "plain.keras", tmp_path / "evil.keras", mutate)
+    with pytest.raises(UnsafeModelError) as excinfo:
+        load_model(path)
+    _assert_unsafe(excinfo, needle)
+
+
+def test_safe_mode_still_on_afterwards(files, tmp_path, keras, monkeypatch):
+    from tf_keras.src.saving import serialization_lib as sl
+
+    def mutate(config):
+        _layer(config, "Dense")["config"]["activation"] = {
+            **_FN, "module": "keras.src.saving.serialization_lib",
+            "config": "enable_unsafe_deserialization"}
+    evil = _rewrite_keras(files["dir"] / "plain.keras", tmp_path / "evil.keras", mutate)
+    with pytest.raises(UnsafeModelError):
+        load_model(evil)
+    load_model(files["dir"] / "lambda.keras", trust_model=True)  # safe_mode=False inside
+    files["canary"].unlink(missing_ok=True)
+    # Even a trusted load that switches safe mode off globally is undone.
+    real = keras.models.load_model
+
+    def sneaky(*args, **kwargs):
+        sl.enable_unsafe_deserialization()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(keras.models, "load_model", sneaky)
+    load_model(files["dir"] / "plain.keras", trust_model=True)
+    monkeypatch.undo()
+    assert sl.in_safe_mode() is not False
+    with pytest.raises(ValueError, match="lambda"):  # tf_keras still refuses by itself
+        keras.models.load_model(files["dir"] / "lambda.keras", compile=False)
+    assert not files["canary"].exists()
+
+
+# Rule 3: .h5 with a Lambda, refused by our own scan ------------------------
+
+def test_h5_lambda_refused_by_own_scan(files, keras, monkeypatch):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("tf_keras loader called on an unsafe .h5")
+    monkeypatch.setattr(keras.models, "load_model", must_not_load)
+    files["canary"].unlink(missing_ok=True)
+    with pytest.raises(UnsafeModelError) as excinfo:
+        load_model(files["dir"] / "lambda.h5")
+    _assert_unsafe(excinfo, "Lambda layer 'canary_lambda'")
+    assert not files["canary"].exists()
+
+
+def test_h5_lambda_loads_with_trust(files, keras):
+    loaded = load_model(files["dir"] / "lambda.h5", trust_model=True)
+    assert loaded.kind == "h5" and isinstance(loaded.model, keras.Model)
+    files["canary"].unlink(missing_ok=True)
+
+
+def test_loader_forces_safe_mode_even_if_disabled_globally(files, monkeypatch):
+    # tf_keras lets a thread-global enable_unsafe_deserialization() override
+    # load_model(safe_mode=True), and ignores safe_mode for .h5. If our scan
+    # ever missed a Lambda, the forced SafeModeScope must still refuse it.
+    from tf_keras.src.saving import serialization_lib as sl
+
+    monkeypatch.setattr(model_io, "_findings", lambda config: ([], []))
+    monkeypatch.setattr(sl.SAFE_MODE, "safe_mode", False, raising=False)
+    files["canary"].unlink(missing_ok=True)
+    for name in ("lambda.keras", "lambda.h5"):
+        with pytest.raises(ModelFileError, match="could not load .*lambda"):
+            load_model(files["dir"] / name)
+        assert not files["canary"].exists()
+    assert sl.in_safe_mode() is False  # the caller's own setting is left as it was
+
+
+# Rule 4: SavedModel directories --------------------------------------------
+
+@pytest.fixture(scope="module")
+def savedmodels(tmp_path_factory, files):
+    tf = tfmod.tensorflow()
+    d = tmp_path_factory.mktemp("savedmodels")
+    files["plain"].save(d / "keras_sm", save_format="tf")
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3])])
+        def __call__(self, x):
+            return x * 2
+    tf.saved_model.save(Doubler(), str(d / "plain_sm"))
+    return d
+
+
+def test_savedmodel_refused_without_trust(savedmodels):
+    with pytest.raises(UnsafeModelError) as excinfo:
+        load_model(savedmodels / "keras_sm")
+    _assert_unsafe(excinfo, "SavedModel", "arbitrary")
+
+
+def test_savedmodel_loads_with_trust(savedmodels, keras):
+    loaded = load_model(savedmodels / "keras_sm", trust_model=True)
+    assert loaded.kind == "savedmodel" and isinstance(loaded.model, keras.Model)
+
+
+def test_non_keras_savedmodel_is_model_file_error(savedmodels):
+    with pytest.raises(ModelFileError, match="not a Keras SavedModel"):
+        load_model(savedmodels / "plain_sm", trust_model=True)
+
+
+def test_directory_without_saved_model_pb(tmp_path):
+    with pytest.raises(ModelFileError, match="not a SavedModel"):
+        load_model(tmp_path)
+
+
+# Rule 5: bad files -----------------------------------------------------------
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.keras", b"", "model file is empty"),
+    ("empty.h5", b"", "model file is empty"),
+    ("text.keras", b"not a zip at all", "not a valid .keras archive (not a zip file)"),
+    ("corrupt.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "not a valid HDF5 model file"),
+    ("model.pt", b"PK\x03\x04", "unsupported model file type '.pt': expected .keras, "
+     ".h5, .tflite or a SavedModel directory"),
+    ("model.onnx", b"\x08\x07", "unsupported model file type '.onnx'"),
+])
+def test_bad_model_files(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError) as excinfo:
+        load_model(path)
+    assert message in str(excinfo.value) and excinfo.value.exit_code == 2
+
+
+def test_truncated_keras(files, tmp_path):
+    data = (files["dir"] / "plain.keras").read_bytes()
+    path = tmp_path / "truncated.keras"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="not a valid .keras archive"):
+        load_model(path)
+
+
+def test_h5_renamed_to_keras_is_not_loaded_as_h5(files, tmp_path):
+    # tf_keras would load this via its legacy HDF5 path, ignoring safe_mode.
+    path = tmp_path / "lambda.keras"
+    path.write_bytes((files["dir"] / "lambda.h5").read_bytes())
+    with pytest.raises(ModelFileError, match="not a zip file"):
+        load_model(path)
+    assert not files["canary"].exists()
+
+
+def test_keras_zip_without_config(tmp_path):
+    path = tmp_path / "noconfig.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", "{}")
+    with pytest.raises(ModelFileError, match="no config.json"):
+        load_model(path)
+
+
+def test_weights_only_h5(files, tmp_path):
+    path = tmp_path / "w.h5"
+    files["plain"].save_weights(path)
+    with pytest.raises(ModelFileError, match="no model config"):
+        load_model(path)
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(ModelFileError, match="no such model file: .*nope.keras"):
+        load_model(tmp_path / "nope.keras")
+
+
+# Rule 6: Keras 3 models ------------------------------------------------------
+
+_KERAS3_SCRIPT = """
+import sys, keras
+m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
+                      keras.layers.Flatten(), keras.layers.Dense(3)])
+m.save(sys.argv[1] + "/k3.keras")
+m.save(sys.argv[1] + "/k3.h5")
+"""
+
+
+@pytest.fixture(scope="module")
+def keras3_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keras3")
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    subprocess.run([sys.executable, "-c", _KERAS3_SCRIPT, str(d)], env=env,
+                   check=True, capture_output=True, timeout=120)
+    return d
+
+
+@pytest.mark.parametrize("name", ["k3.keras", "k3.h5"])
+def test_keras3_file_refused(keras3_dir, name):
+    with pytest.raises(ModelFileError) as excinfo:
+        load_model(keras3_dir / name)
+    msg = str(excinfo.value)
+    assert "Keras 3" in msg and "tf_keras" in msg and "TF_USE_LEGACY_KERAS=1" in msg
+
+
+def test_keras3_object_refused():
+    import keras as keras3  # Keras 3 is importable as `keras` next to tf_keras
+
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    with pytest.raises(ModelFileError, match="Keras 3 object"):
+        check_is_tf_keras(model)
+    with pytest.raises(ModelFileError, match="TF_USE_LEGACY_KERAS=1"):
+        load_model(model)
+
+
+# Rule 6 (scan details): allowed and custom classes --------------------------
+
+def test_plain_keras_and_h5_load(files, keras):
+    for name, kind in [("plain.keras", "keras"), ("plain.h5", "h5")]:
+        loaded = load_model(str(files["dir"] / name))
+        assert isinstance(loaded, LoadedModel) and loaded.kind == kind
+        assert isinstance(loaded.model, keras.Model) and loaded.tflite_bytes is None
+
+
+def test_tfoplambda_with_tf_ops_is_allowed(files):
+    loaded = load_model(files["dir"] / "tfop.keras")
+    assert "TFOpLambda" in {type(l).__name__ for l in loaded.model.layers}
+
+
+def test_tfoplambda_writing_files_refused(files, tmp_path):
+    def mutate(config):
+        _layer(config, "TFOpLambda")["config"]["function"] = "io.write_file"
+    path = _rewrite_keras(files["dir"] / "tfop.keras", tmp_path / "w.keras", mutate)
+    with pytest.raises(UnsafeModelError, match="tf.io.write_file"):
+        load_model(path)
+
+
+def test_custom_class_needs_trust(files, tmp_path):
+    def mutate(config):
+        dense = _layer(config, "Dense")
+        dense.update(module="my_project.layers", class_name="FancyDense",
+                     registered_name="my_project>FancyDense")
+    path = _rewrite_keras(files["dir"] / "plain.keras", tmp_path / "c.keras", mutate)
+    with pytest.raises(ModelFileError, match="custom classes.*FancyDense.*--trust-model"):
+        load_model(path)
+    with pytest.raises(ModelFileError, match="could not load .*c.keras: "):
+        load_model(path, trust_model=True)  # tf_keras cannot import my_project
+
+
+def test_scan_config_directly():
+    scan_config({"class_name": "Dense", "module": "keras.layers",
+                 "config": {"activation": "relu"}}, origin="x")
+    with pytest.raises(UnsafeModelError, match=r"origin.json.*Lambda layer 'f' at \$.layers\[0\]"):
+        scan_config({"layers": [{"class_name": "Lambda", "config": {"name": "f"}}]},
+                    origin="origin.json")
+    with pytest.raises(UnsafeModelError, match="serialized Python lambda"):
+        scan_config({"class_name": "__lambda__", "config": {"value": "..."}}, origin="x")
+    deep = {"class_name": "Lambda", "config": {}}
+    for _ in range(5000):
+        deep = {"layer": deep}
+    with pytest.raises(UnsafeModelError):
+        scan_config(deep, origin="x")
+
+
+# Rule 7: .tflite ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tflite_bytes(files):
+    tf = tfmod.tensorflow()
+    return tf.lite.TFLiteConverter.from_keras_model(files["plain"]).convert()
+
+
+def test_tflite_valid(tmp_path, tflite_bytes):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite_bytes)
+    loaded = load_model(path)
+    assert (loaded.kind, loaded.model, loaded.tflite_bytes) == ("tflite", None, tflite_bytes)
+
+
+@pytest.mark.parametrize("cut", ["half", "garbage", "empty"])
+def test_tflite_invalid(tmp_path, tflite_bytes, cut):
+    data = {"half": tflite_bytes[: len(tflite_bytes) // 2], "garbage": b"hello" * 40,
+            "empty": b""}[cut]
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    message = "model file is empty" if cut == "empty" else "not a valid TFLite model"
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+# Rule 8: in-memory objects -----------------------------------------------------
+
+def test_in_memory_tf_keras_model(files):
+    loaded = load_model(files["plain"])
+    assert (loaded.model, loaded.path, loaded.kind) == (files["plain"], None, "object")
+    check_is_tf_keras(files["plain"])
+
+
+def test_in_memory_subclassed_model(keras):
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+    assert load_model(Sub()).kind == "object"
+
+
+@pytest.mark.parametrize("obj", [None, 42, {"model": 1}, b"model.keras", object()])
+def test_other_objects_are_usage_errors(obj):
+    with pytest.raises(UsageError):
+        load_model(obj)
+
