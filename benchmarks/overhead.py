@@ -71,10 +71,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from exporter.demo import cache_dir, load_demo
+    from exporter.demo import DEMO_VERSION, cache_dir, load_demo
 
     demo = load_demo()
-    folder = cache_dir() / "digits-cnn-v1"
+    folder = cache_dir() / DEMO_VERSION
     env = dict(os.environ, EDGEX_NO_PROGRESS="1", TF_CPP_MIN_LOG_LEVEL="2")
     edgex = str(Path(sys.executable).with_name("edgex"))
     with tempfile.TemporaryDirectory() as tmp:

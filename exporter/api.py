@@ -80,9 +80,21 @@ def _detect_mode(graph) -> str:
     return "float32"
 
 
+def _recipe(recipe, target):
+    from exporter.recipe import Recipe, _validate, load_recipe
+
+    if recipe is None:
+        return target.default_recipe()
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return _validate(recipe, "recipe")
+    return load_recipe(recipe)
+
+
 def export(model=None, *, target: str = "android", profile=None, calib=None, eval=None, labels=None,
            out=None, quantize: str | None = None, limits=None, trust_model: bool = False,
-           make_zip: bool = False, demo: bool = False, progress: bool = True):
+           make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     Args:
@@ -97,8 +109,11 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         limits: overrides, {"model_size": "1KB"} or ["latency=12ms"].
         trust_model: allow models whose loading can run code (Lambda layers, SavedModel).
         make_zip: also write `<out>.zip`.
-        demo: use the built-in digits CNN and its data.
+        demo: use the built-in digits CNN and its data (its training split feeds fine-tuning).
         progress: show progress bars on stderr.
+        recipe: the stages to run before conversion: a `Recipe`, a dict, a YAML path or a bundle
+            (its manifest's recipe). Default: the target's default recipe.
+        train: labelled training data for stages that fine-tune (.npz path, (x, y) or Dataset).
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
@@ -106,6 +121,15 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
     Raises:
         ExporterError: a subclass carrying the exit code (see exporter.errors).
     """
+    progress_mod.set_enabled(progress)
+    with progress_mod.quiet_native_stderr():   # TensorFlow's native log lines; progress still shows
+        return _export(model, target=target, profile=profile, calib=calib, eval=eval, labels=labels, out=out,
+                       quantize=quantize, limits=limits, trust_model=trust_model, make_zip=make_zip, demo=demo,
+                       recipe=recipe, train=train)
+
+
+def _export(model, *, target, profile, calib, eval, labels, out, quantize, limits, trust_model, make_zip, demo,
+            recipe, train):
     from exporter.analysis.graph import Graph
     from exporter.checks import run_checks
     from exporter.data import check_input, check_labels
@@ -114,7 +138,6 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
     from exporter.report import Report
     from targets.base import Artifacts, get_target
 
-    progress_mod.set_enabled(progress)
     tgt = get_target(target)
     prof = load_profile(profile or tgt.default_profile)
     policy = tgt.policy(prof)
@@ -127,16 +150,34 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
 
         d = load_demo()
         model, calib, eval, labels = d.model_path, calib or d.calib, eval or d.eval, labels or d.labels
+        train = train or d.train
     if model is None:
         raise UsageError("no model given: pass MODEL (.keras, .h5, SavedModel dir or .tflite) or --demo")
 
+    resolved = _recipe(recipe, tgt)
+    stages = resolved.build()
     loaded = load_model(model, trust_model=trust_model)
     is_tflite = loaded.model is None
-    if is_tflite and quantize:
+    if is_tflite and (quantize or resolved.quantize):
         raise UsageError("a .tflite model is bundled as it is; --quantize applies only to Keras models")
-    mode = None if is_tflite else policy.resolve(quantize)
+    if is_tflite and stages:
+        raise UsageError("compression stages need a Keras model; a .tflite is bundled as it is")
+    mode = None if is_tflite else policy.resolve(quantize or resolved.quantize)
+    previous = []
+    for stage in stages:
+        stage.check_profile(prof, mode, previous)
+        policy.check_stage(stage, prof.name)
+        previous.append(stage.name)
     shape, dtype, classes = _io_signature(loaded)
     calib_ds, eval_ds, names = _dataset(calib, "calibration"), _dataset(eval, "evaluation"), _label_names(labels)
+    train_ds = _dataset(train, "training")
+    if any(s.needs_training for s in stages):
+        if train_ds is None or train_ds.y is None:
+            raise DataError(f"stage {next(s.name for s in stages if s.needs_training)!r} fine-tunes the model: "
+                            "pass --train train.npz with arrays x and y")
+    if train_ds is not None:
+        train_ds = check_input(train_ds, shape=shape, dtype=dtype, role="training")
+        check_labels(train_ds, int(classes))
     if calib_ds is not None:
         calib_ds = check_input(calib_ds, shape=shape, dtype=dtype, role="calibration")
     if eval_ds is not None:
@@ -150,7 +191,7 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         raise DataError(f"int8 needs at least {policy.min_calibration_samples} calibration samples "
                         f"(--calib); got {got}. Pass --calib, or choose --quantize from {', '.join(policy.allowed)}")
 
-    notes = []
+    notes, records = [], []
     if is_tflite:
         tflite = loaded.tflite_bytes
         graph = Graph.from_bytes(tflite)
@@ -165,7 +206,18 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         progress_mod.status(f"converting to TFLite ({mode}) for {prof.name}")
         config = ConvertConfig(mode=mode, io_dtype=policy.io_dtype(mode),
                                min_calibration_samples=policy.min_calibration_samples)
-        tflite = convert(loaded.model, config, calib=None if calib_ds is None else calib_ds.x)
+        calib_x = None if calib_ds is None else calib_ds.x
+        if stages:
+            from exporter.pipeline import run_stages
+            from exporter.stages.base import StageContext
+
+            ctx = StageContext(train=train_ds, eval=eval_ds, training=resolved.training, profile=prof, mode=mode,
+                               skip_layers=resolved.skip_layers, teacher=loaded.model)
+            _, tflite, records = run_stages(loaded.model, stages, ctx, config, calib_x)
+            notes += [f"{s['stage']}: skipped {k['layer']} ({k['class']}): {k.get('reason', '')}"
+                      for s in records for k in s["skipped"]]
+        else:
+            tflite = convert(loaded.model, config, calib=calib_x)
         graph = Graph.from_bytes(tflite)
     notes += tgt.preflight(graph, prof, mode)
 
@@ -180,6 +232,7 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         model=str(loaded.path or "<in-memory model>"), target=tgt.name, profile=prof.name, device=prof.device,
         mode=mode, io_dtype=policy.io_dtype(mode) if not is_tflite else graph.input_details()[0].dtype,
         measurements=figures, checks=checks, graph=graph.to_dict(), notes=notes, versions=library_versions(),
+        stages=records, recipe={**resolved.to_dict(), "stages": [s.to_spec() for s in stages], "quantize": mode},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if out is not None:
         _write(report, out, tflite, names, prof, tgt.package(artifacts), make_zip)
@@ -190,13 +243,17 @@ def _write(report, out, tflite, names, prof, target_files, make_zip):
     from exporter.bundle import write_bundle
 
     report.bundle = str(Path(out))
-    files = {"model.tflite": tflite, "report.md": report.to_markdown().encode("utf-8"), **target_files}
+    from exporter.report_html import render_html
+
+    files = {"model.tflite": tflite, "report.md": report.to_markdown().encode("utf-8"),
+             "report.html": render_html(report).encode("utf-8"), **target_files}
     if names is not None:
         files["labels.txt"] = ("\n".join(names) + "\n").encode("utf-8")
     manifest = {
         "tool": "edgex", "status": report.status, "created": report.created, "versions": report.versions,
         "target": report.target, "profile": prof.model_dump(mode="json"),
-        "recipe": {"stages": [], "convert": {"mode": report.mode, "io_dtype": report.io_dtype}},
+        "recipe": {**report.recipe, "convert": {"mode": report.mode, "io_dtype": report.io_dtype}},
+        "stages": report.stages,
         "source": report.model, "checks": [c.to_dict() for c in report.checks],
         "measurements": {k: m.to_dict() for k, m in report.measurements.items()}, "graph": report.graph,
         "notes": report.notes,

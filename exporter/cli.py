@@ -53,13 +53,41 @@ def cli(debug):
 @click.option("--zip", "make_zip", is_flag=True, help="Also write OUT.zip.")
 @click.option("--demo", is_flag=True, help="Use the built-in digits CNN and its data.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def export(model, target, profile, calib, eval_, labels, out, quantize, limits, trust_model, make_zip, demo, as_json):
-    """Convert MODEL, check it against a device profile, and write a bundle."""
+@click.option("--train", help="Labelled training data (.npz with x, y) for stages that fine-tune.")
+@click.option("--recipe", help="Recipe YAML, or a bundle / manifest.json to re-run its recipe.")
+@click.option("--prune", type=float, metavar="SPARSITY", help="Magnitude pruning to this sparsity, e.g. 0.8.")
+@click.option("--prune-structured", metavar="M:N", help="Structured m:n sparsity, e.g. 2:4.")
+@click.option("--sparsify", metavar="L1", help="Sparsity-based pruning: L1 regularisation, then thresholding.")
+@click.option("--cluster", type=int, metavar="N", help="Weight clustering to N shared values per layer.")
+@click.option("--qat", is_flag=True, help="Quantization-aware training (PQAT/CQAT/PCQAT after prune/cluster).")
+@click.option("--weight-bits", type=click.Choice(["4", "2", "1"]), help="Low-bit (4, 2) or binary (1) weights.")
+@click.option("--distill", type=float, metavar="WIDTH", help="Distil into a student of this width multiplier.")
+@click.option("--student", help="Distil into this student model (.keras).")
+@click.option("--distill-mode", type=click.Choice(["soft", "hard"]), help="Soft (KL on logits) or hard labels.")
+@click.option("--epochs", type=int, help="Fine-tuning epochs per stage.")
+@click.option("--batch-size", type=int, help="Fine-tuning batch size.")
+@click.option("--learning-rate", type=float, help="Fine-tuning learning rate (Adam).")
+@click.option("--patience", type=int, help="Early-stopping patience on the validation split (0: off).")
+@click.option("--seed", type=int, help="Seed for training (same inputs give the same model).")
+@click.option("--skip-layer", "skip_layers", multiple=True, metavar="NAME", help="Leave this layer alone.")
+def export(model, target, profile, calib, eval_, labels, out, quantize, limits, trust_model, make_zip, demo, as_json,
+           train, recipe, prune, prune_structured, sparsify, cluster, qat, weight_bits, distill, student,
+           distill_mode, epochs, batch_size, learning_rate, patience, seed, skip_layers):
+    """Convert MODEL (after optional compression stages), check it against a device profile, write a bundle."""
     from exporter import api
+    from exporter.errors import UsageError
+    from exporter.recipe import recipe_from_flags
 
+    training = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                                  "patience": patience, "seed": seed}.items() if v is not None}
+    flags = recipe_from_flags(prune=prune, prune_structured=prune_structured, sparsify=sparsify, cluster=cluster,
+                              qat=qat, weight_bits=weight_bits, distill=distill, student=student,
+                              distill_mode=distill_mode, training=training, skip_layers=skip_layers)
+    if flags is not None and recipe is not None:
+        raise UsageError("give either --recipe or stage flags (--prune, --cluster, ...), not both")
     report = api.export(model, target=target, profile=profile, calib=calib, eval=eval_, labels=labels, out=out,
                         quantize=quantize, limits=list(limits), trust_model=trust_model, make_zip=make_zip,
-                        demo=demo)
+                        demo=demo, recipe=flags if flags is not None else recipe, train=train)
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -92,6 +120,18 @@ def _show_report(report) -> None:
     for m in report.measurements.values():
         figures.add_row(m.name, m.pretty(), m.source, m.on)
     console.print(figures)
+    if report.stages:
+        stages = Table(title=f"stages (each converted as {report.mode}; latency: device estimated / host measured)")
+        for col in ("stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", ".tflite", "gzip",
+                    "est. latency", "host latency"):
+            stages.add_column(col)
+        pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
+        for r in report.stages:
+            stages.add_row(r["stage"], f"{r['params']:,}", f"{r['nonzero']:,}", f"{r['unique']:,}",
+                           pct(r["keras_accuracy"]), pct(r["tflite_accuracy"]), format_value(r["tflite_bytes"], "bytes"),
+                           format_value(r["gzip_bytes"], "bytes"), format_value(r["est_latency_ms"], "ms"),
+                           format_value(r["host_latency_ms"], "ms"))
+        console.print(stages)
     for note in report.notes:
         console.print(f"note: {note}")
     if report.bundle:

@@ -22,7 +22,7 @@ import numpy as np
 from exporter.data import Dataset, load_dataset
 from exporter.progress import progress, status
 
-DEMO_VERSION = "digits-cnn-v1"
+DEMO_VERSION = "digits-cnn-v2"
 SEED = 7
 EPOCHS = 20
 LABELS = [str(i) for i in range(10)]
@@ -56,18 +56,21 @@ def _splits():
 
 
 def build_model():
-    """The demo architecture: two small convolutions and a dense classifier (tf_keras)."""
+    """The demo architecture: two small convolutions and a dense classifier (tf_keras).
+
+    Layer names are fixed so that recipes and `--skip-layer` can name them whatever else was built first.
+    """
     from exporter import tf as tfmod
 
     keras = tfmod.keras()
     layers = keras.layers
     return keras.Sequential([
         layers.Input((8, 8, 1), name="image"),
-        layers.Conv2D(16, 3, padding="same", activation="relu"),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(64, activation="relu"),
+        layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2d"),
+        layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2d_1"),
+        layers.MaxPooling2D(2, name="max_pooling2d"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(64, activation="relu", name="dense"),
         layers.Dense(10, activation="softmax", name="probs"),
     ], name="digits_cnn")
 

@@ -59,6 +59,8 @@ class Quantization(_Strict):
     int8_io: Literal["int8", "uint8", "float32"] = Field(
         "int8", description="input/output dtype of full-integer models")
     min_calibration_samples: int = Field(32, ge=1, description="fewest calibration samples accepted for int8")
+    weight_bits: tuple[Literal[8, 4, 2, 1], ...] = Field(
+        (8, 4, 2, 1), min_length=1, description="weight bit-widths worth training for on this device")
 
     @field_validator("preferred")
     @classmethod

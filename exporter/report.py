@@ -31,6 +31,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     created: str = ""
+    stages: list[dict] = field(default_factory=list)
+    recipe: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -51,6 +53,7 @@ class Report:
             "checks": [c.to_dict() for c in self.checks],
             "measurements": {k: m.to_dict() for k, m in self.measurements.items()},
             "graph": self.graph, "notes": self.notes, "versions": self.versions, "created": self.created,
+            "recipe": self.recipe, "stages": self.stages,
         }
 
     def to_markdown(self) -> str:
@@ -80,6 +83,32 @@ class Report:
         for op in self.graph.get("ops", []):
             shape = "x".join(str(d) for d in (op.get("output_shapes") or [[]])[0])
             lines.append(f"| {op['index']} | {op['name']} | {op['compute_dtype']} | {op['macs']:,} | {shape} |")
+        lines += self._stage_lines()
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+    def _stage_lines(self) -> list[str]:
+        if not self.stages:
+            return []
+        pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
+        lines = ["", f"## Stages (each converted as {self.mode}; measured on this machine, latency estimated)", "",
+                 "| stage | params | non-zero | unique values | Keras acc | .tflite acc | .tflite | gzip "
+                 "| est. latency | host latency | time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.stages:
+            lines.append(f"| {r['stage']} | {r['params']:,} | {r['nonzero']:,} | {r['unique']:,} "
+                         f"| {pct(r['keras_accuracy'])} | {pct(r['tflite_accuracy'])} "
+                         f"| {format_value(r['tflite_bytes'], 'bytes')} | {format_value(r['gzip_bytes'], 'bytes')} "
+                         f"| {format_value(r['est_latency_ms'], 'ms')} | {format_value(r['host_latency_ms'], 'ms')} "
+                         f"| {r['seconds']:.1f} s |")
+        final = self.stages[-1]
+        lines += ["", f"### Weights after the last stage ({final['stage']}), measured in the .tflite", "",
+                  "| tensor | dtype | shape | sparsity | unique values | max unique per channel |",
+                  "|---|---|---|---|---|---|"]
+        for name, w in final["tflite_weights"].items():
+            lines.append(f"| {name} | {w['dtype']} | {'x'.join(map(str, w['shape']))} | {w['sparsity']:.1%} "
+                         f"| {w['unique']} | {w['unique_per_channel_max']} |")
+        for r in self.stages:
+            if r["metrics"]:
+                lines.append(f"- {r['stage']}: " + ", ".join(f"{k} = {v}" for k, v in r["metrics"].items()))
+        return lines

@@ -68,11 +68,23 @@ class QuantizationPolicy:
     preferred: str
     int8_io: str
     min_calibration_samples: int
+    weight_bits: tuple[int, ...] = (8, 4, 2, 1)
 
     @classmethod
     def from_profile(cls, profile) -> "QuantizationPolicy":
         q = profile.quantization
-        return cls(tuple(q.allowed), q.preferred, q.int8_io, q.min_calibration_samples)
+        return cls(tuple(q.allowed), q.preferred, q.int8_io, q.min_calibration_samples, tuple(q.weight_bits))
+
+    def check_stage(self, stage, profile_name: str) -> None:
+        """Refuse a stage whose weight bit-width the device gains nothing from.
+
+        Raises:
+            UsageError: naming the bits, the profile and the widths it takes.
+        """
+        bits = getattr(stage.config, "bits", None)
+        if bits is not None and bits not in self.weight_bits:
+            raise UsageError(f"stage {stage.name!r}: {bits}-bit weights make no sense on profile {profile_name} "
+                             f"(weight bit-widths it takes: {', '.join(map(str, self.weight_bits))})")
 
     def resolve(self, requested: str | None) -> str:
         """Return the mode to use: the request if allowed, else the preferred one.
@@ -145,6 +157,12 @@ class Target(ABC):
     @abstractmethod
     def measure(self, artifacts: Artifacts) -> dict:
         """Return measurements keyed by name (limit names feed the checks)."""
+
+    def default_recipe(self):
+        """The recipe used when the user gives none: post-training quantization only."""
+        from exporter.recipe import Recipe
+
+        return Recipe()
 
     def package(self, artifacts: Artifacts) -> dict[str, bytes]:
         """Return the target-specific files of the bundle (beyond model, labels, report)."""

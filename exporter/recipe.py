@@ -1,0 +1,171 @@
+"""Recipes: the ordered stages of an export, their configs, and how they fine-tune.
+
+A recipe comes from a YAML file (`--recipe`), a bundle's manifest (re-running
+an export), CLI shorthands (`--prune 0.8 --cluster 16 --qat`), or the
+target's default. Stages run in the family order
+distill → prune/sparsify → cluster → qat/lowbit; a recipe out of order is
+refused rather than reordered.
+
+Example YAML:
+    quantize: int8
+    training: {epochs: 3, learning_rate: 0.0005}
+    skip_layers: []
+    stages:
+      - {type: prune, config: {sparsity: 0.8}}
+      - {type: cluster, config: {clusters: 16}}
+      - {type: qat}
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from exporter.errors import ConfigError, UsageError
+from exporter.profile import QuantMode
+from exporter.stages.training import TrainingConfig
+
+
+class StageSpec(BaseModel):
+    """One stage of a recipe: its registered type and its config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(..., description="registered stage name (prune, sparsify, cluster, qat, lowbit, distill)")
+    config: dict = Field(default_factory=dict, description="the stage's own config; validated by the stage")
+
+
+class Recipe(BaseModel):
+    """An ordered list of stages, the fine-tuning settings and the conversion mode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stages: tuple[StageSpec, ...] = Field((), description="stages, in order")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="fine-tuning settings")
+    skip_layers: tuple[str, ...] = Field((), description="layer names every stage leaves alone")
+    quantize: QuantMode | None = Field(None, description="conversion mode; default: the profile's preferred")
+
+    def build(self) -> list:
+        """Instantiate and validate the stages, refusing duplicates and a wrong order.
+
+        Raises:
+            ConfigError: unknown stage, bad config, duplicate, or out of order.
+        """
+        from exporter.stages.base import get_stage
+
+        stages = [get_stage(spec.type)(spec.config) for spec in self.stages]
+        names = [s.name for s in stages]
+        for name in set(names):
+            if names.count(name) > 1:
+                raise ConfigError(f"recipe: stage {name!r} appears {names.count(name)} times")
+        for before, after in zip(stages, stages[1:]):
+            if after.order < before.order:
+                raise ConfigError(f"recipe: {after.name!r} cannot follow {before.name!r}; the order is "
+                                  "distill → prune/sparsify → cluster → qat/lowbit")
+            if after.order == before.order == 3:
+                raise ConfigError(f"recipe: {before.name!r} and {after.name!r} both quantize; choose one")
+        return stages
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def _validate(data, origin: str) -> Recipe:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: a recipe must be a mapping with 'stages'")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        details = "\n  ".join(f"{origin}: {'.'.join(str(p) for p in e['loc'])}: "
+                              f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                              for e in exc.errors())
+        raise ConfigError(f"invalid recipe\n  {details}") from None
+    recipe.build()
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load a recipe from YAML, from a bundle's manifest.json, or from a bundle directory.
+
+    Raises:
+        ConfigError: unreadable, unsafe YAML, unknown keys, bad stage configs, bad order.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+        if isinstance(data, dict) and "recipe" in data:     # a bundle manifest
+            data = {k: v for k, v in data["recipe"].items() if k != "convert"}
+        return _validate(data, str(path))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {exc}") from None
+    return _validate(data, str(path))
+
+
+def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, cluster=None, qat=False,
+                      weight_bits=None, distill=None, student=None, distill_mode=None, training=None,
+                      skip_layers=(), quantize=None) -> Recipe | None:
+    """Build a recipe from CLI shorthands; None when no stage flag was given.
+
+    Args:
+        prune: target sparsity for magnitude pruning (`--prune 0.8`).
+        prune_structured: "2:4" structured sparsity (`--prune-structured 2:4`).
+        sparsify: "L1" for L1-regularised sparsity (`--sparsify L1`).
+        cluster: number of clusters (`--cluster 16`).
+        qat: quantization-aware training (`--qat`), collaborative after prune/cluster.
+        weight_bits: 4, 2 or 1 (`--weight-bits`).
+        distill: width multiplier of a derived student (`--distill 0.5`).
+        student: path of a student model (`--student student.keras`).
+        distill_mode: "soft" or "hard".
+        training: dict of TrainingConfig overrides.
+        skip_layers: layer names to leave alone.
+        quantize: conversion mode.
+
+    Raises:
+        UsageError: conflicting flags.
+    """
+    stages = []
+    if distill is not None or student is not None:
+        config = {"width": distill} if student is None else {"student": str(student)}
+        if distill is not None and student is not None:
+            raise UsageError("give either --distill WIDTH or --student PATH, not both")
+        if distill_mode:
+            config["mode"] = distill_mode
+        stages.append({"type": "distill", "config": config})
+    elif distill_mode:
+        raise UsageError("--distill-mode needs --distill WIDTH or --student PATH")
+    if prune is not None or prune_structured is not None:
+        config = {} if prune is None else {"sparsity": prune}
+        if prune_structured is not None:
+            config["structure"] = prune_structured
+            config.setdefault("sparsity", 0.5)
+            config["schedule"] = "constant"
+        stages.append({"type": "prune", "config": config})
+    if sparsify is not None:
+        if str(sparsify).upper() != "L1":
+            raise UsageError(f"--sparsify supports L1 (L1-regularised sparsity), got {sparsify!r}")
+        stages.append({"type": "sparsify", "config": {}})
+    if cluster is not None:
+        stages.append({"type": "cluster", "config": {"clusters": cluster}})
+    if qat and weight_bits:
+        raise UsageError("--qat and --weight-bits both quantize weights; choose one")
+    if qat:
+        stages.append({"type": "qat", "config": {}})
+    if weight_bits:
+        stages.append({"type": "lowbit", "config": {"bits": int(weight_bits)}})
+    if not stages and not training and not skip_layers:
+        return None
+    return _validate({"stages": stages, "training": training or {}, "skip_layers": list(skip_layers),
+                      "quantize": quantize}, "command line")

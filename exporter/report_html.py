@@ -1,0 +1,114 @@
+"""`report.html`: a self-contained page (tables and matplotlib charts embedded as PNG).
+
+Charts: size (.tflite and gzip), accuracy (Keras and .tflite) and latency
+(estimated on the device, measured on this host) across the stages, and the
+per-layer sparsity of the weights that ship.
+
+Example:
+    >>> Path("report.html").write_text(render_html(report))
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+from exporter.units import format_value
+
+
+def _rows(report) -> list[dict]:
+    if report.stages:
+        return report.stages
+    m = report.measurements
+    value = lambda name: m[name].value if name in m else None  # noqa: E731
+    return [{"stage": "export", "tflite_bytes": value("model_size"), "gzip_bytes": value("gzip_size"),
+             "keras_accuracy": value("accuracy_original"), "tflite_accuracy": value("accuracy"),
+             "est_latency_ms": value("latency"), "host_latency_ms": value("host_latency_p50")}]
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _bars(plt, title, labels, series: dict, unit: str) -> str:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [j + i * width for j in range(len(labels))]
+        ax.bar(xs, [0 if v is None else v for v in values], width, label=name)
+    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(labels))], labels, rotation=20)
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def charts(report) -> dict[str, str]:
+    """Base64 PNGs keyed by chart title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(report)
+    labels = [r["stage"] for r in rows]
+    kib = lambda key: [None if r.get(key) is None else r[key] / 1024 for r in rows]  # noqa: E731
+    out = {
+        "Size across stages (measured)": _bars(plt, "size", labels,
+                                               {".tflite": kib("tflite_bytes"), "gzip": kib("gzip_bytes")}, "KiB"),
+        "Accuracy across stages (measured)": _bars(plt, "top-1 accuracy", labels,
+                                                   {"Keras": [r.get("keras_accuracy") for r in rows],
+                                                    ".tflite": [r.get("tflite_accuracy") for r in rows]}, "%"),
+        "Latency across stages": _bars(plt, "latency", labels,
+                                       {f"device (estimated, {report.profile})": [r.get("est_latency_ms") for r in rows],
+                                        "this host (measured, LiteRT)": [r.get("host_latency_ms") for r in rows]},
+                                       "ms"),
+    }
+    if report.stages:
+        weights = report.stages[-1]["tflite_weights"]
+        names = [n.split("/")[-2] if n.count("/") >= 1 else n for n in weights]
+        out["Per-layer sparsity of the shipped weights (measured in the .tflite)"] = _bars(
+            plt, "sparsity", names, {"zeros": [w["sparsity"] * 100 for w in weights.values()]}, "%")
+    return out
+
+
+def _table(headers, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(report) -> str:
+    """The whole page as a string; needs nothing but a browser to view."""
+    checks = _table(["limit", "status", "value", "limit", "source", "on"],
+                    [[c.name, c.status, c.note if c.status == "skip" else format_value(c.value, c.unit),
+                      format_value(c.limit, c.unit), c.source, c.on] for c in report.checks])
+    figures = _table(["figure", "value", "source", "on", "note"],
+                     [[m.name, m.pretty(), m.source, m.on, m.note] for m in report.measurements.values()])
+    stages = ""
+    if report.stages:
+        pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
+        stages = "<h2>Stages</h2>" + _table(
+            ["stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", ".tflite", "gzip",
+             "est. latency", "host latency"],
+            [[r["stage"], f"{r['params']:,}", f"{r['nonzero']:,}", r["unique"], pct(r["keras_accuracy"]),
+              pct(r["tflite_accuracy"]), format_value(r["tflite_bytes"], "bytes"),
+              format_value(r["gzip_bytes"], "bytes"), format_value(r["est_latency_ms"], "ms"),
+              format_value(r["host_latency_ms"], "ms")] for r in report.stages])
+    images = "".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{d}'>"
+                     f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, d in charts(report).items())
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
+             "figure{display:inline-block;margin:8px}.pass{color:#070}.fail{color:#b00}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>edgex report: {html.escape(report.model)}"
+            f"</title><style>{style}</style></head><body>"
+            f"<h1>edgex export report: <span class='{report.status}'>{report.status.upper()}</span></h1>"
+            f"<p>{html.escape(report.model)} → {html.escape(report.target)} · {html.escape(report.profile)} "
+            f"({html.escape(report.device)}) · {html.escape(report.mode)}, I/O {html.escape(report.io_dtype)} · "
+            f"{html.escape(report.created)}</p><h2>Checks</h2>{checks}{stages}<h2>Charts</h2>{images}"
+            f"<h2>Figures</h2>{figures}<h2>Notes</h2><ul>{notes}</ul></body></html>")

@@ -1,0 +1,309 @@
+"""Knowledge distillation: train a smaller student from the model (the teacher).
+
+The student is either derived from the teacher by a width multiplier (the
+`filters` of Conv1D/Conv2D/SeparableConv2D and the `units` of Dense layers are
+scaled, except the layer that produces the outputs, which keeps the number of
+classes; fresh seeded weights) or loaded from a `.keras` file (safe loading; its
+weights are the starting point).
+
+Two modes (Hinton et al., "Distilling the Knowledge in a Neural Network"):
+    soft  loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
+    hard  the student learns argmax(teacher(x)) as labels (sparse CE).
+
+Logits: when a model ends in softmax, `log(p + 1e-7)` stands in for its logits
+(softmax(log p / T) equals softmax(z / T) for the original logits z up to the
+epsilon, since log p = z - logsumexp(z) only shifts every class alike); when
+the final activation is linear its outputs are used as logits directly.
+
+To show what the teacher adds, the same student architecture is also trained
+from the same initial weights, seed and epochs on the labels alone; both
+accuracies land in the metrics.
+
+Example:
+    >>> result = get_stage("distill")({"width": 0.5}).apply(teacher, ctx)
+    >>> result.metrics["student_accuracy_distilled"], result.metrics["student_accuracy_labels_only"]
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from exporter import tf as tfmod
+from exporter.data import Dataset, check_labels
+from exporter.errors import ConfigError, ConversionError, ExporterError
+from exporter.progress import progress
+from exporter.stages import training
+from exporter.stages.base import Stage, StageConfig, StageContext, StageResult, check_plain_model, register
+
+_SCALED = {"Conv1D": "filters", "Conv2D": "filters", "SeparableConv2D": "filters", "Dense": "units"}
+_EPS = 1e-7
+
+
+class DistillConfig(StageConfig):
+    """How to derive or load the student and how to weigh the teacher's outputs."""
+
+    mode: Literal["soft", "hard"] = Field(
+        "soft", description="soft: match tempered outputs; hard: learn the teacher's argmax labels")
+    temperature: float = Field(4.0, gt=0, description="softmax temperature T of the soft targets")
+    alpha: float = Field(0.1, ge=0, le=1, description="weight of the true-label loss in soft mode (1 - alpha: teacher)")
+    width: float | None = Field(None, gt=0, le=1, description="width multiplier deriving the student from the teacher")
+    student: str | None = Field(None, description="path to a .keras student model (instead of `width`)")
+    epochs: int | None = Field(None, ge=1, le=1000, description="student epochs; default: the training epochs")
+
+    @model_validator(mode="after")
+    def _one_student(self):
+        if (self.width is None) == (self.student is None):
+            raise PydanticCustomError("student_choice", "give exactly one of `width` (derive the student from "
+                                      "the teacher) or `student` (a .keras file)")
+        return self
+
+
+def final_activation(model) -> str:
+    """Name of the activation that produces the model's output ("softmax", "linear", ...)."""
+    keras = tfmod.keras()
+    layer = model.layers[-1] if isinstance(model, keras.Sequential) else model.get_layer(model.output_names[0])
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return "linear" if activation is None else getattr(activation, "__name__", str(activation))
+
+
+def outputs_probabilities(model) -> bool:
+    """True when the model ends in softmax (its outputs are probabilities, not logits)."""
+    return final_activation(model) == "softmax"
+
+
+def derive_student(teacher, width: float, seed: int):
+    """Rebuild `teacher` with `filters`/`units` scaled by `width` and fresh seeded weights.
+
+    Args:
+        teacher: a Sequential or functional tf_keras model.
+        width: the multiplier in (0, 1]; counts are rounded, at least 1.
+        seed: seed for the fresh weights.
+
+    Returns:
+        The student model (same layer names and classes, output layer unscaled).
+
+    Raises:
+        ConversionError: the scaled architecture does not rebuild (e.g. a residual
+            add that mixes a scaled and an unscaled branch).
+    """
+    keras = tfmod.keras()
+    config = copy.deepcopy(teacher.get_config())
+    keep = _output_producers(config, sequential=isinstance(teacher, keras.Sequential))
+    for entry in config["layers"]:
+        entry.pop("build_config", None)
+        key = _SCALED.get(entry["class_name"])
+        if key and entry["config"]["name"] not in keep:
+            entry["config"][key] = max(1, int(round(entry["config"][key] * width)))
+    config["name"] = f"{teacher.name}_student"
+    training.seed_everything(seed)
+    try:
+        if isinstance(teacher, keras.Sequential):
+            return keras.Sequential.from_config(config)
+        return keras.Model.from_config(config)
+    except Exception as exc:  # Keras raises ValueError/TypeError/... on shape mismatches
+        raise ConversionError(f"stage 'distill': the teacher scaled by width {width} does not rebuild ({exc}); "
+                              "pass a hand-made student with `student: path.keras` instead") from exc
+
+
+def _output_producers(config: dict, *, sequential: bool) -> set[str]:
+    """Names of the scalable layers whose widths fix the output shape (kept unscaled)."""
+    layers = config["layers"]
+    if sequential:
+        last = [e["config"]["name"] for e in layers if e["class_name"] in _SCALED]
+        return set(last[-1:])
+    by_name = {e["name"]: e for e in layers}
+    outputs = config["output_layers"]
+    outputs = [outputs] if outputs and isinstance(outputs[0], str) else outputs
+    todo, seen, keep = [o[0] for o in outputs], set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        entry = by_name[name]
+        if entry["class_name"] in _SCALED:
+            keep.add(name)
+            continue
+        for node in entry.get("inbound_nodes", []):
+            todo.extend(item[0] for item in node if isinstance(item, (list, tuple)))
+    return keep
+
+
+def _make_distiller(student, *, temperature: float, alpha: float, student_probs: bool):
+    """A Keras Model wrapping `student`; its train_step mixes label and teacher losses.
+
+    Data are `(x, (y, teacher_logits))`: the frozen teacher runs once, in inference
+    mode, over the data beforehand (same loss as per step, one pass).
+    """
+    tf, keras = tfmod.tensorflow(), tfmod.keras()
+
+    class Distiller(keras.Model):
+        def __init__(self):
+            super().__init__(name="distiller")
+            self.student = student
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def _distill_losses(self, x, y, teacher_logits, training):
+            out = self.student(x, training=training)
+            logits = tf.math.log(out + _EPS) if student_probs else out
+            hard = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            soft_t = tf.nn.softmax(teacher_logits / temperature)
+            log_s = tf.nn.log_softmax(logits / temperature)
+            kl = tf.reduce_sum(soft_t * (tf.math.log(soft_t + 1e-12) - log_s), axis=-1)
+            soft = temperature ** 2 * tf.reduce_mean(kl)
+            return alpha * hard + (1.0 - alpha) * soft, hard, soft
+
+        def train_step(self, data):
+            x, (y, teacher_logits) = data
+            with tf.GradientTape() as tape:
+                loss, hard, soft = self._distill_losses(x, y, teacher_logits, True)
+                if self.student.losses:
+                    loss += tf.add_n(self.student.losses)
+            variables = self.student.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return {"loss": loss, "label_loss": hard, "distill_loss": soft}
+
+        def test_step(self, data):
+            x, (y, teacher_logits) = data
+            loss, hard, soft = self._distill_losses(x, y, teacher_logits, False)
+            return {"loss": loss, "label_loss": hard, "distill_loss": soft}
+
+    return Distiller()
+
+
+@register
+class DistillStage(Stage):
+    """Distil the model into a smaller student (by width or from a file), soft or hard targets.
+
+    Config fields: see `DistillConfig`. The teacher is never modified.
+    """
+
+    name = "distill"
+    Config = DistillConfig
+    family = "distillation"
+    order = 0
+    needs_training = True
+    int8_only = False
+
+    def apply(self, model, ctx: StageContext) -> StageResult:
+        """Train a student on the teacher `model`'s outputs, and a labels-only twin for comparison.
+
+        Args:
+            model: the teacher, a single-input single-output Sequential or functional
+                classifier ending in softmax or linear logits. Left unchanged.
+            ctx: the context (labelled `train`, `eval` for the accuracies, `training`).
+
+        Returns:
+            A StageResult with the distilled student and metrics `mode`, `temperature`,
+            `alpha`, `width`, `teacher_params`, `student_params`, `teacher_accuracy`,
+            `student_accuracy_distilled`, `student_accuracy_labels_only`, `epochs`.
+
+        Raises:
+            ConversionError: subclassed/nested/multi-output teacher or student, an
+                output activation other than softmax or linear, or a width that
+                does not rebuild.
+            ConfigError: a student file that cannot be loaded or whose input or
+                class count differs from the teacher's.
+            DataError: no labelled training data, or labels beyond the classes.
+        """
+        keras = tfmod.keras()
+        check_plain_model(model, self.name)
+        _check_classifier(model, "teacher")
+        training.split(ctx.train, ctx.training)   # raises DataError without labels
+        classes = int(model.output_shape[-1])
+        check_labels(ctx.train, classes)
+        cfg, epochs = self.config, self.config.epochs or ctx.training.epochs
+        student = (derive_student(model, cfg.width, ctx.training.seed) if cfg.width is not None
+                   else self._load_student(model))
+        initial = student.get_weights()
+        student_probs = outputs_probabilities(student)
+        loss = "sparse_categorical_crossentropy" if student_probs else \
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        if cfg.mode == "hard":
+            labels = np.argmax(model.predict(ctx.train.x, verbose=0, batch_size=256), axis=1)
+            hard_ctx = dataclasses.replace(ctx, train=Dataset(ctx.train.x, labels, "teacher labels"))
+            training.fit(student, hard_ctx, loss=loss, epochs=epochs, description="distilling (hard labels)")
+        else:
+            self._fit_soft(student, model, ctx, epochs, student_probs)
+
+        baseline = keras.models.clone_model(student)
+        baseline.set_weights(initial)
+        training.fit(baseline, ctx, loss=loss, epochs=epochs, description="student on labels alone")
+        metrics = {
+            "mode": cfg.mode, "temperature": cfg.temperature, "alpha": cfg.alpha, "width": cfg.width,
+            "teacher_params": int(model.count_params()), "student_params": int(student.count_params()),
+            "teacher_accuracy": training.accuracy(model, ctx.eval),
+            "student_accuracy_distilled": training.accuracy(student, ctx.eval),
+            "student_accuracy_labels_only": training.accuracy(baseline, ctx.eval),
+            "epochs": epochs,
+        }
+        origin = f"width {cfg.width}" if cfg.width is not None else cfg.student
+        notes = [f"student ({origin}): {metrics['student_params']} parameters vs the teacher's "
+                 f"{metrics['teacher_params']}; {cfg.mode} distillation for {epochs} epochs"]
+        if cfg.mode == "soft" and (student_probs or outputs_probabilities(model)):
+            notes.append("softmax outputs: log(p + 1e-7) used as logits for the temperature")
+        return StageResult(model=student, notes=notes, metrics=metrics)
+
+    def _load_student(self, teacher):
+        from exporter.model_io import load_model
+
+        try:
+            student = load_model(self.config.student).model
+        except ExporterError as exc:   # keep the class (and exit code) of e.g. UnsafeModelError
+            raise type(exc)(f"stage 'distill': cannot use student {self.config.student}: {exc}") from exc
+        if student is None:
+            raise ConfigError(f"stage 'distill': student {self.config.student} is not a Keras model "
+                              "(a .tflite cannot be trained)")
+        check_plain_model(student, self.name)
+        _check_classifier(student, "student")
+        if tuple(student.input_shape[1:]) != tuple(teacher.input_shape[1:]):
+            raise ConfigError(f"stage 'distill': student {self.config.student} takes inputs "
+                              f"{student.input_shape[1:]}, the teacher {teacher.input_shape[1:]}")
+        if student.output_shape[-1] != teacher.output_shape[-1]:
+            raise ConfigError(f"stage 'distill': student {self.config.student} has {student.output_shape[-1]} "
+                              f"output classes, the teacher {teacher.output_shape[-1]}: they must match")
+        return student
+
+    def _fit_soft(self, student, teacher, ctx: StageContext, epochs: int, student_probs: bool) -> None:
+        """Fit the Distiller on (x, (y, teacher logits)), seeded and split like `training.fit`."""
+        keras, config = tfmod.keras(), ctx.training
+        training.seed_everything(config.seed)
+        (x, y), val = training.split(ctx.train, config)
+        teacher_probs = outputs_probabilities(teacher)
+
+        def teacher_logits(samples):
+            out = teacher.predict(samples, verbose=0, batch_size=256)
+            return np.log(out + _EPS).astype(np.float32) if teacher_probs else out.astype(np.float32)
+
+        distiller = _make_distiller(student, temperature=self.config.temperature, alpha=self.config.alpha,
+                                    student_probs=student_probs)
+        distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        val_data = None if val is None else (val[0], (val[1], teacher_logits(val[0])))
+        with progress("distilling (soft targets)", total=epochs) as advance:
+            callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: advance())]
+            if val_data is not None and config.patience:
+                callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                               restore_best_weights=True))
+            distiller.fit(x, (y, teacher_logits(x)), batch_size=config.batch_size, epochs=epochs,
+                          validation_data=val_data, verbose=0, shuffle=True, callbacks=callbacks)
+
+
+def _check_classifier(model, role: str) -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ConversionError(f"stage 'distill': the {role} has {len(model.inputs)} inputs and "
+                              f"{len(model.outputs)} outputs; distillation needs a single-input, "
+                              "single-output classifier")
+    activation = final_activation(model)
+    if activation not in ("softmax", "linear"):
+        raise ConversionError(f"stage 'distill': the {role} ends in {activation!r}; distillation needs class "
+                              "probabilities (softmax) or logits (linear) as output")

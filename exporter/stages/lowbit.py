@@ -1,0 +1,240 @@
+"""Low-bit weights: 4-bit, ternary (2-bit) and binary (1-bit) kernels by quantization-aware fine-tuning.
+
+TF-MOT has no 1-bit scheme, so this stage is our own: a straight-through
+estimator (STE) fine-tunes float "shadow" weights while the forward pass sees
+their quantized version. Each selected kernel is quantized per output channel:
+
+- 4 and 2 bits: symmetric with `L = 2**(bits-1) - 1` levels each side
+  (4-bit: integers -7..7, 15 values; 2-bit: -1..1, 3 values), scale
+  `s_c = max|w_c| / L`, `Q(w) = clip(round(w / s_c), -L, L) * s_c`.
+- 1 bit (XNOR-Net): `Q(w) = sign(w) * mean|w_c|` with sign(0) = +1, so every
+  output channel holds two values, +-a_c.
+
+Each step assigns `Q(shadow)` to the kernels, computes the loss gradient with
+respect to the quantized kernels and applies it to the shadows (the gradient
+flows straight through Q); at the end `Q(shadow)` is written to the kernels for
+good. The result is a plain tf_keras model with the same layers.
+
+The exported TFLite is a standard int8 model that runs in every runtime:
+per-channel int8 quantization maps the few values of a channel to as few int8
+codes (1-bit: exactly {-127, 127}). The low-bit structure shows up as few
+unique values per channel and a much smaller gzip size, not as a smaller
+flatbuffer. BinaryNet keeps the first and last layers at full precision
+(accuracy drops most there); `skip_first_and_last` does that, off by default.
+
+Example:
+    >>> stage = get_stage("lowbit")({"bits": 1, "skip_first_and_last": True})
+    >>> result = stage.apply(model, ctx)      # then convert with mode="int8"
+    >>> result.metrics["unique_values_per_channel_max"]
+    2
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from exporter import tf as tfmod
+from exporter.errors import ConfigError
+from exporter.progress import progress
+from exporter.stages import training
+from exporter.stages.base import Stage, StageConfig, StageContext, StageResult, check_plain_model, register
+
+LayerType = Literal["Conv2D", "DepthwiseConv2D", "Dense"]
+
+
+class LowBitConfig(StageConfig):
+    """Which kernels to quantize, and to how many bits."""
+
+    bits: Literal[4, 2, 1] = Field(..., description="bits per weight: 4 (15 levels), 2 (ternary) or 1 (binary)")
+    layers: tuple[str, ...] | None = Field(
+        None, description="names of the layers to quantize; default: every layer of `layer_types`")
+    layer_types: tuple[LayerType, ...] = Field(
+        ("Conv2D", "DepthwiseConv2D", "Dense"), min_length=1,
+        description="layer classes quantized when `layers` is not given")
+    skip_first_and_last: bool = Field(
+        False, description="keep the first and last selected layers at full precision (as BinaryNet does)")
+
+
+def quantize_kernel(kernel, bits: int, depthwise: bool = False):
+    """Quantize a kernel per output channel (a TF op, usable inside tf.function).
+
+    Args:
+        kernel: a Conv2D `[kh, kw, in, out]`, Dense `[in, out]` or DepthwiseConv2D
+            `[kh, kw, in, mult]` kernel (channels are `in * mult`).
+        bits: 4, 2 or 1.
+        depthwise: True for a depthwise kernel.
+
+    Returns:
+        A tensor of the kernel's shape holding at most `2**bits - 1` (bits > 1)
+        or 2 (bits == 1) distinct values per output channel.
+    """
+    tf = tfmod.tensorflow()
+    shape = tf.shape(kernel)
+    channels = shape[-2] * shape[-1] if depthwise else shape[-1]
+    flat = tf.reshape(kernel, tf.stack([-1, channels]))
+    if bits == 1:
+        alpha = tf.reduce_mean(tf.abs(flat), axis=0)
+        quantized = tf.where(flat >= 0, 1.0, -1.0) * alpha
+    else:
+        levels = float(2 ** (bits - 1) - 1)
+        scale = tf.reduce_max(tf.abs(flat), axis=0) / levels
+        safe = tf.where(scale > 0, scale, tf.ones_like(scale))
+        quantized = tf.clip_by_value(tf.round(flat / safe), -levels, levels) * scale
+    return tf.reshape(quantized, shape)
+
+
+def unique_values_per_channel(kernel: np.ndarray, depthwise: bool = False) -> int:
+    """The largest number of distinct values in one output channel of a Keras kernel."""
+    channels = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+    flat = kernel.reshape(-1, channels)
+    return max(len(np.unique(flat[:, c])) for c in range(channels))
+
+
+@register
+class LowBitStage(Stage):
+    """Fine-tune with 4-, 2- or 1-bit kernels (straight-through estimator), for int8 export.
+
+    Config fields: see `LowBitConfig`. Layers in `ctx.skip_layers` keep float
+    kernels and are listed in `StageResult.skipped`; the layers outside the
+    selection are fine-tuned in float alongside.
+    """
+
+    name = "lowbit"
+    Config = LowBitConfig
+    family = "quantization"
+    order = 3
+    needs_training = True
+    int8_only = True
+
+    def apply(self, model, ctx: StageContext) -> StageResult:
+        """Quantization-aware fine-tuning of a clone of `model` with low-bit kernels.
+
+        Args:
+            model: a Sequential or functional tf_keras classifier.
+            ctx: the context (labelled `train`, `training` settings, `mode` int8).
+
+        Returns:
+            A StageResult with the plain model whose selected kernels hold the
+            low-bit values, and metrics `bits`, `unique_values_per_channel_max`,
+            `layers_quantized`.
+
+        Raises:
+            ConversionError: subclassed or nested model.
+            UsageError: the conversion mode is not int8.
+            ConfigError: unknown or unsupported layer names, or nothing selected.
+            DataError: no labelled training data.
+        """
+        check_plain_model(model, self.name)
+        self.check_profile(ctx.profile, ctx.mode, ctx.previous)
+        work = training.clone(model)
+        selected, skipped = self._select(work, ctx.skip_layers)
+        kernels = [(layer.depthwise_kernel, True) if _is_depthwise(layer) else (layer.kernel, False)
+                   for layer in selected]
+        self._train(work, kernels, ctx)
+        uniques = []
+        for variable, depthwise in kernels:
+            uniques.append(unique_values_per_channel(variable.numpy(), depthwise))
+        names = ", ".join(layer.name for layer in selected)
+        notes = [f"{self.config.bits}-bit kernels in {names}; the int8 TFLite stores them as "
+                 f"at most {2 if self.config.bits == 1 else 2 ** self.config.bits - 1} int8 codes per channel"]
+        metrics = {"bits": self.config.bits, "unique_values_per_channel_max": int(max(uniques)),
+                   "layers_quantized": len(selected)}
+        return StageResult(model=work, skipped=skipped, notes=notes, metrics=metrics)
+
+    def _select(self, model, skip: tuple[str, ...]):
+        keras = tfmod.keras()
+        classes = {"Conv2D": keras.layers.Conv2D, "DepthwiseConv2D": keras.layers.DepthwiseConv2D,
+                   "Dense": keras.layers.Dense}
+        supported = tuple(classes.values())
+        if self.config.layers is not None:
+            by_name = {layer.name: layer for layer in model.layers}
+            missing = [n for n in self.config.layers if n not in by_name]
+            if missing:
+                raise ConfigError(f"stage {self.name!r}: no layer named {', '.join(map(repr, missing))}; "
+                                  f"the model has {', '.join(by_name)}")
+            wrong = [f"{n} ({type(by_name[n]).__name__})" for n in self.config.layers
+                     if type(by_name[n]) not in supported]
+            if wrong:
+                raise ConfigError(f"stage {self.name!r}: cannot quantize {', '.join(wrong)}; "
+                                  f"supported layers are {', '.join(classes)}")
+            candidates = [layer for layer in model.layers if layer.name in self.config.layers]
+        else:
+            wanted = tuple(classes[t] for t in self.config.layer_types)
+            candidates = [layer for layer in model.layers if type(layer) in wanted]
+        skipped = [{"layer": layer.name, "class": type(layer).__name__, "reason": "in skip_layers"}
+                   for layer in candidates if layer.name in skip]
+        candidates = [layer for layer in candidates if layer.name not in skip]
+        if self.config.skip_first_and_last and candidates:
+            ends = {candidates[0].name, candidates[-1].name}
+            skipped += [{"layer": layer.name, "class": type(layer).__name__,
+                         "reason": "first/last layer kept at full precision (skip_first_and_last)"}
+                        for layer in candidates if layer.name in ends]
+            candidates = [layer for layer in candidates if layer.name not in ends]
+        if not candidates:
+            raise ConfigError(f"stage {self.name!r}: no layer left to quantize (selection: "
+                              f"{list(self.config.layers or self.config.layer_types)}, skipped: "
+                              f"{[s['layer'] for s in skipped] or 'none'})")
+        return candidates, skipped
+
+    def _train(self, model, kernels, ctx: StageContext) -> None:
+        """STE fine-tuning: forward with Q(shadow), gradients applied to the shadows."""
+        tf, keras = tfmod.tensorflow(), tfmod.keras()
+        config, bits = ctx.training, self.config.bits
+        training.seed_everything(config.seed)
+        (x, y), val = training.split(ctx.train, config)
+        from exporter.stages.distill import outputs_probabilities
+
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
+        shadows = [tf.Variable(variable.read_value(), trainable=False, name=f"shadow_{i}")
+                   for i, (variable, _) in enumerate(kernels)]
+        flags = [depthwise for _, depthwise in kernels]
+        variables = model.trainable_variables
+        by_ref = {variable.ref(): shadow for (variable, _), shadow in zip(kernels, shadows)}
+        targets = [by_ref.get(v.ref(), v) for v in variables]
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(targets)
+
+        def assign_quantized():
+            for (variable, _), shadow, depthwise in zip(kernels, shadows, flags):
+                variable.assign(quantize_kernel(shadow, bits, depthwise))
+
+        @tf.function
+        def step(xb, yb):
+            assign_quantized()
+            with tf.GradientTape() as tape:
+                loss = loss_fn(yb, model(xb, training=True))
+                if model.losses:
+                    loss += tf.add_n(model.losses)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, targets))   # straight through Q onto the shadows
+            return loss
+
+        data = (tf.data.Dataset.from_tensor_slices((x.astype(np.float32), y))
+                .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size))
+        best, waited = None, 0
+        with progress(f"{bits}-bit fine-tuning", total=config.epochs) as advance:
+            for _ in range(config.epochs):
+                for xb, yb in data:
+                    step(xb, yb)
+                advance()
+                if val is None or not config.patience:
+                    continue
+                assign_quantized()
+                val_loss = float(loss_fn(val[1], model.predict(val[0], verbose=0, batch_size=256)))
+                if best is None or val_loss < best[0]:
+                    best, waited = (val_loss, model.get_weights(), [s.numpy() for s in shadows]), 0
+                else:
+                    waited += 1
+                    if waited >= config.patience:
+                        break
+        if best is not None:
+            model.set_weights(best[1])
+            for shadow, value in zip(shadows, best[2]):
+                shadow.assign(value)
+        assign_quantized()
+
+
+def _is_depthwise(layer) -> bool:
+    return type(layer) is tfmod.keras().layers.DepthwiseConv2D

@@ -1,0 +1,179 @@
+"""Quantization-aware training (QAT) with TF-MOT, for full-integer int8 conversion.
+
+The model is trained with fake-quantization of weights and activations, so
+that int8 conversion loses less accuracy. After pruning or clustering stages,
+a collaborative scheme keeps what they achieved:
+
+| scheme  | after              | TF-MOT scheme                                                   |
+|---------|--------------------|-----------------------------------------------------------------|
+| default | nothing            | Default8BitQuantizeScheme                                       |
+| pqat    | prune / sparsify   | Default8BitPrunePreserveQuantizeScheme (zeros stay zero)        |
+| cqat    | cluster            | Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False) |
+| pcqat   | pruning + cluster  | Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)  |
+
+Example:
+    >>> result = QatStage({"scheme": "auto"}).apply(model, ctx)   # ctx.previous == ["prune", "cluster"]
+    >>> result.metrics
+    {'scheme': 'pcqat'}
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from exporter import tf as tfmod
+from exporter.errors import UsageError
+from exporter.stages import training
+from exporter.stages.base import (Stage, StageConfig, StageContext, StageResult, check_plain_model, register,
+                                  refuse_unsupported)
+
+PRUNING_STAGES = ("prune", "sparsify")
+CLUSTERING_STAGES = ("cluster",)
+
+
+class QatConfig(StageConfig):
+    """Settings of the `qat` stage."""
+
+    scheme: Literal["auto", "default", "pqat", "cqat", "pcqat"] = Field(
+        "auto", description="quantization scheme: auto picks pqat after pruning, cqat after clustering, "
+                            "pcqat after both, default otherwise")
+
+
+def resolve_scheme(scheme: str, previous: list[str]) -> str:
+    """The scheme to use after the stages `previous`, refusing one they did not prepare.
+
+    Args:
+        scheme: "auto", "default", "pqat", "cqat" or "pcqat".
+        previous: names of the stages applied before.
+
+    Returns:
+        The concrete scheme ("default", "pqat", "cqat" or "pcqat").
+
+    Raises:
+        UsageError: "cqat"/"pcqat" without a clustering stage before, "pqat"/"pcqat" without pruning.
+    """
+    pruned = any(p in PRUNING_STAGES for p in previous)
+    clustered = any(p in CLUSTERING_STAGES for p in previous)
+    if scheme == "auto":
+        return {(True, True): "pcqat", (True, False): "pqat", (False, True): "cqat"}.get((pruned, clustered),
+                                                                                           "default")
+    if scheme in ("cqat", "pcqat") and not clustered:
+        raise UsageError(f"stage 'qat': scheme {scheme!r} preserves clustered weights, but no cluster stage runs "
+                         "before it: add a cluster stage first, or use scheme 'auto' or 'default'")
+    if scheme in ("pqat", "pcqat") and not pruned:
+        raise UsageError(f"stage 'qat': scheme {scheme!r} preserves pruned zeros, but no prune/sparsify stage runs "
+                         "before it: add one first, or use scheme 'auto' or 'default'")
+    return scheme
+
+
+def _scheme_object(scheme: str):
+    mot = tfmod.tfmot()
+    combine = mot.experimental.combine
+    if scheme == "pqat":
+        return combine.Default8BitPrunePreserveQuantizeScheme()
+    if scheme == "cqat":  # the class's default is preserve_sparsity=True (PCQAT): say False explicitly
+        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False)
+    if scheme == "pcqat":
+        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
+    return mot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+def _folded(layer, skip: tuple[str, ...]) -> bool:
+    """True for a BatchNormalization TF-MOT folds into the linear Conv2D/DepthwiseConv2D/Dense before it."""
+    if type(layer).__name__ not in ("BatchNormalization", "SyncBatchNormalization"):
+        return False
+    nodes = getattr(layer, "_inbound_nodes", [])
+    inbound = nodes[0].inbound_layers if len(nodes) == 1 else []
+    if isinstance(inbound, list):
+        if len(inbound) != 1:
+            return False
+        inbound = inbound[0]
+    return (type(inbound).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense") and inbound.name not in skip
+            and inbound.get_config().get("activation") == "linear")
+
+
+@register
+class QatStage(Stage):
+    """Quantization-aware fine-tuning for int8, with a scheme that keeps earlier pruning/clustering.
+
+    Unlike the other stages, the returned model keeps its TF-MOT quantize
+    wrappers (QuantizeLayer, QuantizeWrapperV2): they hold the fake-quant
+    ranges the TFLite converter turns into int8 scales, so stripping them
+    would throw QAT away. The model converts with `convert(..., mode="int8")`.
+    Layers in `ctx.skip_layers` are not annotated (they stay float in training
+    and are quantized post-training by the converter) and are listed in
+    `StageResult.skipped`.
+    """
+
+    name = "qat"
+    Config = QatConfig
+    family = "quantization"
+    order = 3
+    int8_only = True
+
+    def check_profile(self, profile, mode: str, previous: list[str]) -> None:
+        """Refuse a non-int8 mode, and a collaborative scheme the previous stages did not prepare.
+
+        Raises:
+            UsageError: with the reason.
+        """
+        super().check_profile(profile, mode, previous)
+        resolve_scheme(self.config.scheme, previous)
+
+    def apply(self, model, ctx: StageContext) -> StageResult:
+        """Wrap a clone of `model` for quantization-aware training and fine-tune it.
+
+        Args:
+            model: a plain Sequential or functional tf_keras model.
+            ctx: the StageContext (training data and settings, previous stages, skip_layers).
+
+        Returns:
+            A StageResult with the QAT model (quantize wrappers kept, see the class docstring),
+            the skipped layers and metrics {"scheme": the resolved scheme}.
+
+        Raises:
+            ConversionError: a layer TF-MOT cannot quantize with this scheme (and not in skip_layers),
+                or a subclassed/nested model.
+            UsageError: a collaborative scheme without the stage it preserves.
+            DataError: no labelled training data.
+        """
+        check_plain_model(model, self.name)
+        mot = tfmod.tfmot()
+        keras = tfmod.keras()
+        scheme = resolve_scheme(self.config.scheme, list(ctx.previous))
+        scheme_obj = _scheme_object(scheme)
+        registry = scheme_obj.get_quantize_registry()
+        skip = tuple(ctx.skip_layers)
+
+        work = training.clone(model)  # fresh layers: one inbound node each, and the caller's model untouched
+        layers = [layer for layer in work.layers if not isinstance(layer, keras.layers.InputLayer)]
+        refuse_unsupported(self.name, [{"layer": layer.name, "class": type(layer).__name__} for layer in layers
+                                       if layer.name not in skip and not registry.supports(layer)
+                                       and not _folded(layer, skip)])
+        skipped = [{"layer": layer.name, "class": type(layer).__name__, "reason": "skipped by --skip-layer"}
+                   for layer in layers if layer.name in skip]
+
+        def annotate(layer):
+            if isinstance(layer, keras.layers.InputLayer):
+                return layer.__class__.from_config(layer.get_config())
+            if layer.name in skip:
+                return layer
+            return mot.quantization.keras.quantize_annotate_layer(layer)
+
+        annotated = keras.models.clone_model(work, clone_function=annotate)
+        # quantize_apply rebuilds the model from its config: custom layer classes (skipped ones) must resolve
+        custom = {type(layer).__name__: type(layer) for layer in layers}
+        try:
+            with keras.utils.custom_object_scope(custom), mot.quantization.keras.quantize_scope():
+                qat_model = mot.quantization.keras.quantize_apply(annotated, scheme_obj)
+        except (RuntimeError, ValueError) as exc:  # a layer the checks above let through, e.g. a lone BN
+            found = re.search(r"Layer ([^\s:]+):<class '[\w.]*?(\w+)'> is not supported", str(exc))
+            if not found:
+                raise
+            refuse_unsupported(self.name, [{"layer": found.group(1), "class": found.group(2)}])
+        training.fit(qat_model, ctx, description=f"quantization-aware training ({scheme})")
+        return StageResult(model=qat_model, skipped=skipped,
+                           notes=[f"QAT scheme {scheme}; quantize wrappers kept for int8 conversion"],
+                           metrics={"scheme": scheme})

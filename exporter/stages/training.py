@@ -1,0 +1,96 @@
+"""Fine-tuning shared by the stages: seeds, clones, fit with early stopping and a progress bar.
+
+Example:
+    >>> keras_model = clone(model)
+    >>> fit(keras_model, ctx, callbacks=[pruning_callback])
+"""
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from exporter import tf as tfmod
+from exporter.errors import DataError
+from exporter.progress import progress
+
+
+class TrainingConfig(BaseModel):
+    """How stages fine-tune: epochs, batch size, learning rate, early stopping, seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(3, ge=1, le=1000, description="epochs per stage")
+    batch_size: int = Field(32, ge=1, description="samples per step")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
+    validation_split: float = Field(0.1, ge=0, lt=1, description="share of --train held out for early stopping")
+    patience: int = Field(0, ge=0, description="early-stopping patience in epochs on val_loss; 0 turns it off")
+    seed: int = Field(7, description="seed for weights, shuffling and splits")
+
+
+def seed_everything(seed: int) -> None:
+    """Make training repeatable: Python, NumPy and TF seeds, deterministic TF ops."""
+    tf = tfmod.tensorflow()
+    tfmod.keras().utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):
+        pass
+
+
+def clone(model):
+    """A fresh copy of a tf_keras model with the same weights (TF-MOT transforms consume their input)."""
+    keras = tfmod.keras()
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def split(ctx_train, config: TrainingConfig):
+    """Split training data into (x, y) and validation (x, y) or None, deterministically."""
+    if ctx_train is None or ctx_train.y is None:
+        raise DataError("fine-tuning needs labelled training data: pass --train train.npz (arrays x and y)")
+    x, y = ctx_train.x, ctx_train.y
+    n_val = int(len(x) * config.validation_split)
+    if n_val == 0:
+        return (x, y), None
+    order = np.random.default_rng(config.seed).permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def fit(model, ctx, *, loss="sparse_categorical_crossentropy", callbacks=(), epochs: int | None = None,
+        description: str = "fine-tuning"):
+    """Compile and fine-tune `model` on the context's training data.
+
+    Args:
+        model: a tf_keras model (possibly TF-MOT wrapped).
+        ctx: the StageContext (train data and TrainingConfig).
+        loss: a Keras loss.
+        callbacks: extra callbacks (e.g. UpdatePruningStep).
+        epochs: override the configured epochs.
+        description: progress-bar label.
+
+    Returns:
+        The Keras History.
+    """
+    keras = tfmod.keras()
+    config = ctx.training
+    seed_everything(config.seed)
+    (x, y), val = split(ctx.train, config)
+    epochs = epochs or config.epochs
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"])
+    with progress(description, total=epochs) as advance:
+        cbs = [*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: advance())]
+        if val is not None and config.patience:
+            cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                     restore_best_weights=True))
+        return model.fit(x, y, batch_size=config.batch_size, epochs=epochs, validation_data=val, verbose=0,
+                         shuffle=True, callbacks=cbs)
+
+
+def accuracy(model, dataset) -> float | None:
+    """Top-1 accuracy in % of a Keras model on a labelled dataset (None without labels)."""
+    if dataset is None or dataset.y is None:
+        return None
+    probs = model.predict(dataset.x, verbose=0, batch_size=256)
+    return float((np.argmax(probs, axis=1) == dataset.y).mean() * 100)

@@ -1,0 +1,68 @@
+"""Contract tests every registered Stage (and Target) runs: strict configs, registry, round trips."""
+import pytest
+
+from exporter.errors import ConfigError, UsageError
+from exporter.profile import load_profile
+from exporter.stages.base import Stage, StageConfig, get_stage, register, stage_names
+from targets.base import Target, all_targets
+
+MINIMAL = {"prune": {"sparsity": 0.5}, "sparsify": {}, "cluster": {"clusters": 8}, "qat": {},
+           "lowbit": {"bits": 4}, "distill": {"width": 0.5}}
+
+
+def test_the_documented_stages_are_registered():
+    assert set(stage_names()) == set(MINIMAL)
+
+
+@pytest.mark.parametrize("name", sorted(MINIMAL))
+class TestStageContract:
+    def test_config_is_strict_and_documented(self, name):
+        cls = get_stage(name)
+        assert issubclass(cls.Config, StageConfig) and cls.Config.model_config["extra"] == "forbid"
+        for field, info in cls.Config.model_fields.items():
+            assert info.description, f"{name}.{field} has no description"
+        with pytest.raises(ConfigError, match="unknown key"):
+            cls({**MINIMAL[name], "no_such_key": 1})
+
+    def test_spec_round_trips(self, name):
+        stage = get_stage(name)(MINIMAL[name])
+        again = get_stage(stage.to_spec()["type"])(stage.to_spec()["config"])
+        assert again.config == stage.config
+
+    def test_class_attributes(self, name):
+        cls = get_stage(name)
+        assert cls.name == name and cls.family in ("distillation", "pruning", "clustering", "quantization")
+        assert cls.order in (0, 1, 2, 3)
+
+    def test_int8_only_stages_refuse_float_modes(self, name):
+        stage = get_stage(name)(MINIMAL[name])
+        profile = load_profile("android-arm64-midrange")
+        if stage.int8_only:
+            with pytest.raises(UsageError, match="int8"):
+                stage.check_profile(profile, "float16", ["prune", "cluster"])
+        else:
+            stage.check_profile(profile, "float16", [])
+
+
+def test_duplicate_stage_names_are_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        @register
+        class Fake(Stage):  # noqa: F811
+            name = "prune"
+            Config = StageConfig
+            family, order = "pruning", 1
+
+            def apply(self, model, ctx):
+                return None
+
+
+@pytest.mark.parametrize("target", all_targets(), ids=lambda t: t.name)
+def test_target_contract(target):
+    assert isinstance(target, Target) and target.name and target.summary and target.runtime
+    profile = load_profile(target.default_profile)
+    assert profile.target == target.name
+    policy = target.policy(profile)
+    assert policy.resolve(None) == profile.quantization.preferred
+    assert target.default_recipe().stages == ()
+    row = target.supports()
+    assert target.default_profile in row["profiles"]

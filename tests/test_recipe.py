@@ -1,0 +1,75 @@
+"""Recipes: YAML, manifests and CLI shorthands resolve to ordered, validated stages."""
+import json
+
+import pytest
+
+from exporter.errors import ConfigError, UsageError
+from exporter.recipe import Recipe, load_recipe, recipe_from_flags
+
+
+def write(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_recipe(tmp_path):
+    recipe = load_recipe(write(tmp_path, """
+quantize: int8
+training: {epochs: 2, learning_rate: 0.0005}
+skip_layers: [conv2d]
+stages:
+  - {type: prune, config: {sparsity: 0.8}}
+  - {type: cluster, config: {clusters: 16}}
+  - {type: qat}
+"""))
+    assert [s.name for s in recipe.build()] == ["prune", "cluster", "qat"]
+    assert recipe.training.epochs == 2 and recipe.skip_layers == ("conv2d",)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("stages: [{type: prune, config: {sparsity: 0.8}}]\nepochs: 3\n", "epochs: unknown key"),
+    ("stages: [{type: prune, config: {sparsty: 0.8}}]\n", "sparsty: unknown key"),
+    ("stages: [{type: prune, config: {sparsity: 1.5}}]\n", "sparsity"),
+    ("stages: [{type: prnue}]\n", "Did you mean 'prune'"),
+    ("stages: [{type: qat}, {type: prune, config: {sparsity: 0.5}}]\n", "cannot follow"),
+    ("stages: [{type: cluster, config: {clusters: 8}}, {type: cluster, config: {clusters: 4}}]\n", "2 times"),
+    ("stages: [{type: qat}, {type: lowbit, config: {bits: 4}}]\n", "both quantize"),
+    ("training: {epochs: 0}\n", "training.epochs"),
+    ("stages: !!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
+])
+def test_bad_recipes_name_the_problem(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(write(tmp_path, text))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_flags_build_the_documented_combinations():
+    recipe = recipe_from_flags(prune=0.8, cluster=16, qat=True, training={"epochs": 2})
+    assert [(s.type, s.config) for s in recipe.stages] == [
+        ("prune", {"sparsity": 0.8}), ("cluster", {"clusters": 16}), ("qat", {})]
+    assert [s.type for s in recipe_from_flags(distill=0.5, qat=True).stages] == ["distill", "qat"]
+    assert recipe_from_flags(prune_structured="2:4").stages[0].config["structure"] == "2:4"
+    assert recipe_from_flags(sparsify="L1").stages[0].type == "sparsify"
+    assert recipe_from_flags(weight_bits="1").stages[0].config == {"bits": 1}
+    assert recipe_from_flags() is None
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"qat": True, "weight_bits": 4}, "choose one"),
+    ({"distill": 0.5, "student": "s.keras"}, "not both"),
+    ({"distill_mode": "hard"}, "needs --distill"),
+    ({"sparsify": "L2"}, "supports L1"),
+])
+def test_conflicting_flags(flags, message):
+    with pytest.raises(UsageError, match=message):
+        recipe_from_flags(**flags)
+
+
+def test_recipe_round_trips_through_a_manifest(tmp_path):
+    recipe = recipe_from_flags(prune=0.5, qat=True, training={"epochs": 1, "seed": 3})
+    manifest = {"recipe": {**recipe.to_dict(), "convert": {"mode": "int8", "io_dtype": "int8"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    again = load_recipe(tmp_path)          # a bundle directory
+    assert again == recipe
+    assert Recipe.model_validate(again.to_dict()) == recipe
