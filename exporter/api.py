@@ -223,11 +223,11 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
 
     progress_mod.status("measuring with LiteRT on this machine")
     artifacts = Artifacts(tflite=tflite, graph=graph, profile=prof, mode=mode, keras_model=loaded.model,
-                          eval_ds=eval_ds, labels=names)
+                          eval_ds=eval_ds, labels=names, source=str(loaded.path) if loaded.path else None)
     figures = tgt.measure(artifacts)
     skipped = {"accuracy_drop": "no original model to compare with" if is_tflite and eval_ds is not None
                else "no evaluation data (--eval)"}
-    checks = run_checks(prof.limits, figures, skipped)
+    checks = run_checks(prof.limits, figures, skipped) + tgt.extra_checks(artifacts)
     report = Report(
         model=str(loaded.path or "<in-memory model>"), target=tgt.name, profile=prof.name, device=prof.device,
         mode=mode, io_dtype=policy.io_dtype(mode) if not is_tflite else graph.input_details()[0].dtype,

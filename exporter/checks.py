@@ -59,6 +59,8 @@ class Check:
     def summary(self) -> str:
         if self.status == "skip":
             return f"{self.name}: skipped ({self.note})"
+        if self.value is None:
+            return f"{self.name}: {self.note}"
         word = "within" if self.status == "pass" else "OVER"
         return (f"{self.name}: {format_value(self.value, self.unit)} {word} limit "
                 f"{format_value(self.limit, self.unit)} ({self.source} on {self.on})")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporter.errors import ConfigError
 from exporter.units import parse_quantity
@@ -25,7 +25,7 @@ from exporter.units import parse_quantity
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 QuantMode = Literal["float32", "float16", "dynamic", "int8"]
-LIMIT_UNITS = {"model_size": "bytes", "ram": "bytes", "latency": "ms", "accuracy_drop": "points"}
+LIMIT_UNITS = {"model_size": "bytes", "flash": "bytes", "ram": "bytes", "latency": "ms", "accuracy_drop": "points"}
 
 
 class _Strict(BaseModel):
@@ -36,11 +36,12 @@ class Limits(_Strict):
     """The budgets a model must fit; a missing limit is not checked."""
 
     model_size: float | None = Field(None, ge=0, description="bytes of the model on the device's storage")
+    flash: float | None = Field(None, ge=0, description="bytes of flash for the model plus the runtime's code")
     ram: float | None = Field(None, ge=0, description="peak runtime memory in bytes")
     latency: float | None = Field(None, ge=0, description="milliseconds per inference")
     accuracy_drop: float | None = Field(None, ge=0, le=100, description="points of top-1 lost vs the original")
 
-    @field_validator("model_size", "ram", "latency", "accuracy_drop", mode="before")
+    @field_validator("model_size", "flash", "ram", "latency", "accuracy_drop", mode="before")
     @classmethod
     def _units(cls, value, info):
         if value is None:
@@ -71,10 +72,17 @@ class Quantization(_Strict):
 
 
 class CostModel(_Strict):
-    """Latency cost model: effective MAC throughput per compute type plus per-op overhead."""
+    """Latency cost model: MAC throughput per compute type plus per-op overhead.
 
-    int8_gmacs: float = Field(..., gt=0, description="effective int8 GMAC/s")
-    float_gmacs: float = Field(..., gt=0, description="effective float32 GMAC/s")
+    Throughput is given either as effective GMAC/s (phones, hosts) or as cycles per MAC at a
+    clock (microcontrollers), never both.
+    """
+
+    int8_gmacs: float | None = Field(None, gt=0, description="effective int8 GMAC/s")
+    float_gmacs: float | None = Field(None, gt=0, description="effective float32 GMAC/s")
+    clock_mhz: float | None = Field(None, gt=0, description="core clock, with the cycles-per-MAC figures")
+    int8_cycles_per_mac: float | None = Field(None, gt=0, description="cycles per int8 MAC of optimised kernels")
+    float_cycles_per_mac: float | None = Field(None, gt=0, description="cycles per float32 MAC")
     per_op_overhead_us: float = Field(..., ge=0, description="fixed cost of dispatching one op, microseconds")
     runtime_ram_bytes: float = Field(0, ge=0, description="memory the runtime itself needs")
 
@@ -82,6 +90,48 @@ class CostModel(_Strict):
     @classmethod
     def _bytes(cls, value):
         return parse_quantity(value, "bytes")
+
+    @model_validator(mode="after")
+    def _one_throughput(self):
+        rates = self.int8_gmacs is not None and self.float_gmacs is not None
+        cycles = None not in (self.clock_mhz, self.int8_cycles_per_mac, self.float_cycles_per_mac)
+        if rates == cycles:
+            raise ValueError("give either int8_gmacs and float_gmacs, or clock_mhz with int8_cycles_per_mac "
+                             "and float_cycles_per_mac")
+        return self
+
+    def macs_per_second(self, int8: bool) -> float:
+        """Effective MAC/s for int8 or float ops."""
+        if self.int8_gmacs is not None:
+            return (self.int8_gmacs if int8 else self.float_gmacs) * 1e9
+        cycles = self.int8_cycles_per_mac if int8 else self.float_cycles_per_mac
+        return self.clock_mhz * 1e6 / cycles
+
+
+class Microcontroller(_Strict):
+    """What building for a microcontroller needs: the core for the compiler, flash and arena extras."""
+
+    cpu: str = Field(..., description="the core; with the arm-none-eabi toolchain, its -mcpu value (cortex-m4)")
+    toolchain: Literal["arm-none-eabi"] | None = Field(
+        "arm-none-eabi", description="compiler that checks the generated C; null where none can be installed")
+    fpu: str | None = Field(None, description="arm-none-eabi-gcc -mfpu value, e.g. fpv4-sp-d16; none: soft float")
+    runtime_flash_bytes: float = Field(..., ge=0, description="flash taken by TFLM, its kernels and the app")
+    arena_margin: float = Field(0.1, ge=0, le=1, description="share added to the measured arena in the header")
+
+    @field_validator("runtime_flash_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value):
+        return parse_quantity(value, "bytes")
+
+
+class EthosU(_Strict):
+    """The Arm Ethos-U NPU as Vela sees it."""
+
+    accelerator_config: Literal["ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256",
+                                "ethos-u65-256", "ethos-u65-512"] = Field(..., description="vela --accelerator-config")
+    system_config: str = Field(..., description="vela --system-config (a section of the vela.ini)")
+    memory_mode: str = Field(..., description="vela --memory-mode (a section of the vela.ini)")
+    npu_clock_mhz: float = Field(..., gt=0, description="NPU clock, to turn Vela's cycles into time")
 
 
 class DeviceProfile(_Strict):
@@ -94,6 +144,8 @@ class DeviceProfile(_Strict):
     quantization: Quantization
     cost_model: CostModel
     threads: int = Field(1, ge=1, description="threads the runtime uses on the device")
+    microcontroller: Microcontroller | None = Field(None, description="for microcontroller and Ethos-U targets")
+    ethos_u: EthosU | None = Field(None, description="for the Ethos-U target")
     notes: str = Field("", description="free text")
 
     def with_limits(self, overrides: dict[str, float]) -> "DeviceProfile":

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from exporter.errors import ConfigError, PreflightError, UsageError
 
-BUILTIN_TARGET_MODULES = ("targets.android",)
+BUILTIN_TARGET_MODULES = ("targets.android", "targets.microcontroller", "targets.ethos_u")
 _REGISTRY: dict[str, type["Target"]] = {}
 
 
@@ -95,8 +95,9 @@ class QuantizationPolicy:
         if requested is None:
             return self.preferred
         if requested not in self.allowed:
-            raise UsageError(f"--quantize {requested} is not allowed on this profile; allowed: "
-                             f"{', '.join(self.allowed)} (preferred: {self.preferred})")
+            raise UsageError(f"--quantize {requested} is not allowed on this profile: its runtime takes only "
+                             f"{', '.join(self.allowed)} models (allowed: {', '.join(self.allowed)}; "
+                             f"preferred: {self.preferred})")
         return requested
 
     def io_dtype(self, mode: str) -> str:
@@ -115,7 +116,8 @@ class Artifacts:
     keras_model: object = None
     eval_ds: object = None
     labels: list[str] | None = None
-    extra_files: dict[str, bytes] = field(default_factory=dict)
+    source: str | None = None
+    extra: dict = field(default_factory=dict)
 
 
 class Target(ABC):
@@ -157,6 +159,10 @@ class Target(ABC):
     @abstractmethod
     def measure(self, artifacts: Artifacts) -> dict:
         """Return measurements keyed by name (limit names feed the checks)."""
+
+    def extra_checks(self, artifacts: Artifacts) -> list:
+        """Checks beyond the profile's limits, e.g. a runtime that cannot run the model at all."""
+        return []
 
     def default_recipe(self):
         """The recipe used when the user gives none: post-training quantization only."""

@@ -22,15 +22,14 @@ def estimate_latency_ms(graph: Graph, cost) -> float:
 
     Args:
         graph: the parsed TFLite graph.
-        cost: a `profile.CostModel` (int8_gmacs, float_gmacs, per_op_overhead_us).
+        cost: a `profile.CostModel` (its MAC rates and per-op overhead).
 
     Returns:
         The estimated latency in milliseconds.
     """
     seconds = 0.0
     for op in graph.ops:
-        rate = cost.int8_gmacs if op.compute_dtype in INT8_TYPES else cost.float_gmacs
-        seconds += op.macs / (rate * 1e9)
+        seconds += op.macs / cost.macs_per_second(op.compute_dtype in INT8_TYPES)
     seconds += len(graph.ops) * cost.per_op_overhead_us * 1e-6
     return seconds * 1e3
 

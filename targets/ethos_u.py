@@ -1,0 +1,92 @@
+"""Arm Ethos-U NPUs (Corstone-300 class): Vela-compiled int8 models run by TFLM on the Cortex-M.
+
+Vela (ethos-u-vela) compiles the int8 model for the profile's accelerator and system
+config: the ops it can place run on the NPU inside one `ethos-u` custom op, the rest
+stay TFLM ops on the CPU. The report gives the NPU/CPU split, Vela's SRAM and flash
+plan and its cycle estimate turned into latency at the profile's NPU clock (ops left
+on the CPU are added from the cost model). The bundle holds the Vela-optimised model,
+Vela's summary and the C array of the optimised model, compiled with arm-none-eabi-gcc
+for the profile's core to measure its flash.
+"""
+from __future__ import annotations
+
+from exporter.analysis.cost_model import estimate_latency_ms
+from exporter.analysis.graph import Graph
+from exporter.checks import ESTIMATED, MEASURED, Measurement
+from exporter.errors import ConfigError
+from exporter.measure import measure_host
+from targets.base import Artifacts, register
+from targets.microcontroller import MicrocontrollerTarget, model_identifier
+
+
+@register
+class EthosUTarget(MicrocontrollerTarget):
+    """A Cortex-M with an Arm Ethos-U NPU; full-integer int8 compiled by Vela."""
+
+    name = "ethos-u"
+    summary = "Arm Ethos-U NPUs (Vela-compiled, TFLM on the Cortex-M)"
+    default_profile = "corstone-300-u55-128"
+    runtime = "TFLM + Ethos-U driver (Vela)"
+    ram_source = "estimated (Vela SRAM plan)"
+    latency_source = "estimated (Vela cycles)"
+
+    def _npu(self, profile):
+        if profile.ethos_u is None:
+            raise ConfigError(f"profile {profile.name} has no 'ethos_u' section (accelerator_config, ...)")
+        return profile.ethos_u
+
+    def preflight(self, graph, profile, mode: str) -> list[str]:
+        self._npu(profile)
+        return super().preflight(graph, profile, mode)
+
+    def measure(self, artifacts: Artifacts) -> dict:
+        from exporter.analysis.tflm import op_resolver_source
+        from exporter.analysis.vela import compile_for_ethos_u
+        from exporter.codegen import model_data_sources
+
+        profile, npu, mcu = artifacts.profile, self._npu(artifacts.profile), self._mcu(artifacts.profile)
+        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
+        vela = compile_for_ethos_u(artifacts.tflite, accelerator_config=npu.accelerator_config,
+                                   system_config=npu.system_config, memory_mode=npu.memory_mode)
+        artifacts.extra["vela"] = vela
+        optimised = Graph.from_bytes(vela.optimised_tflite)
+        on = f"Vela {npu.accelerator_config}, {npu.system_config}/{npu.memory_mode}"
+        figures["npu_ops"] = Measurement("npu_ops", vela.npu_ops, "ops", MEASURED, on, "ops placed on the NPU")
+        figures["cpu_ops"] = Measurement("cpu_ops", vela.cpu_ops, "ops", MEASURED, on,
+                                         "ops left to TFLM on the CPU: " + (", ".join(vela.cpu_op_names) or "none"))
+        figures["vela_sram"] = Measurement("vela_sram", vela.sram_bytes, "bytes", ESTIMATED, on, "Vela's SRAM plan")
+        figures["vela_flash"] = Measurement("vela_flash", vela.flash_bytes, "bytes", ESTIMATED, on,
+                                            "Vela's off-chip flash plan (weights and command stream)")
+        overhead = int(profile.cost_model.runtime_ram_bytes)
+        figures["ram"] = Measurement("ram", vela.sram_bytes + overhead, "bytes", ESTIMATED, on,
+                                     f"Vela SRAM {vela.sram_bytes:,} B + runtime {overhead:,} B (profile)")
+        cpu_part = CpuPart(optimised)
+        npu_ms = vela.latency_ms(npu.npu_clock_mhz)
+        cpu_ms = estimate_latency_ms(cpu_part, profile.cost_model) if cpu_part.ops else 0.0
+        figures["latency"] = Measurement(
+            "latency", npu_ms + cpu_ms, "ms", ESTIMATED, f"{on} cycle estimate at {npu.npu_clock_mhz} MHz",
+            f"NPU {vela.cycles:,} cycles = {npu_ms:.4f} ms; CPU ops {cpu_ms:.4f} ms (cost model)")
+        ident = model_identifier(artifacts)
+        sources = model_data_sources(vela.optimised_tflite, name=ident)
+        figures.update(self._flash(artifacts, sources, mcu))
+        artifacts.extra["c_sources"] = {**sources, "op_resolver.h": op_resolver_source(optimised).encode("utf-8")}
+        return figures
+
+    def extra_checks(self, artifacts: Artifacts) -> list:
+        return []
+
+    def package(self, artifacts: Artifacts) -> dict[str, bytes]:
+        vela = artifacts.extra["vela"]
+        files = {f"mcu/{name}": data for name, data in artifacts.extra["c_sources"].items()}
+        files["ethos_u/model_vela.tflite"] = vela.optimised_tflite
+        files["ethos_u/vela_summary.csv"] = vela.summary_csv.encode("utf-8")
+        files["ethos_u/vela.log"] = vela.log.encode("utf-8")
+        files["ethos_u/vela_command.txt"] = (" ".join(vela.command) + "\n").encode("utf-8")
+        return files
+
+
+class CpuPart:
+    """The ops of a Vela-optimised graph that stay on the CPU (all but the ethos-u custom op)."""
+
+    def __init__(self, graph: Graph):
+        self.ops = [op for op in graph.ops if op.name != "CUSTOM:ethos-u"]

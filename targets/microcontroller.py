@@ -1,0 +1,135 @@
+"""Microcontrollers running TensorFlow Lite Micro (TFLM).
+
+Measured: the exact tensor arena, with the real TFLM interpreter's recording
+allocator (in a child process, so a native abort becomes a finding); the
+model's flash use, by compiling the generated `model_data.cc` with
+arm-none-eabi-gcc for the profile's core and reading `arm-none-eabi-size`.
+Estimated: latency, from MACs per op and the profile's cycles per MAC at its
+clock. The bundle holds the C array, the arena header, an op resolver that
+registers exactly the model's ops, and an Arduino library.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+from exporter.analysis.cost_model import estimate_latency_ms
+from exporter.checks import ESTIMATED, MEASURED, Check, Measurement
+from exporter.errors import ConfigError, PreflightError
+from exporter.measure import measure_host
+from targets.base import Artifacts, Target, register
+
+
+def model_identifier(artifacts: Artifacts) -> str:
+    """The C identifier of the model, from its source file name."""
+    from exporter.codegen import c_identifier
+
+    return c_identifier(Path(artifacts.source or "model").stem)
+
+
+@register
+class MicrocontrollerTarget(Target):
+    """A Cortex-M (or other) microcontroller with TFLM; full-integer int8."""
+
+    name = "microcontroller"
+    summary = "Microcontrollers, TensorFlow Lite Micro (C array, Arduino library)"
+    default_profile = "arduino-nano-33-ble"
+    runtime = "TensorFlow Lite Micro"
+    ram_source = "measured (TFLM arena)"
+    latency_source = "estimated (cycles/MAC)"
+
+    def _mcu(self, profile):
+        if profile.microcontroller is None:
+            raise ConfigError(f"profile {profile.name} has no 'microcontroller' section (cpu, runtime_flash_bytes)")
+        return profile.microcontroller
+
+    def preflight(self, graph, profile, mode: str) -> list[str]:
+        from exporter.analysis.tflm import unsupported_ops
+
+        self._mcu(profile)
+        missing = unsupported_ops(graph)
+        if missing:
+            raise PreflightError(f"pre-flight for {self.name} ({profile.name}) failed: TFLM has no kernel for "
+                                 f"{', '.join(missing)}. Replace these layers, or choose another target")
+        return super().preflight(graph, profile, mode)
+
+    def measure(self, artifacts: Artifacts) -> dict:
+        from exporter.analysis.tflm import measure_arena, op_resolver_source
+        from exporter.codegen import arena_header, model_data_sources
+
+        profile, graph, mcu = artifacts.profile, artifacts.graph, self._mcu(artifacts.profile)
+        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
+        ident = model_identifier(artifacts)
+        sources = model_data_sources(artifacts.tflite, name=ident)
+        figures.update(self._flash(artifacts, sources, mcu))
+        arena = measure_arena(artifacts.tflite)
+        artifacts.extra["arena"] = arena
+        on = "TFLM interpreter on this host (RecordingMicroAllocator)"
+        if arena.ok:
+            figures["arena"] = Measurement("arena", arena.arena_bytes, "bytes", MEASURED, on,
+                                           f"head {arena.head_bytes:,} B + tail {arena.tail_bytes:,} B")
+            figures["ram"] = Measurement(
+                "ram", arena.arena_bytes + mcu_overhead(profile), "bytes", MEASURED, on,
+                f"arena {arena.arena_bytes:,} B (measured) + runtime {mcu_overhead(profile):,} B (profile)")
+        figures["latency"] = Measurement(
+            "latency", estimate_latency_ms(graph, profile.cost_model), "ms", ESTIMATED,
+            f"cost model of {profile.name}: {profile.cost_model.int8_cycles_per_mac} cycles/int8 MAC "
+            f"at {profile.cost_model.clock_mhz} MHz", f"{graph.total_macs:,} MACs over {len(graph.ops)} ops")
+        files = dict(sources)
+        if arena.ok:
+            files["model_arena.h"] = arena_header(arena.arena_bytes, mcu.arena_margin, name=ident)
+        files["op_resolver.h"] = op_resolver_source(graph).encode("utf-8")
+        artifacts.extra["c_sources"] = files
+        return figures
+
+    def _flash(self, artifacts, sources, mcu) -> dict:
+        from exporter.toolchain import compile_model_data
+
+        model_bytes = len(artifacts.tflite)
+        runtime = int(mcu.runtime_flash_bytes)
+        if mcu.toolchain is None:
+            return {"flash": Measurement(
+                "flash", model_bytes + runtime, "bytes", ESTIMATED, "model.tflite size + profile runtime",
+                f"model {model_bytes:,} B + runtime {runtime:,} B; not compiled: no compiler for {mcu.cpu} "
+                "can be installed here")}
+        with tempfile.TemporaryDirectory(prefix="edgex-cc-") as tmp:
+            for name, data in sources.items():
+                (Path(tmp) / name).write_bytes(data)
+            size = compile_model_data(Path(tmp), cpu=mcu.cpu, fpu=mcu.fpu)
+        artifacts.extra["compiled"] = size
+        on = f"arm-none-eabi-gcc -mcpu={mcu.cpu}, arm-none-eabi-size"
+        return {
+            "model_flash": Measurement("model_flash", size.flash, "bytes", MEASURED, on,
+                                       f"model_data.o; model.tflite is {model_bytes:,} B"),
+            "flash": Measurement("flash", size.flash + runtime, "bytes", MEASURED, on,
+                                 f"model_data.o {size.flash:,} B (measured) + runtime {runtime:,} B (profile)"),
+        }
+
+    def extra_checks(self, artifacts: Artifacts) -> list[Check]:
+        arena = artifacts.extra.get("arena")
+        if arena is None or arena.ok:
+            return []
+        return [Check("tflm_run", "fail", None, 0, "", MEASURED, "TFLM interpreter on this host", None,
+                      arena.finding)]
+
+    def package(self, artifacts: Artifacts) -> dict[str, bytes]:
+        from exporter.codegen import arduino_library
+
+        files = {f"mcu/{name}": data for name, data in artifacts.extra.get("c_sources", {}).items()}
+        arena = artifacts.extra.get("arena")
+        if arena is not None and arena.ok:
+            graph = artifacts.graph
+            inp = graph.input_details()[0]
+            files.update(arduino_library(
+                name=model_identifier(artifacts), model_files=artifacts.extra["c_sources"],
+                resolver_source=artifacts.extra["c_sources"]["op_resolver.h"].decode("utf-8"),
+                arena_bytes=arena.arena_bytes, margin=artifacts.profile.microcontroller.arena_margin,
+                version="1.0.0", input_shape=inp.shape, input_dtype=inp.dtype,
+                output_size=math.prod(graph.output_details()[0].shape)))
+        return files
+
+
+def mcu_overhead(profile) -> int:
+    """RAM the runtime needs outside the arena, from the profile."""
+    return int(profile.cost_model.runtime_ram_bytes)
