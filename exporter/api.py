@@ -94,7 +94,8 @@ def _recipe(recipe, target):
 
 def export(model=None, *, target: str = "android", profile=None, calib=None, eval=None, labels=None,
            out=None, quantize: str | None = None, limits=None, trust_model: bool = False,
-           make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None):
+           make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None,
+           require_compiled: bool = False):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     Args:
@@ -114,6 +115,8 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         recipe: the stages to run before conversion: a `Recipe`, a dict, a YAML path or a bundle
             (its manifest's recipe). Default: the target's default recipe.
         train: labelled training data for stages that fine-tune (.npz path, (x, y) or Dataset).
+        require_compiled: make a bundle the target could not compile (Edge TPU without its
+            compiler) an error instead of an uncompiled bundle.
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
@@ -125,11 +128,11 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
     with progress_mod.quiet_native_stderr():   # TensorFlow's native log lines; progress still shows
         return _export(model, target=target, profile=profile, calib=calib, eval=eval, labels=labels, out=out,
                        quantize=quantize, limits=limits, trust_model=trust_model, make_zip=make_zip, demo=demo,
-                       recipe=recipe, train=train)
+                       recipe=recipe, train=train, require_compiled=require_compiled)
 
 
 def _export(model, *, target, profile, calib, eval, labels, out, quantize, limits, trust_model, make_zip, demo,
-            recipe, train):
+            recipe, train, require_compiled):
     from exporter.analysis.graph import Graph
     from exporter.checks import run_checks
     from exporter.data import check_input, check_labels
@@ -219,11 +222,12 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
         else:
             tflite = convert(loaded.model, config, calib=calib_x)
         graph = Graph.from_bytes(tflite)
-    notes += tgt.preflight(graph, prof, mode)
+    notes += tgt.preflight(graph, prof, mode, tflite=tflite)
 
     progress_mod.status("measuring with LiteRT on this machine")
     artifacts = Artifacts(tflite=tflite, graph=graph, profile=prof, mode=mode, keras_model=loaded.model,
-                          eval_ds=eval_ds, labels=names, source=str(loaded.path) if loaded.path else None)
+                          eval_ds=eval_ds, labels=names, source=str(loaded.path) if loaded.path else None,
+                          extra={"require_compiled": require_compiled})
     figures = tgt.measure(artifacts)
     skipped = {"accuracy_drop": "no original model to compare with" if is_tflite and eval_ds is not None
                else "no evaluation data (--eval)"}
@@ -235,7 +239,10 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
         stages=records, recipe={**resolved.to_dict(), "stages": [s.to_spec() for s in stages], "quantize": mode},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if out is not None:
-        _write(report, out, tflite, names, prof, tgt.package(artifacts), make_zip)
+        from exporter.hil.agent_files import bundle_agent_files
+
+        extra = {**tgt.package(artifacts), **bundle_agent_files(eval_ds, loaded.model)}
+        _write(report, out, tflite, names, prof, extra, make_zip)
     return report
 
 

@@ -29,6 +29,7 @@ MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 _TMP_PREFIX = ".edgex-tmp-"
 _RENAME_EXCHANGE = 2
+HIL_PREFIX = "hil/"
 
 
 def sha256(data: bytes) -> str:
@@ -158,8 +159,22 @@ def read_manifest(bundle: Path) -> dict:
     return manifest
 
 
+def _bad_runs(bundle: Path, runs: set[str]) -> list[str]:
+    problems = []
+    for name in sorted(runs):
+        path = bundle / name
+        if path.is_symlink() or not name.endswith(".json"):
+            problems.append(f"unexpected file in hil/: {name}")
+            continue
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            problems.append(f"hil run is not valid JSON: {name}")
+    return problems
+
+
 def verify_bundle(bundle: Path) -> dict:
-    """Re-hash every file of a bundle against its manifest.
+    """Re-hash every file of a bundle against its manifest (device runs under hil/ must be valid JSON).
 
     Returns:
         {"bundle": path, "files": count, "status": manifest status}.
@@ -171,7 +186,9 @@ def verify_bundle(bundle: Path) -> dict:
     manifest = read_manifest(bundle)
     listed = manifest["files"]
     present = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() or p.is_symlink()}
-    problems = [f"extra file: {name}" for name in sorted(present - set(listed) - {MANIFEST})]
+    runs = {name for name in present if name.startswith(HIL_PREFIX)}   # device runs, added after export
+    problems = [f"extra file: {name}" for name in sorted(present - set(listed) - {MANIFEST} - runs)]
+    problems += _bad_runs(bundle, runs)
     for name, meta in sorted(listed.items()):
         path = bundle / name
         if name not in present:

@@ -70,9 +70,11 @@ def cli(debug):
 @click.option("--patience", type=int, help="Early-stopping patience on the validation split (0: off).")
 @click.option("--seed", type=int, help="Seed for training (same inputs give the same model).")
 @click.option("--skip-layer", "skip_layers", multiple=True, metavar="NAME", help="Leave this layer alone.")
+@click.option("--require-compiled", is_flag=True,
+              help="Fail (exit 4) when the target's compiler is missing, e.g. edgetpu_compiler.")
 def export(model, target, profile, calib, eval_, labels, out, quantize, limits, trust_model, make_zip, demo, as_json,
            train, recipe, prune, prune_structured, sparsify, cluster, qat, weight_bits, distill, student,
-           distill_mode, epochs, batch_size, learning_rate, patience, seed, skip_layers):
+           distill_mode, epochs, batch_size, learning_rate, patience, seed, skip_layers, require_compiled):
     """Convert MODEL (after optional compression stages), check it against a device profile, write a bundle."""
     from exporter import api
     from exporter.errors import UsageError
@@ -87,7 +89,8 @@ def export(model, target, profile, calib, eval_, labels, out, quantize, limits, 
         raise UsageError("give either --recipe or stage flags (--prune, --cluster, ...), not both")
     report = api.export(model, target=target, profile=profile, calib=calib, eval=eval_, labels=labels, out=out,
                         quantize=quantize, limits=list(limits), trust_model=trust_model, make_zip=make_zip,
-                        demo=demo, recipe=flags if flags is not None else recipe, train=train)
+                        demo=demo, recipe=flags if flags is not None else recipe, train=train,
+                        require_compiled=require_compiled)
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -244,6 +247,16 @@ def targets(as_json):
         table.add_row(r["target"], r["runtime"], ", ".join(r["quantization"]), r["default_profile"],
                       ", ".join(r["profiles"]), r["ram"], r["latency"])
     _console().print(table)
+
+
+def _register_subcommands() -> None:
+    from exporter.hil.cli import calibrate_command, hil
+
+    cli.add_command(hil)
+    profiles.add_command(calibrate_command)
+
+
+_register_subcommands()
 
 
 def main(argv=None) -> int:

@@ -146,6 +146,7 @@ class DeviceProfile(_Strict):
     threads: int = Field(1, ge=1, description="threads the runtime uses on the device")
     microcontroller: Microcontroller | None = Field(None, description="for microcontroller and Ethos-U targets")
     ethos_u: EthosU | None = Field(None, description="for the Ethos-U target")
+    edgetpu: dict | None = Field(None, description="Edge TPU settings (validated by the edgetpu target)")
     notes: str = Field("", description="free text")
 
     def with_limits(self, overrides: dict[str, float]) -> "DeviceProfile":

@@ -1,38 +1,14 @@
-"""Android phones running LiteRT on the CPU.
-
-Measured on this machine with the real LiteRT interpreter: size, accuracy,
-fidelity and host latency. Estimated for the phone: latency from the
-profile's cost model, and RAM from tensor liveness plus weights plus the
-runtime's own memory. `edgex hil run` over adb replaces the estimates with
-device figures.
-"""
+"""Android phones running LiteRT on the CPU (see targets/cpu.py for what is measured)."""
 from __future__ import annotations
 
-from exporter.analysis.cost_model import estimate_latency_ms, estimate_ram_bytes
-from exporter.checks import ESTIMATED, Measurement
-from exporter.measure import measure_host
-from targets.base import Artifacts, Target, register
+from targets.base import register
+from targets.cpu import CpuTarget
 
 
 @register
-class AndroidTarget(Target):
-    """An arm64 Android phone; LiteRT on the CPU (XNNPACK)."""
+class AndroidTarget(CpuTarget):
+    """An arm64 Android phone; LiteRT on the CPU (XNNPACK). `edgex hil run --device adb://...`."""
 
     name = "android"
     summary = "Android phones, LiteRT on the CPU"
     default_profile = "android-arm64-midrange"
-    runtime = "LiteRT (ai-edge-litert) / tflite-runtime"
-
-    def measure(self, artifacts: Artifacts) -> dict:
-        profile, graph = artifacts.profile, artifacts.graph
-        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
-        on = f"cost model of {profile.name}"
-        figures["latency"] = Measurement(
-            "latency", estimate_latency_ms(graph, profile.cost_model), "ms", ESTIMATED, on,
-            f"{graph.total_macs:,} MACs over {len(graph.ops)} ops")
-        figures["ram"] = Measurement(
-            "ram", estimate_ram_bytes(graph, profile.cost_model), "bytes", ESTIMATED,
-            f"tensor liveness of the graph + {profile.name} runtime overhead",
-            f"activations {graph.peak_activation_bytes:,} B + weights {graph.weight_bytes:,} B "
-            f"+ runtime {int(profile.cost_model.runtime_ram_bytes):,} B")
-        return figures

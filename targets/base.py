@@ -21,7 +21,8 @@ from typing import ClassVar
 
 from exporter.errors import ConfigError, PreflightError, UsageError
 
-BUILTIN_TARGET_MODULES = ("targets.android", "targets.microcontroller", "targets.ethos_u")
+BUILTIN_TARGET_MODULES = ("targets.android", "targets.microcontroller", "targets.ethos_u", "targets.edgetpu",
+                          "targets.linux")
 _REGISTRY: dict[str, type["Target"]] = {}
 
 
@@ -136,8 +137,11 @@ class Target(ABC):
             raise ConfigError(f"profile {profile.name!r} is for target {profile.target!r}, not {self.name!r}")
         return QuantizationPolicy.from_profile(profile)
 
-    def preflight(self, graph, profile, mode: str) -> list[str]:
+    def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
         """Check the graph can run on the device; return notes, raise on blockers.
+
+        Args:
+            graph: the parsed model; tflite: its bytes, for checks the Graph summary lacks.
 
         Raises:
             PreflightError: listing every op or tensor the device cannot run.

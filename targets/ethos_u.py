@@ -35,9 +35,9 @@ class EthosUTarget(MicrocontrollerTarget):
             raise ConfigError(f"profile {profile.name} has no 'ethos_u' section (accelerator_config, ...)")
         return profile.ethos_u
 
-    def preflight(self, graph, profile, mode: str) -> list[str]:
+    def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
         self._npu(profile)
-        return super().preflight(graph, profile, mode)
+        return super().preflight(graph, profile, mode, tflite)
 
     def measure(self, artifacts: Artifacts) -> dict:
         from exporter.analysis.tflm import op_resolver_source

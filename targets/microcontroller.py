@@ -44,7 +44,7 @@ class MicrocontrollerTarget(Target):
             raise ConfigError(f"profile {profile.name} has no 'microcontroller' section (cpu, runtime_flash_bytes)")
         return profile.microcontroller
 
-    def preflight(self, graph, profile, mode: str) -> list[str]:
+    def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
         from exporter.analysis.tflm import unsupported_ops
 
         self._mcu(profile)
@@ -52,7 +52,7 @@ class MicrocontrollerTarget(Target):
         if missing:
             raise PreflightError(f"pre-flight for {self.name} ({profile.name}) failed: TFLM has no kernel for "
                                  f"{', '.join(missing)}. Replace these layers, or choose another target")
-        return super().preflight(graph, profile, mode)
+        return super().preflight(graph, profile, mode, tflite)
 
     def measure(self, artifacts: Artifacts) -> dict:
         from exporter.analysis.tflm import measure_arena, op_resolver_source

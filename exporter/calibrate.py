@@ -1,0 +1,128 @@
+"""`edgex profiles calibrate`: fit a profile's latency cost model to measured device runs.
+
+Each stored HIL run of a bundle exported for the profile gives one point: the model's int8
+MACs, float MACs and op count (from its .tflite) against the latency the device measured.
+With three or more points that vary, the per-MAC and per-op costs are fitted by
+non-negative least squares; otherwise the cost model is scaled by the median ratio of
+measured to estimated latency. The result is a new profile file whose header states the
+estimate's error before and after.
+
+Example:
+    >>> result = calibrate("raspberry-pi-4", ["build/rpi"])
+    >>> result.error_before_pct, result.error_after_pct
+    (212.5, 3.1)
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from exporter.analysis.cost_model import INT8_TYPES, estimate_latency_ms
+from exporter.analysis.graph import Graph
+from exporter.errors import DataError
+from exporter.hil.runner import load_runs
+from exporter.profile import CostModel, load_profile
+
+
+@dataclass
+class Calibration:
+    """The calibrated profile and how much closer its estimates come."""
+
+    profile: object
+    points: list[dict]
+    method: str
+    error_before_pct: float
+    error_after_pct: float
+
+    def to_yaml(self) -> str:
+        header = (f"# Calibrated by edgex on {_dt.date.today().isoformat()} from {len(self.points)} device run(s) "
+                  f"({self.method}).\n# Latency estimate error (mean |estimated - measured| / measured): "
+                  f"{self.error_before_pct:.1f} % before, {self.error_after_pct:.1f} % after.\n"
+                  "# Every other figure is as in the original profile, whose comments give the sources.\n")
+        data = self.profile.model_dump(mode="json", exclude_none=True)
+        return header + yaml.safe_dump(data, sort_keys=False)
+
+
+def _features(graph: Graph) -> tuple[float, float, float]:
+    int8 = sum(op.macs for op in graph.ops if op.compute_dtype in INT8_TYPES)
+    other = sum(op.macs for op in graph.ops if op.compute_dtype not in INT8_TYPES)
+    return float(int8), float(other), float(len(graph.ops))
+
+
+def _points(profile, bundles) -> list[dict]:
+    points = []
+    for bundle in bundles:
+        graph = Graph.from_file(Path(bundle) / "model.tflite")
+        for run in load_runs(bundle):
+            latency = run.get("measurements", {}).get("latency")
+            if not run.get("complete") or latency is None:
+                continue
+            if run.get("result", {}).get("model_sha256") is None:
+                continue
+            points.append({"bundle": str(bundle), "run": run["path"], "measured_ms": float(latency["value"]),
+                           "features": _features(graph), "graph": graph})
+    return points
+
+
+def _error(cost: CostModel, points) -> float:
+    errors = [abs(estimate_latency_ms(p["graph"], cost) - p["measured_ms"]) / p["measured_ms"] for p in points]
+    return float(np.mean(errors) * 100)
+
+
+def _scaled(cost: CostModel, k: float) -> CostModel:
+    update = {"per_op_overhead_us": cost.per_op_overhead_us * k}
+    if cost.int8_gmacs is not None:
+        update |= {"int8_gmacs": cost.int8_gmacs / k, "float_gmacs": cost.float_gmacs / k}
+    else:
+        update |= {"int8_cycles_per_mac": cost.int8_cycles_per_mac * k,
+                   "float_cycles_per_mac": cost.float_cycles_per_mac * k}
+    return cost.model_copy(update=update)
+
+
+def _fitted(cost: CostModel, points) -> CostModel | None:
+    from scipy.optimize import nnls
+
+    a = np.array([p["features"] for p in points])
+    b = np.array([p["measured_ms"] * 1e-3 for p in points])
+    if len(points) < 3 or np.linalg.matrix_rank(a) < 3:
+        return None
+    (int8_s, float_s, op_s), _ = nnls(a, b)
+    if int8_s <= 0 or float_s <= 0:
+        return None
+    update = {"per_op_overhead_us": op_s * 1e6}
+    if cost.int8_gmacs is not None:
+        update |= {"int8_gmacs": 1e-9 / int8_s, "float_gmacs": 1e-9 / float_s}
+    else:
+        hz = cost.clock_mhz * 1e6
+        update |= {"int8_cycles_per_mac": int8_s * hz, "float_cycles_per_mac": float_s * hz}
+    return cost.model_copy(update=update)
+
+
+def calibrate(profile_name, bundles) -> Calibration:
+    """Fit `profile_name`'s cost model to the complete HIL runs stored in `bundles`.
+
+    Raises:
+        DataError: no bundle holds a complete run to fit to.
+    """
+    profile = load_profile(profile_name)
+    points = _points(profile, bundles)
+    if not points:
+        raise DataError("no complete device runs in the given bundles: run `edgex hil run BUNDLE --device ...` first")
+    cost = profile.cost_model
+    fitted = _fitted(cost, points)
+    method = "non-negative least squares on int8 MACs, float MACs and ops"
+    if fitted is None:
+        ratios = [p["measured_ms"] / estimate_latency_ms(p["graph"], cost) for p in points]
+        fitted = _scaled(cost, float(np.median(ratios)))
+        method = f"scaled by the median measured/estimated ratio {float(np.median(ratios)):.3f}"
+    before, after = _error(cost, points), _error(fitted, points)
+    new = profile.model_copy(update={"cost_model": fitted,
+                                     "notes": f"{profile.notes} calibrated: {method}; error {before:.1f}% -> "
+                                              f"{after:.1f}%".strip()})
+    for p in points:
+        p.pop("graph")
+    return Calibration(new, points, method, before, after)

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop runs: a device agent, transports to reach devices, and the runner."""

@@ -1,0 +1,335 @@
+"""edgex device agent: run one .tflite model on this device and print one JSON line.
+
+A standalone file (standard library, numpy and one TFLite runtime; Python 3.8+, numpy 1 or 2)
+that edgex pushes to a device with the model and the bundle's manifest. It checks the model's
+sha256 against the manifest before loading it, loads it with the runtime's flatbuffer verifier,
+times warm-up and timed invokes on a zero input, optionally scores the bundle's eval samples,
+and prints exactly one JSON object (protocol 1, see exporter/hil/result.py) on stdout.
+
+The model is first loaded and invoked once in a child process (`--probe`), so that a model
+which crashes the runtime (old runtimes do not verify the flatbuffer) is reported, not fatal.
+
+Exit codes: 0 ran, 2 bad usage or not a valid model, 3 integrity failure (sha256 mismatch),
+4 the runtime could not run the model, 5 no TFLite runtime on this device, 70 agent bug.
+
+Example:
+    $ python3 edgex_agent.py --model model.tflite --manifest manifest.json --warmup 10 --runs 50
+    {"protocol": 1, "ok": true, "runtime": "tflite_runtime", "runtime_version": "2.14.0", ...}
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import socket
+import sys
+import time
+
+PROTOCOL = 1
+NO_SHA = "0" * 64
+RUNTIMES = (("tflite_runtime", "tflite_runtime.interpreter"),
+            ("ai_edge_litert", "ai_edge_litert.interpreter"),
+            ("tensorflow", "tensorflow.lite"))
+
+
+class AgentFailure(Exception):
+    """A failure the agent reports as ok=false with its exit code."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+def find_runtime():
+    """The first importable TFLite runtime: (name, version, Interpreter class)."""
+    import importlib
+
+    tried = []
+    for name, module in RUNTIMES:
+        try:
+            mod = importlib.import_module(module)
+        except Exception as exc:  # ImportError, or a broken install raising anything
+            tried.append("%s (%s)" % (name, type(exc).__name__))
+            continue
+        top = sys.modules.get(name)
+        version = str(getattr(top, "__version__", "") or "unknown")
+        return name, version, mod.Interpreter
+    raise AgentFailure("no TFLite runtime on this device; tried " + ", ".join(tried)
+                       + "; install one: pip install tflite-runtime (or ai-edge-litert)", 5)
+
+
+def check_model(model_bytes, manifest_path):
+    """Refuse a model whose sha256 is not the manifest's (exit 3)."""
+    try:
+        with open(manifest_path, "rb") as f:
+            manifest = json.loads(f.read(1 << 24).decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AgentFailure("cannot read manifest %s: %s" % (manifest_path, exc), 2)
+    try:
+        expected = manifest["files"]["model.tflite"]["sha256"]
+    except (KeyError, TypeError):
+        raise AgentFailure("manifest %s lists no sha256 for model.tflite" % manifest_path, 3)
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != expected:
+        raise AgentFailure("model.tflite sha256 %s does not match the manifest's %s; the model was "
+                           "changed or corrupted in transfer; refusing to run it" % (actual, expected), 3)
+
+
+def probe(args):
+    """Load and invoke the model once in a child process; a runtime crash becomes an AgentFailure."""
+    import signal
+    import subprocess
+
+    argv = [sys.executable, os.path.abspath(__file__), "--probe", "--model", args.model, "--manifest",
+            args.manifest, "--threads", str(args.threads), "--runs", "1", "--warmup", "0"]
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise AgentFailure("loading the model did not finish in 600 s", 4)
+    if done.returncode < 0:
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = "signal %d" % -done.returncode
+        raise AgentFailure("model.tflite is not a valid model: the runtime crashed loading it (%s)" % name, 2)
+    lines = [line for line in done.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise AgentFailure("model probe exited %d without an answer: %s"
+                           % (done.returncode, done.stderr.decode("utf-8", "replace")[-300:].strip()), 4)
+    if not answer.get("ok"):
+        raise AgentFailure(str(answer.get("error")), done.returncode or 4)
+
+
+def load_interpreter(interpreter_cls, model_bytes, threads):
+    try:
+        interpreter = interpreter_cls(model_content=model_bytes, num_threads=threads)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise AgentFailure("model.tflite is not a valid model: " + first, 2)
+    try:
+        for detail in interpreter.get_input_details():
+            signature = detail.get("shape_signature")
+            if signature is not None and any(int(d) < 0 for d in signature):
+                interpreter.resize_tensor_input(detail["index"], [max(int(d), 1) for d in signature])
+        interpreter.allocate_tensors()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise AgentFailure("the runtime cannot prepare the model: " + first, 4)
+    return interpreter
+
+
+def quantization(detail):
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return float(scale), int(zero_point)
+
+
+def zero_input(np, detail):
+    """A real-valued zero for the input: the zero point for quantized tensors."""
+    scale, zero_point = quantization(detail)
+    value = zero_point if scale and np.issubdtype(detail["dtype"], np.integer) else 0
+    return np.full(detail["shape"], value, dtype=detail["dtype"])
+
+
+def to_input(np, sample, detail):
+    """Cast (quantize when the input is quantized) one float sample to the input tensor."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = quantization(detail)
+    x = np.asarray(sample, dtype=np.float64).reshape(detail["shape"])
+    if np.issubdtype(dtype, np.integer):
+        if scale:
+            x = np.round(x / scale + zero_point)
+        info = np.iinfo(dtype)
+        x = np.clip(x, info.min, info.max)
+    return x.astype(dtype)
+
+
+def from_output(np, raw, detail):
+    scale, zero_point = quantization(detail)
+    out = np.asarray(raw)
+    if scale and np.issubdtype(out.dtype, np.integer):
+        return (out.astype(np.float64) - zero_point) * scale
+    return out.astype(np.float64)
+
+
+def invoke(interpreter):
+    try:
+        interpreter.invoke()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise AgentFailure("invoke failed: " + first, 4)
+
+
+def time_model(np, interpreter, warmup, runs):
+    inputs = interpreter.get_input_details()
+    for detail in inputs:
+        interpreter.set_tensor(detail["index"], zero_input(np, detail))
+    for _ in range(warmup):
+        invoke(interpreter)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        invoke(interpreter)
+        times.append((time.perf_counter() - start) * 1000.0)
+    if not times:
+        invoke(interpreter)
+    first = interpreter.get_output_details()[0]
+    digest = hashlib.sha256(np.ascontiguousarray(interpreter.get_tensor(first["index"])).tobytes()).hexdigest()
+    latency = None
+    if times:
+        ordered = np.asarray(times, dtype=np.float64)
+        latency = {"p50": float(np.percentile(ordered, 50)), "p90": float(np.percentile(ordered, 90)),
+                   "mean": float(ordered.mean()), "runs": len(times)}
+    return latency, digest
+
+
+def evaluate(np, interpreter, path, limit):
+    """Top-1 accuracy (%) on up to `limit` samples of an .npz with x and y (no pickle)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            x, y = np.asarray(data["x"]), np.asarray(data["y"])
+    except Exception as exc:
+        raise AgentFailure("cannot read eval samples %s: %s" % (path, str(exc)[:200]), 2)
+    if y.ndim == 2:
+        y = y.argmax(axis=1)
+    n = min(int(limit), len(x), len(y))
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if n == 0:
+        return None, 0
+    if len(inputs) != 1:
+        raise AgentFailure("eval samples need a single-input model; this one has %d inputs" % len(inputs), 2)
+    detail = inputs[0]
+    if int(np.prod(detail["shape"])) != int(np.prod(x.shape[1:])):
+        raise AgentFailure("eval sample shape %s does not fit the model input %s"
+                           % (tuple(x.shape[1:]), tuple(int(d) for d in detail["shape"])), 2)
+    correct = 0
+    for i in range(n):
+        interpreter.set_tensor(detail["index"], to_input(np, x[i], detail))
+        invoke(interpreter)
+        scores = from_output(np, interpreter.get_tensor(outputs[0]["index"]), outputs[0])
+        correct += int(int(np.argmax(scores.reshape(-1))) == int(y[i]))
+    return 100.0 * correct / n, n
+
+
+def peak_rss_bytes():
+    """Peak resident memory of this process image.
+
+    Linux: VmHWM of /proc/self/status, since ru_maxrss carries over the parent's peak across
+    fork+exec (an agent started by a 700 MB edgex process would report 700 MB).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def device_info(threads):
+    info = {"machine": platform.machine(), "platform": platform.platform(), "hostname": socket.gethostname(),
+            "python": platform.python_version(), "cpu_count": os.cpu_count(), "threads": threads}
+    try:
+        with open("/proc/cpuinfo", "r", errors="replace") as f:
+            text = f.read(1 << 16)
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key in ("model name", "hardware", "cpu model") and value and "cpu" not in info:
+            info["cpu"] = value
+        elif key == "model" and value and not value.isdigit():
+            info["board"] = value
+    if "numpy" in sys.modules:
+        info["numpy"] = sys.modules["numpy"].__version__
+    return {k: (v[:200] if isinstance(v, str) else v) for k, v in info.items()}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Run a .tflite model and print one JSON line.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--eval", default=None, help=".npz with x and y")
+    parser.add_argument("--eval-samples", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not 0 <= args.warmup <= 1000000 or not 1 <= args.runs <= 1000000:
+        raise AgentFailure("--warmup must be 0..1000000 and --runs 1..1000000", 2)
+    if args.eval_samples < 0 or args.threads < 1:
+        raise AgentFailure("--eval-samples must be >= 0 and --threads >= 1", 2)
+    return args
+
+
+def run(argv, result):
+    """Fill `result` in place; raise AgentFailure on a reportable failure."""
+    args = parse_args(argv)
+    result["device"] = device_info(args.threads)
+    try:
+        with open(args.model, "rb") as f:
+            model_bytes = f.read()
+    except OSError as exc:
+        raise AgentFailure("cannot read model %s: %s" % (args.model, exc.strerror or exc), 2)
+    result["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
+    check_model(model_bytes, args.manifest)
+    import numpy as np
+
+    result["runtime"], result["runtime_version"], interpreter_cls = find_runtime()
+    if not args.probe:
+        probe(args)
+    interpreter = load_interpreter(interpreter_cls, model_bytes, args.threads)
+    if args.probe:
+        time_model(np, interpreter, 0, 1)
+        return
+    result["latency_ms"], result["output_digest"] = time_model(np, interpreter, args.warmup, args.runs)
+    if args.eval and args.eval_samples:
+        result["accuracy"], result["eval_samples"] = evaluate(np, interpreter, args.eval, args.eval_samples)
+    result["device"] = device_info(args.threads)
+
+
+def main(argv=None):
+    result = {"protocol": PROTOCOL, "ok": False, "error": None, "runtime": "none", "runtime_version": "",
+              "model_sha256": NO_SHA, "device": {}}
+    # Native runtime code may print to fd 1: send it to stderr so stdout carries only our JSON line.
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    os.dup2(2, 1)
+    code = 0
+    try:
+        run(argv, result)
+        result["ok"] = True
+    except AgentFailure as exc:
+        result["error"], code = str(exc)[:3900], exc.code
+    except SystemExit as exc:  # argparse: usage already printed on stderr
+        result["error"], code = "bad agent arguments (see stderr)", 2 if exc.code else 0
+    except KeyboardInterrupt:
+        result["error"], code = "interrupted", 130
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()
+        result["error"], code = ("agent bug: %s: %s" % (type(exc).__name__, exc))[:3900], 70
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    sys.stdout.write(json.dumps(result, allow_nan=False, default=str) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

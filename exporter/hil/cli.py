@@ -1,0 +1,133 @@
+"""The `edgex hil` commands and `edgex profiles calibrate`; registered on the main CLI group."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from exporter.errors import EXIT_LIMIT
+
+
+def _print_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group()
+def hil():
+    """Run bundles on real devices (hardware in the loop)."""
+
+
+@hil.command("run")
+@click.argument("bundle")
+@click.option("--device", "-d", required=True,
+              help="local | ssh://user@host[:port] | adb://SERIAL | serial:///dev/PORT[?baud=N]")
+@click.option("--runs", type=click.IntRange(1, 100000), default=50, show_default=True, help="Timed invokes.")
+@click.option("--warmup", type=click.IntRange(0, 10000), default=10, show_default=True, help="Warm-up invokes.")
+@click.option("--eval-samples", type=click.IntRange(0, 100000), default=0, show_default=True,
+              help="Also run this many of the bundle's eval samples (accuracy on the device).")
+@click.option("--timeout", type=click.FloatRange(1, 86400), default=300, show_default=True,
+              help="Seconds the whole device run may take.")
+@click.option("--connect-timeout", type=click.FloatRange(0.1, 600), default=10, show_default=True,
+              help="Seconds to connect.")
+@click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True, help="Connection retries.")
+@click.option("--known-hosts", type=click.Path(dir_okay=False), help="SSH known_hosts file.")
+@click.option("--accept-unknown-host", is_flag=True, help="SSH: trust a host key not in known_hosts.")
+@click.option("--identity", type=click.Path(dir_okay=False), help="SSH private key.")
+@click.option("--python", "python_", help="Python that runs the agent on the device (default python3).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+def hil_run_command(bundle, device, runs, warmup, eval_samples, timeout, connect_timeout, retries, known_hosts,
+                    accept_unknown_host, identity, python_, as_json):
+    """Run BUNDLE on a device; measured figures decide the checks (exit 0, 1, or 5 on a device fault)."""
+    from exporter.hil.runner import hil_run
+    from exporter.hil.transports.base import RunPlan, TransportOptions
+
+    options = TransportOptions(connect_timeout=connect_timeout, command_timeout=timeout, retries=retries,
+                               known_hosts=Path(known_hosts) if known_hosts else None,
+                               accept_unknown_host=accept_unknown_host,
+                               identity_file=Path(identity) if identity else None,
+                               python=python_ or (sys.executable if device == "local" else "python3"))
+    run = hil_run(bundle, device, RunPlan(warmup=warmup, runs=runs, eval_samples=eval_samples, timeout=timeout),
+                  options)
+    if as_json:
+        _print_json(run.to_dict())
+    else:
+        _show_run(run)
+    if not run.passed:
+        click.echo(f"edgex: device run {run.status}: " + "; ".join(
+            [c.summary() for c in run.checks if c.status == "fail"] + run.notes), err=True)
+        sys.exit(EXIT_LIMIT)
+
+
+def _show_run(run) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from exporter.units import format_value
+
+    table = Table(title=f"{run.device.get('transport')} device {run.device.get('id')}: {run.status}")
+    for col in ("check", "status", "measured", "limit", "estimated at export", "estimate error", "on"):
+        table.add_column(col)
+    for c in run.checks:
+        est = run.estimates.get(c.name)
+        table.add_row(c.name, c.status, c.note if c.status == "skip" else format_value(c.value, c.unit),
+                      format_value(c.limit, c.unit), "" if est is None else format_value(est["estimated"], c.unit),
+                      "" if est is None else f"{est['error_pct']:+.1f} %", c.on)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    for note in run.notes:
+        click.echo(f"note: {note}")
+    if run.path:
+        click.echo(f"stored: {run.path}")
+
+
+@hil.command("report")
+@click.argument("bundles", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def hil_report_command(bundles, as_json):
+    """Summarise the device runs stored in BUNDLES."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from exporter.hil.runner import load_runs
+
+    rows = [(b, r) for b in bundles for r in load_runs(b)]
+    if as_json:
+        _print_json([{"bundle": b, **r} for b, r in rows])
+        return
+    table = Table(title=f"device runs in {len(bundles)} bundle(s)")
+    for col in ("bundle", "device", "when", "runtime", "latency p50", "est. error", "ram", "accuracy", "status"):
+        table.add_column(col)
+    for bundle, r in rows:
+        res, m = r.get("result", {}), r.get("measurements", {})
+        lat = m.get("latency", {}).get("value")
+        err = r.get("estimates", {}).get("latency", {}).get("error_pct")
+        ram = m.get("ram", {}).get("value")
+        device = r.get("device", {})
+        table.add_row(bundle, f"{device.get('transport')}:{device.get('id')}", r.get("created", ""),
+                      f"{res.get('runtime')} {res.get('runtime_version')}", "" if lat is None else f"{lat:.3f} ms",
+                      "" if err is None else f"{err:+.1f} %", "" if ram is None else f"{ram / 1024:.0f} KiB",
+                      "" if res.get("accuracy") is None else f"{res['accuracy']:.2f} %", r.get("status", ""))
+    Console(width=None if sys.stdout.isatty() else 180).print(table)
+
+
+@click.command("calibrate")
+@click.argument("profile")
+@click.option("--from", "bundles", multiple=True, required=True, help="A bundle with stored device runs (repeat).")
+@click.option("--out", "-o", help="Where to write the calibrated profile (default: PROFILE.calibrated.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def calibrate_command(profile, bundles, out, as_json):
+    """Fit PROFILE's latency cost model to device runs stored in bundles."""
+    from exporter.bundle import _write_file
+    from exporter.calibrate import calibrate
+
+    result = calibrate(profile, list(bundles))
+    path = Path(out or f"{result.profile.name}.calibrated.yaml")
+    _write_file(path, result.to_yaml().encode("utf-8"))
+    summary = {"profile": str(path), "runs": len(result.points), "method": result.method,
+               "latency_error_before_pct": result.error_before_pct, "latency_error_after_pct": result.error_after_pct}
+    if as_json:
+        _print_json(summary)
+    else:
+        click.echo(f"wrote {path}: latency estimate error {result.error_before_pct:.1f} % -> "
+                   f"{result.error_after_pct:.1f} % over {len(result.points)} run(s) ({result.method})")

@@ -1,0 +1,1 @@
+"""Transports: how edgex reaches a device. Each module registers one Transport class."""

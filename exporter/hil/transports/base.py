@@ -1,0 +1,139 @@
+"""The Transport contract and registry.
+
+A transport reaches one device named by a URI (`local`, `ssh://user@host:port`,
+`adb://SERIAL`, `serial:///dev/ttyACM0`) and runs a bundle there. Host-like
+devices (local, SSH, adb) get the Python agent and the model pushed, run it and
+return its JSON; microcontrollers (serial) speak a framed protocol to firmware
+that already holds the model. Every call is bounded in time; every fault is a
+DeviceError (exit 5).
+
+Example:
+    >>> with open_transport("ssh://pi@127.0.0.1:2222", options) as t:
+    ...     raw = t.run_bundle(Path("build/rpi"), RunPlan(runs=50))
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from exporter.errors import DeviceError, UsageError
+
+BUILTIN_TRANSPORT_MODULES = ("exporter.hil.transports.local", "exporter.hil.transports.ssh",
+                             "exporter.hil.transports.adb", "exporter.hil.transports.serial")
+_REGISTRY: dict[str, type["Transport"]] = {}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What to run on the device."""
+
+    warmup: int = 10
+    runs: int = 50
+    eval_samples: int = 0          # run this many of the bundle's eval samples (0: none)
+    timeout: float = 300.0         # seconds for the whole run on the device
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """Connection settings shared by transports (each uses what applies to it)."""
+
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+    retries: int = 2
+    known_hosts: Path | None = None          # SSH: known_hosts file (default ~/.ssh/known_hosts)
+    accept_unknown_host: bool = False        # SSH: trust a host key not in known_hosts (explicit flag)
+    identity_file: Path | None = None        # SSH: private key
+    python: str = "python3"                  # interpreter that runs the agent on host-like devices
+    baudrate: int = 115200                   # serial
+    extra: dict = field(default_factory=dict)
+
+
+def register(cls: type["Transport"]) -> type["Transport"]:
+    """Class decorator: add a Transport under its URI scheme; duplicates are refused."""
+    if cls.scheme in _REGISTRY and _REGISTRY[cls.scheme] is not cls:
+        raise ValueError(f"transport {cls.scheme!r} is already registered by {_REGISTRY[cls.scheme].__name__}")
+    _REGISTRY[cls.scheme] = cls
+    return cls
+
+
+def transport_class(uri: str) -> type["Transport"]:
+    """The registered class for a device URI's scheme ("local" has none).
+
+    Raises:
+        UsageError: unknown scheme, listing the known ones.
+    """
+    for module in BUILTIN_TRANSPORT_MODULES:
+        importlib.import_module(module)
+    scheme = "local" if uri == "local" else urlsplit(uri).scheme
+    if scheme not in _REGISTRY:
+        near = difflib.get_close_matches(scheme, list(_REGISTRY), n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise UsageError(f"unknown device {uri!r}.{hint} Use one of: local, ssh://user@host[:port], "
+                         "adb://SERIAL, serial:///dev/PORT")
+    return _REGISTRY[scheme]
+
+
+def open_transport(uri: str, options: TransportOptions | None = None) -> "Transport":
+    """Create and connect the transport for `uri`."""
+    return transport_class(uri)(uri, options or TransportOptions())
+
+
+class Transport(ABC):
+    """One connection to one device. Use as a context manager; `close()` always runs."""
+
+    scheme: ClassVar[str]
+
+    def __init__(self, uri: str, options: TransportOptions):
+        self.uri = uri
+        self.options = options
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @abstractmethod
+    def run_bundle(self, bundle: Path, plan: RunPlan) -> bytes:
+        """Run the bundle's model on the device; return the agent's raw answer (one JSON object).
+
+        Raises:
+            DeviceError: any transport or device fault, within bounded time.
+        """
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """Who the device is: {"transport", "id", ...} for the run record."""
+
+    def close(self) -> None:
+        """Release the connection and remove what was pushed to the device."""
+
+
+class HostTransport(Transport):
+    """A device with a shell and Python: push files, run a command, fetch, close."""
+
+    @abstractmethod
+    def push(self, local: Path, remote_name: str) -> str:
+        """Upload to a temp path, verify its sha256 there, rename; return the remote path."""
+
+    @abstractmethod
+    def run(self, argv: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+        """Run a command; return (exit code, stdout, stderr), each output bounded in size."""
+
+    def run_bundle(self, bundle: Path, plan: RunPlan) -> bytes:
+        """Push the agent, the model (and eval samples) and run the agent; return its stdout."""
+        from exporter.hil.agent_files import agent_invocation
+
+        files, argv = agent_invocation(bundle, plan, self.options.python)
+        remote = {name: self.push(path, name) for name, path in files.items()}
+        argv = [remote.get(a, a) for a in argv]
+        code, out, err = self.run(argv, plan.timeout)
+        if code != 0 and not out.strip():
+            tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise DeviceError(f"agent on {self.uri} exited {code}: {' | '.join(tail) or 'no output'}")
+        return out

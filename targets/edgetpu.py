@@ -1,0 +1,574 @@
+"""Coral Edge TPU (USB Accelerator, Dev Board): full-integer int8 models compiled by edgetpu_compiler.
+
+Pre-flight refuses what the Edge TPU cannot take at all (listing every problem): a model that is
+not fully int8 (QUANTIZE/DEQUANTIZE at the edges aside), float or other non-8-bit I/O, a batch
+other than 1, dynamic tensor sizes (-1 in a shape signature), more than one subgraph. It then maps
+the ops onto the TPU with edgex's table of Coral's supported operations
+(`exporter.analysis.edgetpu_ops`): the compiler maps ops until the first unsupported one, and that
+op and everything after it run on the CPU. The report says which ops run where and where the cut is.
+
+When `edgetpu_compiler` is on PATH it compiles the model (`-s -m <runtime version>`), and its log
+(`exporter.analysis.edgetpu_log`) replaces the static mapping and the parameter-memory estimate.
+It is not installable here (Coral's apt repository only); the bundle then says it is uncompiled and
+holds `edgetpu/COMPILE.md` with the exact command. `artifacts.extra["require_compiled"]` (the CLI's
+`--require-compiled`) turns a missing compiler into a pre-flight error before anything is packaged.
+
+Estimated for the device: latency = TPU MACs / the profile's effective TPU rate + transfers and
+streamed parameters over the host link + invoke overhead + CPU-fallback ops from the cost model;
+host RAM = model buffer + host-side tensors + runtime. Measured on this machine: size, accuracy,
+fidelity and host latency (LiteRT, the int8 model without the Edge TPU).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from exporter.errors import ConfigError, ConversionError, PreflightError
+from exporter.units import parse_quantity
+from targets.base import Artifacts, Target, register
+
+COMPILER = "edgetpu_compiler"
+COMPILE_TIMEOUT_S = 600  # the compiler's own timer defaults to 180 s; this guards a hung process
+EDGETPU_CUSTOM_OP = "CUSTOM:edgetpu-custom-op"
+_IO_DTYPES = ("uint8", "int8")
+_TAIL_LINES = 30
+INSTALL_COMMANDS = (
+    "curl https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo apt-key add -",
+    'echo "deb https://packages.cloud.google.com/apt coral-edgetpu-stable main" '
+    "| sudo tee /etc/apt/sources.list.d/coral-edgetpu.list",
+    "sudo apt-get update",
+    "sudo apt-get install edgetpu-compiler",
+)
+
+
+class EdgeTpuSettings(BaseModel):
+    """The `edgetpu:` section of a profile: the Edge TPU, its runtime and compiler, and the host link."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    interface: str = Field(..., min_length=1, description="host link of the Edge TPU, e.g. 'USB 3.0'")
+    parameter_cache_bytes: float = Field(..., gt=0, description="on-chip SRAM that caches model parameters")
+    runtime_version: int = Field(..., ge=10, description="Edge TPU runtime version on the device; "
+                                                         "edgetpu_compiler -m (min runtime version)")
+    compiler_version: str = Field(..., pattern=r"^\d+\.\d+$",
+                                  description="edgetpu_compiler major.minor the op tables are for, e.g. '16.0'")
+    tpu_peak_gmacs: float = Field(..., gt=0, description="peak int8 GMAC/s of the Edge TPU (TOPS / 2 x 1000)")
+    tpu_int8_gmacs: float = Field(..., gt=0, description="effective int8 GMAC/s of mapped ops, from benchmarks")
+    host_bandwidth_mb_per_s: float = Field(..., gt=0, description="MB/s (10^6 B) between host and Edge TPU, "
+                                                                  "for streamed parameters and I/O")
+    invoke_overhead_us: float = Field(0, ge=0, description="fixed cost of one Edge TPU invoke, microseconds")
+
+    @field_validator("parameter_cache_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value):
+        try:
+            return parse_quantity(value, "bytes")
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _effective_below_peak(self):
+        if self.tpu_int8_gmacs > self.tpu_peak_gmacs:
+            raise ValueError(f"tpu_int8_gmacs {self.tpu_int8_gmacs:g} exceeds tpu_peak_gmacs {self.tpu_peak_gmacs:g}")
+        return self
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        return self.host_bandwidth_mb_per_s * 1e6
+
+
+def edgetpu_settings(profile) -> EdgeTpuSettings:
+    """Validate the profile's `edgetpu` section.
+
+    Raises:
+        ConfigError: the section is missing, or a field is unknown, missing or wrong (named with the profile).
+    """
+    raw = getattr(profile, "edgetpu", None)
+    if isinstance(raw, EdgeTpuSettings):
+        return raw
+    if raw is None:
+        raise ConfigError(f"profile {profile.name} has no 'edgetpu' section "
+                          f"({', '.join(EdgeTpuSettings.model_fields)})")
+    try:
+        return EdgeTpuSettings.model_validate(dict(raw))
+    except (ValidationError, TypeError, ValueError) as exc:
+        if not isinstance(exc, ValidationError):
+            raise ConfigError(f"profile {profile.name}: edgetpu: must be a mapping of keys to values") from None
+        lines = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"]) or "(section)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"profile {profile.name}: edgetpu.{path}: {msg}")
+        raise ConfigError("invalid profile\n  " + "\n  ".join(lines)) from None
+
+
+def compiler_path() -> str | None:
+    """The `edgetpu_compiler` on PATH, or None."""
+    return shutil.which(COMPILER)
+
+
+BUNDLE_OUT_DIR = "../edgetpu-compiled"  # next to the bundle: `edgex verify` reports files added inside it
+
+
+def compile_command(runtime_version: int, out_dir: str = BUNDLE_OUT_DIR, model: str = "model.tflite") -> list[str]:
+    """The compiler command edgex runs (with a temporary `out_dir`) and writes into COMPILE.md."""
+    return [COMPILER, "-s", "-m", str(runtime_version), "-o", out_dir, model]
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """One edgetpu_compiler run: the compiled model and what the compiler said."""
+
+    command: list[str]
+    stdout: str = field(repr=False)
+    operation_log: str | None = field(repr=False)
+    compiled_tflite: bytes = field(repr=False)
+    log: object = None  # edgetpu_log.CompilerLog
+
+    def log_text(self) -> str:
+        text = self.stdout
+        if self.operation_log:
+            text += "\n--- model_edgetpu.log ---\n" + self.operation_log
+        return text
+
+
+def _tail(text: str) -> str:
+    return "\n".join(text.strip().splitlines()[-_TAIL_LINES:]) or "(no output)"
+
+
+def compile_for_edgetpu(tflite_bytes: bytes, runtime_version: int, *, compiler: str | None = None,
+                        timeout: float = COMPILE_TIMEOUT_S) -> CompileResult:
+    """Run `edgetpu_compiler -s -m <runtime> -o <tmp> model.tflite` in a temporary directory.
+
+    Raises:
+        ConversionError: the compiler is missing, timed out, crashed, failed or wrote no model
+            (with its error lines or the tail of its output).
+    """
+    from exporter.analysis.edgetpu_log import parse_compiler_log
+
+    compiler = compiler or compiler_path()
+    if compiler is None:
+        raise ConversionError(f"{COMPILER} not found on PATH")
+    with tempfile.TemporaryDirectory(prefix="edgex-edgetpu-") as tmp:
+        model, out = Path(tmp) / "model.tflite", Path(tmp) / "out"
+        model.write_bytes(tflite_bytes)
+        out.mkdir()
+        command = compile_command(runtime_version, str(out), str(model))
+        command[0] = compiler
+        try:
+            proc = subprocess.run(command, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            text = (e.output or b"").decode("utf-8", "replace")
+            raise ConversionError(f"{COMPILER} did not finish within {timeout:g} s (killed); last output:\n"
+                                  f"{_tail(text)}") from None
+        except OSError as e:
+            raise ConversionError(f"cannot run {compiler}: {e.strerror or e}") from e
+        text = proc.stdout.decode("utf-8", "replace")
+        log = parse_compiler_log(text)
+        compiled = out / "model_edgetpu.tflite"
+        if proc.returncode != 0 or log.succeeded is False or not compiled.is_file():
+            why = "; ".join(log.errors) or _tail(text)
+            what = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
+            raise ConversionError(f"{COMPILER} {what}: {why}")
+        op_log = out / "model_edgetpu.log"
+        return CompileResult(compile_command(runtime_version), text,
+                             op_log.read_text("utf-8", "replace") if op_log.is_file() else None,
+                             compiled.read_bytes(), log)
+
+
+# --- pre-flight requirements ---------------------------------------------------------------------
+
+def _is_edge_conversion(op, graph) -> bool:
+    """QUANTIZE of a graph input, or DEQUANTIZE to a graph output: allowed at the edges."""
+    if op.name == "QUANTIZE":
+        return any(i in graph.inputs for i in op.inputs)
+    if op.name == "DEQUANTIZE":
+        return any(o in graph.outputs for o in op.outputs)
+    return False
+
+
+def requirement_problems(graph, profile, mode: str, facts=None) -> list[str]:
+    """Every reason the Edge TPU cannot take this model at all (empty when it can).
+
+    Args:
+        graph: the model's `Graph`.
+        profile: the device profile (for its name and I/O dtype).
+        mode: the conversion mode.
+        facts: `ModelFacts` of the model (shape signatures), or None to skip the dynamic-size check.
+    """
+    problems = []
+    if mode != "int8":
+        problems.append(f"conversion mode {mode}: the Edge TPU runs only full-integer int8 models (--quantize int8)")
+    if graph.subgraph_count != 1:
+        problems.append(f"the model has {graph.subgraph_count} subgraphs (control flow); the Edge TPU compiler "
+                        "takes a single subgraph")
+    want = profile.quantization.int8_io
+    for kind, tensors in (("input", graph.input_details()), ("output", graph.output_details())):
+        for t in tensors:
+            if t.dtype not in _IO_DTYPES:
+                problems.append(f"{kind} {t.name!r} is {t.dtype}; the Edge TPU takes uint8 or int8 {kind}s "
+                                f"(profile {profile.name} converts with {want} I/O)")
+            if t.shape[:1] and t.shape[0] != 1:
+                problems.append(f"{kind} {t.name!r} has batch {t.shape[0]}; the Edge TPU runs batch 1")
+    if facts is not None:
+        for tensor in facts.dynamic_tensors(graph):
+            problems.append(f"tensor {tensor} has a dynamic size (-1 in its shape signature); the Edge TPU "
+                            "needs sizes fixed at compile time")
+    for op in graph.ops:
+        if op.name == EDGETPU_CUSTOM_OP:
+            problems.append(f"op {op.index} is an edgetpu-custom-op: the model is already compiled for the Edge "
+                            "TPU; give the uncompiled int8 model")
+            continue
+        if _is_edge_conversion(op, graph):
+            continue
+        if op.compute_dtype not in _IO_DTYPES:
+            what = ("hybrid (float activations, int8 weights)" if op.compute_dtype == "hybrid"
+                    else op.compute_dtype)
+            problems.append(f"not fully quantized: op {op.index} {op.name} computes in {what}")
+            continue
+        floats = [graph.tensors[i] for i in op.inputs
+                  if i >= 0 and graph.tensors[i].is_constant and graph.tensors[i].dtype.startswith(("float", "bf"))]
+        if floats:
+            problems.append(f"not fully quantized: op {op.index} {op.name} has {floats[0].dtype} weight tensor "
+                            f"{floats[0].name!r}")
+    return problems
+
+
+# --- estimates -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Split:
+    """The TPU/CPU split a latency and RAM estimate works from."""
+
+    tpu_ops: int
+    cpu_ops: list            # OpInfo of the ops on the CPU
+    tpu_macs: int
+    param_bytes: int         # constants read by TPU ops
+    boundary_bytes: int      # tensors crossing the host link each inference
+    host_tensor_bytes: int   # non-constant tensors living in host memory (upper bound, no reuse)
+    source: str
+
+
+def _split_from_mapping(graph, mapping) -> Split:
+    tpu = {o.index for o in mapping.tpu_ops}
+    cpu_ops = [op for op in graph.ops if op.index not in tpu]
+    params, produced, consumed, host = set(), set(), set(), set(graph.inputs) | set(graph.outputs)
+    for op in graph.ops:
+        if op.index in tpu:
+            params |= {i for i in op.inputs if i >= 0 and graph.tensors[i].is_constant}
+            consumed |= {i for i in op.inputs if i >= 0 and not graph.tensors[i].is_constant}
+            produced |= set(op.outputs)
+        else:
+            host |= {i for i in (*op.inputs, *op.outputs) if i >= 0 and not graph.tensors[i].is_constant}
+    crossing = (consumed - produced) | (produced & host)
+    return Split(len(tpu), cpu_ops, sum(op.macs for op in graph.ops if op.index in tpu),
+                 sum(graph.tensors[i].nbytes for i in params), sum(graph.tensors[i].nbytes for i in crossing),
+                 sum(graph.tensors[i].nbytes for i in host), "edgex op table")
+
+
+def _split_from_compiled(graph, compiled_graph, tpu_ops: int, param_bytes: int) -> Split:
+    """The split as compiled: the edgetpu-custom-op holds the TPU part, the other ops are the CPU's.
+
+    The custom op carries its parameters inside its own data, so `param_bytes` (the static estimate)
+    stands in for them; the compiler's log gives the on-chip and streamed figures.
+    """
+    cpu_ops = [op for op in compiled_graph.ops if op.name != EDGETPU_CUSTOM_OP]
+    custom = [op for op in compiled_graph.ops if op.name == EDGETPU_CUSTOM_OP]
+    crossing = {i for op in custom for i in (*op.inputs, *op.outputs)
+                if i >= 0 and not compiled_graph.tensors[i].is_constant}
+    host = {t.index for t in compiled_graph.tensors if not t.is_constant}
+    return Split(tpu_ops, cpu_ops, max(graph.total_macs - sum(op.macs for op in cpu_ops), 0), param_bytes,
+                 sum(compiled_graph.tensors[i].nbytes for i in crossing),
+                 sum(compiled_graph.tensors[i].nbytes for i in host), "compiled model")
+
+
+def estimate(split: Split, settings: EdgeTpuSettings, cost, *, on_chip: int | None = None,
+             streamed: int | None = None) -> dict:
+    """Latency parts (ms) and parameter memory (bytes) of one inference.
+
+    Args:
+        split: the TPU/CPU split.
+        settings: the profile's Edge TPU section.
+        cost: the profile's `CostModel` (CPU-fallback ops).
+        on_chip, streamed: the compiler's parameter figures; default: the split's parameters against the cache.
+    """
+    from exporter.analysis.cost_model import INT8_TYPES
+
+    if on_chip is None or streamed is None:
+        on_chip = int(min(split.param_bytes, settings.parameter_cache_bytes))
+        streamed = int(max(split.param_bytes - settings.parameter_cache_bytes, 0))
+    bandwidth = settings.bandwidth_bytes_per_s
+    tpu_ms = split.tpu_macs / (settings.tpu_int8_gmacs * 1e9) * 1e3
+    cpu_ms = (sum(op.macs / cost.macs_per_second(op.compute_dtype in INT8_TYPES) for op in split.cpu_ops)
+              + len(split.cpu_ops) * cost.per_op_overhead_us * 1e-6) * 1e3
+    parts = {
+        "tpu_compute": tpu_ms,
+        "transfers": split.boundary_bytes / bandwidth * 1e3 if split.tpu_ops else 0.0,
+        "streamed_parameters": streamed / bandwidth * 1e3,
+        "invoke_overhead": settings.invoke_overhead_us * 1e-3 if split.tpu_ops else 0.0,
+        "cpu_fallback": cpu_ms,
+    }
+    return {"latency_ms": {**parts, "total": sum(parts.values())},
+            "parameters": {"tpu_bytes": split.param_bytes, "on_chip_bytes": on_chip, "streamed_bytes": streamed,
+                           "cache_bytes": int(settings.parameter_cache_bytes)},
+            "boundary_bytes": split.boundary_bytes, "host_tensor_bytes": split.host_tensor_bytes,
+            "split_source": split.source}
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2g} ms" if value < 0.01 else f"{value:.3f} ms"
+
+
+def _ops_phrase(names: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in counts.items()) or "none"
+
+
+@register
+class EdgeTpuTarget(Target):
+    """A Coral Edge TPU next to a host CPU; full-integer int8 compiled by edgetpu_compiler."""
+
+    name = "edgetpu"
+    summary = "Coral Edge TPU (USB Accelerator, Dev Board): edgetpu_compiler, LiteRT + libedgetpu"
+    default_profile = "coral-usb"
+    runtime = "LiteRT + libedgetpu (Edge TPU delegate)"
+    ram_source = "estimated (host side)"
+    latency_source = "estimated (TPU MAC rate, host link, CPU cost model)"
+
+    def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
+        """Refuse what the Edge TPU cannot take; return the static mapping as notes.
+
+        Args:
+            tflite: the model bytes, when the caller has them: adds the dynamic-size check and the
+                option/constant checks of the op table (measure() runs them otherwise).
+
+        Raises:
+            PreflightError: listing every problem, naming the tensor or op at fault.
+            ConfigError: the profile's `edgetpu` section is missing or invalid.
+        """
+        from exporter.analysis.edgetpu_ops import ModelFacts, map_graph
+
+        settings = edgetpu_settings(profile)
+        facts = ModelFacts(tflite) if tflite is not None else None
+        problems = requirement_problems(graph, profile, mode, facts)
+        if problems:
+            raise PreflightError(f"pre-flight for {self.name} ({profile.name}) failed:\n  " + "\n  ".join(problems))
+        mapping = map_graph(graph, settings.runtime_version, facts, settings.compiler_version)
+        notes = [mapping.summary()]
+        later = [o for o in mapping.cpu_ops if o.unsupported and o.index != mapping.cut_index]
+        if later:
+            notes.append("also unsupported after the cut: " + "; ".join(
+                f"op {o.index} {o.name} ({o.unsupported})" for o in later))
+        est = estimate(_split_from_mapping(graph, mapping), settings, profile.cost_model)
+        streamed = est["parameters"]["streamed_bytes"]
+        if streamed:
+            notes.append(f"parameters of the TPU part ({est['parameters']['tpu_bytes']:,} B) exceed the "
+                         f"{est['parameters']['cache_bytes']:,} B on-chip cache: {streamed:,} B are streamed over "
+                         f"{settings.interface} every inference (+{_ms(est['latency_ms']['streamed_parameters'])}, "
+                         "estimated)")
+        if compiler_path() is None:
+            notes.append(f"{COMPILER} not found on PATH: the bundle holds the int8 model uncompiled, with "
+                         f"edgetpu/COMPILE.md giving `{' '.join(compile_command(settings.runtime_version))}` "
+                         "and how to install the compiler (Coral's apt repository, x86-64)")
+        return notes
+
+    def measure(self, artifacts: Artifacts) -> dict:
+        from exporter.analysis.edgetpu_ops import ModelFacts, map_graph
+        from exporter.analysis.graph import Graph
+        from exporter.checks import ESTIMATED, MEASURED, Measurement
+        from exporter.measure import measure_host
+
+        profile, graph = artifacts.profile, artifacts.graph
+        settings = edgetpu_settings(profile)
+        compiler = compiler_path()
+        if artifacts.extra.get("require_compiled") and compiler is None:
+            raise PreflightError(f"--require-compiled: {COMPILER} not found on PATH, so the model cannot be "
+                                 "compiled for the Edge TPU here. Install it (x86-64 Debian/Ubuntu, Coral's apt "
+                                 f"repository: {'; '.join(INSTALL_COMMANDS)}) or drop --require-compiled to get "
+                                 "an uncompiled bundle with edgetpu/COMPILE.md")
+        facts = ModelFacts(artifacts.tflite)
+        dynamic = facts.dynamic_tensors(graph)
+        if dynamic:
+            raise PreflightError(f"pre-flight for {self.name} ({profile.name}) failed:\n  " + "\n  ".join(
+                f"tensor {t} has a dynamic size (-1 in its shape signature); the Edge TPU needs sizes fixed at "
+                "compile time" for t in dynamic))
+        mapping = map_graph(graph, settings.runtime_version, facts, settings.compiler_version)
+        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
+
+        result = compile_for_edgetpu(artifacts.tflite, settings.runtime_version, compiler=compiler) \
+            if compiler else None
+        log = result.log if result else None
+        split = _split_from_mapping(graph, mapping)
+        if result is not None:
+            compiled_graph = Graph.from_bytes(result.compiled_tflite)
+            if any(op.name == EDGETPU_CUSTOM_OP for op in compiled_graph.ops):
+                split = _split_from_compiled(graph, compiled_graph, log.tpu_ops or 0, split.param_bytes)
+        est = estimate(split, settings, profile.cost_model,
+                       on_chip=log.on_chip_bytes if log else None, streamed=log.off_chip_bytes if log else None)
+
+        static_on = (f"edgex op table (Coral supported operations), runtime {settings.runtime_version}, "
+                     f"compiler {settings.compiler_version}")
+        cut = (f"cut at op {mapping.cut_index} {mapping.cut_op} ({mapping.cut_reason})"
+               if mapping.cut_index is not None else "no cut")
+        graph_only = map_graph(graph, settings.runtime_version, None, settings.compiler_version)
+        if graph_only.cut_index != mapping.cut_index:  # the pre-flight notes had no options/constants to read
+            cut += (f"; the pre-flight note, made without the op options, had "
+                    f"{'no cut' if graph_only.cut_index is None else f'the cut at op {graph_only.cut_index}'}")
+        if log is not None:
+            on, source = f"{COMPILER} {log.compiler_version} log", MEASURED
+            tpu_n, cpu_n = log.tpu_ops or 0, log.cpu_ops or 0
+            tpu_note = "mapped rows: " + _ops_phrase([r.name for r in log.operators if r.mapped for _ in
+                                                      range(r.count)]) + f"; edgex's table predicted {cut}"
+            cpu_note = ("; ".join(f"{r.name} x{r.count}: {r.status}" for r in log.cpu_rows()) or "none") + \
+                f" (edgex's table predicted {cut})"
+        else:
+            on, source = static_on, ESTIMATED
+            tpu_n, cpu_n = len(mapping.tpu_ops), len(mapping.cpu_ops)
+            span = f"ops 0-{len(mapping.tpu_ops) - 1}: " if mapping.tpu_ops else ""
+            tpu_note = span + _ops_phrase([o.name for o in mapping.tpu_ops])
+            if mapping.cut_index is None:
+                cpu_note = "none: every op maps to the Edge TPU; no cut"
+            else:
+                cpu_note = (f"{cut}; the compiler maps ops only up to the first unsupported one, so ops "
+                            f"{mapping.cut_index}-{len(mapping.ops) - 1} run on the CPU: "
+                            + _ops_phrase([o.name for o in mapping.cpu_ops]))
+        figures["tpu_ops"] = Measurement("tpu_ops", tpu_n, "ops", source, on, tpu_note)
+        figures["cpu_ops"] = Measurement("cpu_ops", cpu_n, "ops", source, on, cpu_note)
+        command = " ".join(compile_command(settings.runtime_version))
+        if result is not None:
+            compiled_note = f"compiled by {COMPILER} {log.compiler_version}: model_edgetpu.tflite, edgetpu/compile.log"
+            if not str(log.compiler_version or "").startswith(settings.compiler_version + "."):
+                compiled_note += (f"; the profile's op tables are for compiler {settings.compiler_version}, "
+                                  "this log is what counts")
+        else:
+            compiled_note = (f"{COMPILER} not found on PATH: bundle not compiled for the Edge TPU; run `{command}` "
+                             "(edgetpu/COMPILE.md)")
+        figures["compiled"] = Measurement("compiled", 1 if result else 0, "", MEASURED, f"PATH lookup of {COMPILER}",
+                                          compiled_note)
+
+        params, lat = est["parameters"], est["latency_ms"]
+        link = f"{settings.interface} at {settings.host_bandwidth_mb_per_s:g} MB/s"
+        mem_on, mem_source = (f"{COMPILER} log", MEASURED) if log and log.on_chip_bytes is not None \
+            else (f"constants of TPU-mapped ops vs the {params['cache_bytes']:,} B cache ({profile.name})", ESTIMATED)
+        figures["param_on_chip"] = Measurement(
+            "param_on_chip", params["on_chip_bytes"], "bytes", mem_source, mem_on,
+            f"parameters of the TPU part: {params['tpu_bytes']:,} B ({split.source}); on-chip cache "
+            f"{params['cache_bytes']:,} B")
+        streamed = params["streamed_bytes"]
+        figures["param_streamed"] = Measurement(
+            "param_streamed", streamed, "bytes", mem_source, mem_on,
+            f"{streamed:,} B do not fit the on-chip cache and are streamed over {link} every inference: "
+            f"+{_ms(lat['streamed_parameters'])}" if streamed else "none: every TPU parameter fits the on-chip cache")
+        figures["latency"] = Measurement(
+            "latency", lat["total"], "ms", ESTIMATED,
+            f"{profile.name}: Edge TPU {settings.tpu_int8_gmacs:g} GMAC/s effective, {link}, host cost model",
+            f"TPU {split.tpu_macs:,} MACs = {_ms(lat['tpu_compute'])}; transfers {est['boundary_bytes']:,} B = "
+            f"{_ms(lat['transfers'])}; streamed parameters {streamed:,} B = {_ms(lat['streamed_parameters'])}; "
+            f"invoke overhead {_ms(lat['invoke_overhead'])}; CPU fallback {len(split.cpu_ops)} ops = "
+            f"{_ms(lat['cpu_fallback'])}")
+        model_bytes = len(result.compiled_tflite) if result else len(artifacts.tflite)
+        runtime = int(profile.cost_model.runtime_ram_bytes)
+        ram = model_bytes + est["host_tensor_bytes"] + runtime
+        figures["ram"] = Measurement(
+            "ram", ram, "bytes", ESTIMATED, f"host side of {profile.name}",
+            f"model buffer {model_bytes:,} B (parameters stay in host memory) + host tensors "
+            f"{est['host_tensor_bytes']:,} B (I/O and CPU ops, no reuse) + runtime {runtime:,} B (profile); "
+            "TPU activations live on the chip")
+
+        artifacts.extra["edgetpu_compile"] = result
+        artifacts.extra["edgetpu_mapping"] = {
+            "tool": "edgex", "target": self.name, "profile": profile.name, "device": profile.device,
+            "io_dtype": graph.input_details()[0].dtype if graph.inputs else None,
+            "min_runtime_version": settings.runtime_version, "compiler_version": settings.compiler_version,
+            "compiler_found": compiler is not None, "compiled": result is not None,
+            "command": compile_command(settings.runtime_version),
+            "static_mapping": mapping.to_dict(), "summary": mapping.summary(),
+            "compiler_log": log.to_dict() if log else None,
+            "estimate": est,
+        }
+        return figures
+
+    def package(self, artifacts: Artifacts) -> dict[str, bytes]:
+        mapping = artifacts.extra.get("edgetpu_mapping")
+        files = {}
+        if mapping is not None:
+            files["edgetpu/mapping.json"] = (json.dumps(mapping, indent=2) + "\n").encode("utf-8")
+        result = artifacts.extra.get("edgetpu_compile")
+        if result is not None:
+            files["model_edgetpu.tflite"] = result.compiled_tflite
+            files["edgetpu/compile.log"] = result.log_text().encode("utf-8")
+        elif mapping is not None:
+            files["edgetpu/COMPILE.md"] = compile_instructions(artifacts.profile, mapping).encode("utf-8")
+        return files
+
+
+def compile_instructions(profile, mapping: dict) -> str:
+    """COMPILE.md: the exact command, how to install the compiler, and what edgex expects it to map."""
+    settings = edgetpu_settings(profile)
+    static = mapping["static_mapping"]
+    io = mapping.get("io_dtype") or profile.quantization.int8_io
+    rows = "\n".join(f"| {o['index']} | {o['name']} | v{o['version']} | {o['placement'].upper()} | {o['status']} |"
+                     for o in static["ops"])
+    cut = (f"the first unsupported op is op {static['cut_index']} {static['cut_op']} ({static['cut_reason']}); "
+           "the compiler maps ops only up to it, so it and every op after it run on the CPU"
+           if static["cut_index"] is not None else "every op maps to the Edge TPU (no cut)")
+    install = "\n".join(f"    {c}" for c in INSTALL_COMMANDS)
+    params = mapping["estimate"]["parameters"]
+    command = " ".join(compile_command(settings.runtime_version))
+    return f"""# Compiling this bundle for the Edge TPU
+
+edgex did not compile `model.tflite`: `{COMPILER}` was not found on PATH where the bundle was made.
+The compiler comes only from Coral's apt repository (x86-64 Debian/Ubuntu); it is not in Debian,
+PyPI or npm. `model.tflite` is the full-integer int8 model ({io} I/O, batch 1, static shapes) that
+the Edge TPU needs. Compile it on a machine that has the compiler, from this bundle's directory:
+
+    {command}
+
+This writes `model_edgetpu.tflite` (load it with the Edge TPU delegate) and `model_edgetpu.log`
+(the per-operator table, which `-s` also prints) into `{BUNDLE_OUT_DIR[3:]}/` next to the bundle, not
+into it: `edgex verify` reports any file added to a bundle.
+
+- `-m {settings.runtime_version}`: the lowest Edge TPU runtime the compiled model must run on (profile
+  {profile.name}: runtime {settings.runtime_version}, compiler {settings.compiler_version}); lower it
+  for a device with an older runtime (e.g. `-m 13`).
+- Or re-run the edgex export with `{COMPILER}` on PATH: edgex then compiles, reads the compiler's
+  log and bundles `model_edgetpu.tflite` and `edgetpu/compile.log`; `--require-compiled` refuses
+  to write an uncompiled bundle.
+
+## Installing the compiler (Coral's "Edge TPU Compiler" page)
+
+{install}
+
+The compiler runs on x86-64 only (no ARM64 build since compiler 2.1): compile on a desktop, not on
+a Raspberry Pi or the Dev Board. Distributions that deprecate `apt-key` need the key in
+`/etc/apt/keyrings` and `signed-by=` in the source line instead. On the device, install the Edge
+TPU runtime (`libedgetpu1-std`) from the same repository.
+
+## What edgex expects the compiler to do
+
+{mapping['summary']}.
+
+In short: {cut}.
+
+This is edgex's estimate from Coral's supported-operations table
+(https://coral.ai/docs/edgetpu/models-intro/#supported-operations) and edgex's own limits on op
+versions for compiler {settings.compiler_version}; the compiler's log is authoritative.
+
+| # | op | version | runs on | status |
+|---|---|---|---|---|
+{rows}
+
+Parameters of the TPU part (estimated): {params['tpu_bytes']:,} B; on-chip cache {params['cache_bytes']:,} B;
+streamed every inference: {params['streamed_bytes']:,} B. After compiling, compare with the compiler's
+"On-chip memory used for caching model parameters" and "Off-chip memory used for streaming
+uncached model parameters".
+"""
