@@ -141,6 +141,10 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
     from exporter.report import Report
     from targets.base import Artifacts, get_target
 
+    if out is not None:
+        from exporter.bundle import check_replaceable
+
+        check_replaceable(Path(out).absolute())     # refuse a non-bundle --out before any work
     tgt = get_target(target)
     prof = load_profile(profile or tgt.default_profile)
     policy = tgt.policy(prof)
@@ -248,10 +252,9 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
 
 def _write(report, out, tflite, names, prof, target_files, make_zip):
     from exporter.bundle import write_bundle
-
-    report.bundle = str(Path(out))
     from exporter.report_html import render_html
 
+    report.bundle = str(Path(out))
     files = {"model.tflite": tflite, "report.md": report.to_markdown().encode("utf-8"),
              "report.html": render_html(report).encode("utf-8"), **target_files}
     if names is not None:

@@ -63,7 +63,12 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
-def _check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path) -> None:
+    """Refuse an `--out` that exists and is not an edgex bundle (it is never replaced).
+
+    Raises:
+        UsageError: naming the path.
+    """
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UsageError(f"--out {out} exists and is not a directory; refusing to replace it")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
@@ -91,7 +96,7 @@ def write_bundle(out: Path, files: dict[str, bytes], manifest: dict, *, make_zip
         UsageError: `out` exists and is not a bundle (it is never replaced).
     """
     out = Path(out).absolute()
-    _check_replaceable(out)
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out.parent, out.name)
     body = dict(manifest, schema_version=SCHEMA_VERSION,
@@ -131,6 +136,7 @@ def _write_zip(path: Path, source: Path) -> None:
             for file in sorted(p for p in source.rglob("*") if p.is_file()):
                 info = zipfile.ZipInfo(file.relative_to(source).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o100644 << 16          # a regular file, rw-r--r--
                 archive.writestr(info, file.read_bytes())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -174,7 +180,9 @@ def _bad_runs(bundle: Path, runs: set[str]) -> list[str]:
 
 
 def verify_bundle(bundle: Path) -> dict:
-    """Re-hash every file of a bundle against its manifest (device runs under hil/ must be valid JSON).
+    """Re-hash every file of a bundle (a directory, or its .zip) against its manifest.
+
+    Device runs under hil/ must be valid JSON; archives are checked in memory (exporter/archive.py).
 
     Returns:
         {"bundle": path, "files": count, "status": manifest status}.
@@ -183,6 +191,10 @@ def verify_bundle(bundle: Path) -> dict:
         IntegrityError: naming every changed, missing or extra file.
     """
     bundle = Path(bundle)
+    if bundle.suffix == ".zip" and bundle.is_file():
+        from exporter.archive import verify_archive
+
+        return verify_archive(bundle)
     manifest = read_manifest(bundle)
     listed = manifest["files"]
     present = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() or p.is_symlink()}

@@ -13,38 +13,24 @@ Example:
 """
 from __future__ import annotations
 
-import difflib
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from exporter.errors import ConfigError, PreflightError, UsageError
+from exporter.registry import Registry
 
 BUILTIN_TARGET_MODULES = ("targets.android", "targets.microcontroller", "targets.ethos_u", "targets.edgetpu",
                           "targets.linux")
-_REGISTRY: dict[str, type["Target"]] = {}
 
 
-def register(cls: type["Target"]) -> type["Target"]:
-    """Class decorator: add a Target subclass to the registry under `cls.name`."""
-    if not getattr(cls, "name", None):
-        raise TypeError(f"{cls.__name__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"target {cls.name!r} is already registered by {_REGISTRY[cls.name].__name__}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    for module in BUILTIN_TARGET_MODULES:
-        importlib.import_module(module)
+TARGETS = Registry("target", key="name", modules=BUILTIN_TARGET_MODULES, error=UsageError)
+register = TARGETS.register
 
 
 def all_targets() -> list["Target"]:
     """Return one instance of every registered target, sorted by name."""
-    _load_builtins()
-    return [_REGISTRY[name]() for name in sorted(_REGISTRY)]
+    return [TARGETS.get(name)() for name in TARGETS.names()]
 
 
 def get_target(name: str) -> "Target":
@@ -53,12 +39,7 @@ def get_target(name: str) -> "Target":
     Raises:
         UsageError: unknown name, listing the known ones with the nearest first.
     """
-    _load_builtins()
-    if name not in _REGISTRY:
-        near = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise UsageError(f"unknown target {name!r}.{hint} Known targets: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]()
+    return TARGETS.get(name)()
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,55 @@ def test_zip_holds_the_same_files(tmp_path):
     with zipfile.ZipFile(out.with_suffix(".zip")) as archive:
         assert sorted(archive.namelist()) == ["labels.txt", "manifest.json", "model.tflite"]
         assert archive.read("model.tflite") == b"m"
+
+
+@pytest.fixture
+def archive(tmp_path):
+    out = write_bundle(tmp_path / "z", {"model.tflite": b"model" * 100, "report.md": b"# r\n"}, {}, make_zip=True)
+    return out.with_suffix(".zip")
+
+
+def rewrite(src, dst, mutate):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = mutate(info, zin.read(info))
+            if data is not None:
+                zout.writestr(info, data)
+
+
+def test_archive_verifies_in_memory(archive):
+    assert verify_bundle(archive)["files"] == 2
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda z, d: setattr(z, "filename", "../evil.sh") or d if z.filename == "report.md" else d, "escapes"),
+    (lambda z, d: setattr(z, "filename", "/etc/passwd") or d if z.filename == "report.md" else d, "absolute"),
+    (lambda z, d: b"model" * 99 + b"modeL" if z.filename == "model.tflite" else d, "changed file: model.tflite"),
+    (lambda z, d: None if z.filename == "report.md" else d, "missing file: report.md"),
+])
+def test_hostile_or_damaged_archives_are_refused(archive, tmp_path, make, message):
+    bad = tmp_path / "bad.zip"
+    rewrite(archive, bad, make)
+    with pytest.raises(IntegrityError, match=message):
+        verify_bundle(bad)
+    assert not (tmp_path / "evil.sh").exists()
+
+
+def test_symlink_member_is_refused(archive, tmp_path):
+    bad = tmp_path / "link.zip"
+    rewrite(archive, bad, lambda z, d: d)
+    with zipfile.ZipFile(bad, "a") as z:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (0o120777) << 16
+        z.writestr(info, "/etc/passwd")
+    with pytest.raises(IntegrityError, match="symlink"):
+        verify_bundle(bad)
+
+
+def test_zip_bomb_is_refused_by_declared_ratio(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", b"{}")
+        z.writestr("model.tflite", b"\0" * (50 << 20))
+    with pytest.raises(IntegrityError, match="zip bomb"):
+        verify_bundle(bomb)

@@ -13,8 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import difflib
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -22,10 +20,10 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from exporter.errors import ConfigError, ConversionError, UsageError
+from exporter.registry import Registry
 
 BUILTIN_STAGE_MODULES = ("exporter.stages.distill", "exporter.stages.prune", "exporter.stages.cluster",
                          "exporter.stages.qat", "exporter.stages.lowbit")
-_REGISTRY: dict[str, type["Stage"]] = {}
 
 
 class StageConfig(BaseModel):
@@ -69,22 +67,13 @@ class StageResult:
     metrics: dict = field(default_factory=dict)
 
 
-def register(cls: type["Stage"]) -> type["Stage"]:
-    """Class decorator: add a Stage subclass to the registry under `cls.name`."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"stage {cls.name!r} is already registered by {_REGISTRY[cls.name].__name__}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    for module in BUILTIN_STAGE_MODULES:
-        importlib.import_module(module)
+STAGES = Registry("stage", key="name", modules=BUILTIN_STAGE_MODULES, error=ConfigError)
+register = STAGES.register
 
 
 def stage_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    """Names of every registered stage."""
+    return STAGES.names()
 
 
 def get_stage(name: str) -> type["Stage"]:
@@ -93,12 +82,7 @@ def get_stage(name: str) -> type["Stage"]:
     Raises:
         ConfigError: unknown stage, listing the known ones with the nearest first.
     """
-    _load_builtins()
-    if name not in _REGISTRY:
-        near = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"unknown stage {name!r}.{hint} Known stages: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return STAGES.get(name)
 
 
 class Stage(ABC):

@@ -13,8 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import difflib
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +20,10 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from exporter.errors import DeviceError, UsageError
+from exporter.registry import Registry
 
 BUILTIN_TRANSPORT_MODULES = ("exporter.hil.transports.local", "exporter.hil.transports.ssh",
                              "exporter.hil.transports.adb", "exporter.hil.transports.serial")
-_REGISTRY: dict[str, type["Transport"]] = {}
 
 
 @dataclass(frozen=True)
@@ -53,12 +51,8 @@ class TransportOptions:
     extra: dict = field(default_factory=dict)
 
 
-def register(cls: type["Transport"]) -> type["Transport"]:
-    """Class decorator: add a Transport under its URI scheme; duplicates are refused."""
-    if cls.scheme in _REGISTRY and _REGISTRY[cls.scheme] is not cls:
-        raise ValueError(f"transport {cls.scheme!r} is already registered by {_REGISTRY[cls.scheme].__name__}")
-    _REGISTRY[cls.scheme] = cls
-    return cls
+TRANSPORTS = Registry("device", key="scheme", modules=BUILTIN_TRANSPORT_MODULES, error=UsageError)
+register = TRANSPORTS.register
 
 
 def transport_class(uri: str) -> type["Transport"]:
@@ -67,15 +61,9 @@ def transport_class(uri: str) -> type["Transport"]:
     Raises:
         UsageError: unknown scheme, listing the known ones.
     """
-    for module in BUILTIN_TRANSPORT_MODULES:
-        importlib.import_module(module)
     scheme = "local" if uri == "local" else urlsplit(uri).scheme
-    if scheme not in _REGISTRY:
-        near = difflib.get_close_matches(scheme, list(_REGISTRY), n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise UsageError(f"unknown device {uri!r}.{hint} Use one of: local, ssh://user@host[:port], "
-                         "adb://SERIAL, serial:///dev/PORT")
-    return _REGISTRY[scheme]
+    return TRANSPORTS.get(scheme, shown=uri, hint="Use one of: local, ssh://user@host[:port], adb://SERIAL, "
+                                                  "serial:///dev/PORT")
 
 
 def open_transport(uri: str, options: TransportOptions | None = None) -> "Transport":
