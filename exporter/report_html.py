@@ -1,8 +1,8 @@
 """`report.html`: a self-contained page (tables and matplotlib charts embedded as PNG).
 
-Charts: size (.tflite and gzip), accuracy (Keras and .tflite) and latency
-(estimated on the device, measured on this host) across the stages, and the
-per-layer sparsity of the weights that ship.
+Charts (when the recipe has stages): size (.tflite and gzip), accuracy (Keras and
+.tflite) and latency (estimated on the device, measured on this host) across the
+stages, and the per-layer sparsity of the weights that ship.
 
 Example:
     >>> Path("report.html").write_text(render_html(report))
@@ -14,16 +14,6 @@ import html
 import io
 
 from exporter.units import format_value
-
-
-def _rows(report) -> list[dict]:
-    if report.stages:
-        return report.stages
-    m = report.measurements
-    value = lambda name: m[name].value if name in m else None  # noqa: E731
-    return [{"stage": "export", "tflite_bytes": value("model_size"), "gzip_bytes": value("gzip_size"),
-             "keras_accuracy": value("accuracy_original"), "tflite_accuracy": value("accuracy"),
-             "est_latency_ms": value("latency"), "host_latency_ms": value("host_latency_p50")}]
 
 
 def _png(fig) -> str:
@@ -48,13 +38,13 @@ def _bars(plt, title, labels, series: dict, unit: str) -> str:
 
 
 def charts(report) -> dict[str, str]:
-    """Base64 PNGs keyed by chart title."""
+    """Base64 PNGs keyed by chart title, for a report with stages."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _rows(report)
+    rows = report.stages
     labels = [r["stage"] for r in rows]
     kib = lambda key: [None if r.get(key) is None else r[key] / 1024 for r in rows]  # noqa: E731
     out = {
@@ -68,11 +58,10 @@ def charts(report) -> dict[str, str]:
                                         "this host (measured, LiteRT)": [r.get("host_latency_ms") for r in rows]},
                                        "ms"),
     }
-    if report.stages:
-        weights = report.stages[-1]["tflite_weights"]
-        names = [n.split("/")[-2] if n.count("/") >= 1 else n for n in weights]
-        out["Per-layer sparsity of the shipped weights (measured in the .tflite)"] = _bars(
-            plt, "sparsity", names, {"zeros": [w["sparsity"] * 100 for w in weights.values()]}, "%")
+    weights = rows[-1]["tflite_weights"]
+    names = [n.split("/")[-2] if n.count("/") >= 1 else n for n in weights]
+    out["Per-layer sparsity of the shipped weights (measured in the .tflite)"] = _bars(
+        plt, "sparsity", names, {"zeros": [w["sparsity"] * 100 for w in weights.values()]}, "%")
     return out
 
 
@@ -99,8 +88,11 @@ def render_html(report) -> str:
               pct(r["tflite_accuracy"]), format_value(r["tflite_bytes"], "bytes"),
               format_value(r["gzip_bytes"], "bytes"), format_value(r["est_latency_ms"], "ms"),
               format_value(r["host_latency_ms"], "ms")] for r in report.stages])
-    images = "".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{d}'>"
-                     f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, d in charts(report).items())
+    if report.stages:
+        images = "".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{d}'>"
+                         f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, d in charts(report).items())
+    else:   # nothing to compare across: the tables say it all, and matplotlib is not loaded
+        images = "<p>No compression stages ran, so there is nothing to chart across stages.</p>"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
