@@ -59,10 +59,16 @@ def charts(report) -> dict[str, str]:
                                        "ms"),
     }
     weights = rows[-1]["tflite_weights"]
-    names = [n.split("/")[-2] if n.count("/") >= 1 else n for n in weights]
+    names = [_layer_label(n, i) for i, n in enumerate(weights)]
     out["Per-layer sparsity of the shipped weights (measured in the .tflite)"] = _bars(
         plt, "sparsity", names, {"zeros": [w["sparsity"] * 100 for w in weights.values()]}, "%")
     return out
+
+
+def _layer_label(tensor: str, index: int) -> str:
+    """A short chart label for a weight tensor: the layer part of 'model/layer/Op/...' names."""
+    parts = [p for p in tensor.split("/") if p]
+    return f"{index}:{parts[1] if len(parts) > 2 else parts[-1]}"[:24]
 
 
 def _table(headers, rows) -> str:
