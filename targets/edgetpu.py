@@ -21,17 +21,16 @@ fidelity and host latency (LiteRT, the int8 model without the Edge TPU).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporter.analysis.edgetpu_compiler import (BUNDLE_OUT_DIR, COMPILER, INSTALL_COMMANDS, compile_command,
-                                                compile_for_edgetpu, compiler_path)
+from exporter.analysis.edgetpu_compiler import (COMPILER, INSTALL_COMMANDS, compile_command, compile_for_edgetpu,
+                                                compile_instructions, compiler_path)
+from exporter.analysis.edgetpu_estimate import EDGETPU_CUSTOM_OP, estimate, split_from_compiled, split_from_mapping
 from exporter.errors import ConfigError, PreflightError
 from exporter.units import parse_quantity
 from targets.base import Artifacts, Target, register
 
-EDGETPU_CUSTOM_OP = "CUSTOM:edgetpu-custom-op"
 _IO_DTYPES = ("uint8", "int8")
 
 
@@ -154,87 +153,6 @@ def requirement_problems(graph, profile, mode: str, facts=None) -> list[str]:
     return problems
 
 
-# --- estimates -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Split:
-    """The TPU/CPU split a latency and RAM estimate works from."""
-
-    tpu_ops: int
-    cpu_ops: list            # OpInfo of the ops on the CPU
-    tpu_macs: int
-    param_bytes: int         # constants read by TPU ops
-    boundary_bytes: int      # tensors crossing the host link each inference
-    host_tensor_bytes: int   # non-constant tensors living in host memory (upper bound, no reuse)
-    source: str
-
-
-def _split_from_mapping(graph, mapping) -> Split:
-    tpu = {o.index for o in mapping.tpu_ops}
-    cpu_ops = [op for op in graph.ops if op.index not in tpu]
-    params, produced, consumed, host = set(), set(), set(), set(graph.inputs) | set(graph.outputs)
-    for op in graph.ops:
-        if op.index in tpu:
-            params |= {i for i in op.inputs if i >= 0 and graph.tensors[i].is_constant}
-            consumed |= {i for i in op.inputs if i >= 0 and not graph.tensors[i].is_constant}
-            produced |= set(op.outputs)
-        else:
-            host |= {i for i in (*op.inputs, *op.outputs) if i >= 0 and not graph.tensors[i].is_constant}
-    crossing = (consumed - produced) | (produced & host)
-    return Split(len(tpu), cpu_ops, sum(op.macs for op in graph.ops if op.index in tpu),
-                 sum(graph.tensors[i].nbytes for i in params), sum(graph.tensors[i].nbytes for i in crossing),
-                 sum(graph.tensors[i].nbytes for i in host), "edgex op table")
-
-
-def _split_from_compiled(graph, compiled_graph, tpu_ops: int, param_bytes: int) -> Split:
-    """The split as compiled: the edgetpu-custom-op holds the TPU part, the other ops are the CPU's.
-
-    The custom op carries its parameters inside its own data, so `param_bytes` (the static estimate)
-    stands in for them; the compiler's log gives the on-chip and streamed figures.
-    """
-    cpu_ops = [op for op in compiled_graph.ops if op.name != EDGETPU_CUSTOM_OP]
-    custom = [op for op in compiled_graph.ops if op.name == EDGETPU_CUSTOM_OP]
-    crossing = {i for op in custom for i in (*op.inputs, *op.outputs)
-                if i >= 0 and not compiled_graph.tensors[i].is_constant}
-    host = {t.index for t in compiled_graph.tensors if not t.is_constant}
-    return Split(tpu_ops, cpu_ops, max(graph.total_macs - sum(op.macs for op in cpu_ops), 0), param_bytes,
-                 sum(compiled_graph.tensors[i].nbytes for i in crossing),
-                 sum(compiled_graph.tensors[i].nbytes for i in host), "compiled model")
-
-
-def estimate(split: Split, settings: EdgeTpuSettings, cost, *, on_chip: int | None = None,
-             streamed: int | None = None) -> dict:
-    """Latency parts (ms) and parameter memory (bytes) of one inference.
-
-    Args:
-        split: the TPU/CPU split.
-        settings: the profile's Edge TPU section.
-        cost: the profile's `CostModel` (CPU-fallback ops).
-        on_chip, streamed: the compiler's parameter figures; default: the split's parameters against the cache.
-    """
-    from exporter.analysis.cost_model import INT8_TYPES
-
-    if on_chip is None or streamed is None:
-        on_chip = int(min(split.param_bytes, settings.parameter_cache_bytes))
-        streamed = int(max(split.param_bytes - settings.parameter_cache_bytes, 0))
-    bandwidth = settings.bandwidth_bytes_per_s
-    tpu_ms = split.tpu_macs / (settings.tpu_int8_gmacs * 1e9) * 1e3
-    cpu_ms = (sum(op.macs / cost.macs_per_second(op.compute_dtype in INT8_TYPES) for op in split.cpu_ops)
-              + len(split.cpu_ops) * cost.per_op_overhead_us * 1e-6) * 1e3
-    parts = {
-        "tpu_compute": tpu_ms,
-        "transfers": split.boundary_bytes / bandwidth * 1e3 if split.tpu_ops else 0.0,
-        "streamed_parameters": streamed / bandwidth * 1e3,
-        "invoke_overhead": settings.invoke_overhead_us * 1e-3 if split.tpu_ops else 0.0,
-        "cpu_fallback": cpu_ms,
-    }
-    return {"latency_ms": {**parts, "total": sum(parts.values())},
-            "parameters": {"tpu_bytes": split.param_bytes, "on_chip_bytes": on_chip, "streamed_bytes": streamed,
-                           "cache_bytes": int(settings.parameter_cache_bytes)},
-            "boundary_bytes": split.boundary_bytes, "host_tensor_bytes": split.host_tensor_bytes,
-            "split_source": split.source}
-
-
 def _ms(value: float) -> str:
     return f"{value:.2g} ms" if value < 0.01 else f"{value:.3f} ms"
 
@@ -281,7 +199,7 @@ class EdgeTpuTarget(Target):
         if later:
             notes.append("also unsupported after the cut: " + "; ".join(
                 f"op {o.index} {o.name} ({o.unsupported})" for o in later))
-        est = estimate(_split_from_mapping(graph, mapping), settings, profile.cost_model)
+        est = estimate(split_from_mapping(graph, mapping), settings, profile.cost_model)
         streamed = est["parameters"]["streamed_bytes"]
         if streamed:
             notes.append(f"parameters of the TPU part ({est['parameters']['tpu_bytes']:,} B) exceed the "
@@ -320,11 +238,11 @@ class EdgeTpuTarget(Target):
         result = compile_for_edgetpu(artifacts.tflite, settings.runtime_version, compiler=compiler) \
             if compiler else None
         log = result.log if result else None
-        split = _split_from_mapping(graph, mapping)
+        split = split_from_mapping(graph, mapping)
         if result is not None:
             compiled_graph = Graph.from_bytes(result.compiled_tflite)
             if any(op.name == EDGETPU_CUSTOM_OP for op in compiled_graph.ops):
-                split = _split_from_compiled(graph, compiled_graph, log.tpu_ops or 0, split.param_bytes)
+                split = split_from_compiled(graph, compiled_graph, log.tpu_ops or 0, split.param_bytes)
         est = estimate(split, settings, profile.cost_model,
                        on_chip=log.on_chip_bytes if log else None, streamed=log.off_chip_bytes if log else None)
 
@@ -420,68 +338,6 @@ class EdgeTpuTarget(Target):
             files["model_edgetpu.tflite"] = result.compiled_tflite
             files["edgetpu/compile.log"] = result.log_text().encode("utf-8")
         elif mapping is not None:
-            files["edgetpu/COMPILE.md"] = compile_instructions(artifacts.profile, mapping).encode("utf-8")
+            text = compile_instructions(artifacts.profile, edgetpu_settings(artifacts.profile), mapping)
+            files["edgetpu/COMPILE.md"] = text.encode("utf-8")
         return files
-
-
-def compile_instructions(profile, mapping: dict) -> str:
-    """COMPILE.md: the exact command, how to install the compiler, and what edgex expects it to map."""
-    settings = edgetpu_settings(profile)
-    static = mapping["static_mapping"]
-    io = mapping.get("io_dtype") or profile.quantization.int8_io
-    rows = "\n".join(f"| {o['index']} | {o['name']} | v{o['version']} | {o['placement'].upper()} | {o['status']} |"
-                     for o in static["ops"])
-    cut = (f"the first unsupported op is op {static['cut_index']} {static['cut_op']} ({static['cut_reason']}); "
-           "the compiler maps ops only up to it, so it and every op after it run on the CPU"
-           if static["cut_index"] is not None else "every op maps to the Edge TPU (no cut)")
-    install = "\n".join(f"    {c}" for c in INSTALL_COMMANDS)
-    params = mapping["estimate"]["parameters"]
-    command = " ".join(compile_command(settings.runtime_version))
-    return f"""# Compiling this bundle for the Edge TPU
-
-edgex did not compile `model.tflite`: `{COMPILER}` was not found on PATH where the bundle was made.
-The compiler comes only from Coral's apt repository (x86-64 Debian/Ubuntu); it is not in Debian,
-PyPI or npm. `model.tflite` is the full-integer int8 model ({io} I/O, batch 1, static shapes) that
-the Edge TPU needs. Compile it on a machine that has the compiler, from this bundle's directory:
-
-    {command}
-
-This writes `model_edgetpu.tflite` (load it with the Edge TPU delegate) and `model_edgetpu.log`
-(the per-operator table, which `-s` also prints) into `{BUNDLE_OUT_DIR[3:]}/` next to the bundle, not
-into it: `edgex verify` reports any file added to a bundle.
-
-- `-m {settings.runtime_version}`: the lowest Edge TPU runtime the compiled model must run on (profile
-  {profile.name}: runtime {settings.runtime_version}, compiler {settings.compiler_version}); lower it
-  for a device with an older runtime (e.g. `-m 13`).
-- Or re-run the edgex export with `{COMPILER}` on PATH: edgex then compiles, reads the compiler's
-  log and bundles `model_edgetpu.tflite` and `edgetpu/compile.log`; `--require-compiled` refuses
-  to write an uncompiled bundle.
-
-## Installing the compiler (Coral's "Edge TPU Compiler" page)
-
-{install}
-
-The compiler runs on x86-64 only (no ARM64 build since compiler 2.1): compile on a desktop, not on
-a Raspberry Pi or the Dev Board. Distributions that deprecate `apt-key` need the key in
-`/etc/apt/keyrings` and `signed-by=` in the source line instead. On the device, install the Edge
-TPU runtime (`libedgetpu1-std`) from the same repository.
-
-## What edgex expects the compiler to do
-
-{mapping['summary']}.
-
-In short: {cut}.
-
-This is edgex's estimate from Coral's supported-operations table
-(https://coral.ai/docs/edgetpu/models-intro/#supported-operations) and edgex's own limits on op
-versions for compiler {settings.compiler_version}; the compiler's log is authoritative.
-
-| # | op | version | runs on | status |
-|---|---|---|---|---|
-{rows}
-
-Parameters of the TPU part (estimated): {params['tpu_bytes']:,} B; on-chip cache {params['cache_bytes']:,} B;
-streamed every inference: {params['streamed_bytes']:,} B. After compiling, compare with the compiler's
-"On-chip memory used for caching model parameters" and "Off-chip memory used for streaming
-uncached model parameters".
-"""

@@ -65,7 +65,10 @@ class MicroInterpreter {
 """,
 }
 
-pytestmark = pytest.mark.skipif(find_arm_gcc() is None, reason="needs arm-none-eabi-gcc (gcc-arm-none-eabi)")
+
+
+def test_the_toolchain_is_installed():
+    assert find_arm_gcc(), "arm-none-eabi-gcc is missing: `make sysdeps` installs gcc-arm-none-eabi"
 
 
 @pytest.fixture(scope="module")

@@ -102,3 +102,65 @@ def compile_for_edgetpu(tflite_bytes: bytes, runtime_version: int, *, compiler: 
         return CompileResult(compile_command(runtime_version), text,
                              op_log.read_text("utf-8", "replace") if op_log.is_file() else None,
                              compiled.read_bytes(), log)
+
+
+def compile_instructions(profile, settings, mapping: dict) -> str:
+    """COMPILE.md: the exact command, how to install the compiler, and what edgex expects it to map."""
+    static = mapping["static_mapping"]
+    io = mapping.get("io_dtype") or profile.quantization.int8_io
+    rows = "\n".join(f"| {o['index']} | {o['name']} | v{o['version']} | {o['placement'].upper()} | {o['status']} |"
+                     for o in static["ops"])
+    cut = (f"the first unsupported op is op {static['cut_index']} {static['cut_op']} ({static['cut_reason']}); "
+           "the compiler maps ops only up to it, so it and every op after it run on the CPU"
+           if static["cut_index"] is not None else "every op maps to the Edge TPU (no cut)")
+    install = "\n".join(f"    {c}" for c in INSTALL_COMMANDS)
+    params = mapping["estimate"]["parameters"]
+    command = " ".join(compile_command(settings.runtime_version))
+    return f"""# Compiling this bundle for the Edge TPU
+
+edgex did not compile `model.tflite`: `{COMPILER}` was not found on PATH where the bundle was made.
+The compiler comes only from Coral's apt repository (x86-64 Debian/Ubuntu); it is not in Debian,
+PyPI or npm. `model.tflite` is the full-integer int8 model ({io} I/O, batch 1, static shapes) that
+the Edge TPU needs. Compile it on a machine that has the compiler, from this bundle's directory:
+
+    {command}
+
+This writes `model_edgetpu.tflite` (load it with the Edge TPU delegate) and `model_edgetpu.log`
+(the per-operator table, which `-s` also prints) into `{BUNDLE_OUT_DIR[3:]}/` next to the bundle, not
+into it: `edgex verify` reports any file added to a bundle.
+
+- `-m {settings.runtime_version}`: the lowest Edge TPU runtime the compiled model must run on (profile
+  {profile.name}: runtime {settings.runtime_version}, compiler {settings.compiler_version}); lower it
+  for a device with an older runtime (e.g. `-m 13`).
+- Or re-run the edgex export with `{COMPILER}` on PATH: edgex then compiles, reads the compiler's
+  log and bundles `model_edgetpu.tflite` and `edgetpu/compile.log`; `--require-compiled` refuses
+  to write an uncompiled bundle.
+
+## Installing the compiler (Coral's "Edge TPU Compiler" page)
+
+{install}
+
+The compiler runs on x86-64 only (no ARM64 build since compiler 2.1): compile on a desktop, not on
+a Raspberry Pi or the Dev Board. Distributions that deprecate `apt-key` need the key in
+`/etc/apt/keyrings` and `signed-by=` in the source line instead. On the device, install the Edge
+TPU runtime (`libedgetpu1-std`) from the same repository.
+
+## What edgex expects the compiler to do
+
+{mapping['summary']}.
+
+In short: {cut}.
+
+This is edgex's estimate from Coral's supported-operations table
+(https://coral.ai/docs/edgetpu/models-intro/#supported-operations) and edgex's own limits on op
+versions for compiler {settings.compiler_version}; the compiler's log is authoritative.
+
+| # | op | version | runs on | status |
+|---|---|---|---|---|
+{rows}
+
+Parameters of the TPU part (estimated): {params['tpu_bytes']:,} B; on-chip cache {params['cache_bytes']:,} B;
+streamed every inference: {params['streamed_bytes']:,} B. After compiling, compare with the compiler's
+"On-chip memory used for caching model parameters" and "Off-chip memory used for streaming
+uncached model parameters".
+"""

@@ -16,7 +16,10 @@ from exporter.analysis.graph import Graph
 from exporter.analysis.vela import compile_for_ethos_u, cpu_operator_count, vela_available
 from exporter.errors import ConfigError, ConversionError, UsageError
 
-pytestmark = pytest.mark.skipif(not vela_available(), reason="vela (ethos-u-vela) not installed")
+
+
+def test_vela_is_installed():
+    assert vela_available(), "vela is missing: it is pinned in requirements.lock (ethos-u-vela)"
 
 CORSTONE_300 = dict(accelerator_config="ethos-u55-128", system_config="Ethos_U55_High_End_Embedded",
                     memory_mode="Shared_Sram")

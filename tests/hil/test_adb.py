@@ -278,8 +278,7 @@ def test_hung_command_is_killed_at_the_deadline(adb_server, tmp_path):
 
 def test_run_bundle_runs_the_real_agent(adb_server, tmp_path, demo_bundle):
     _, bundle = demo_bundle
-    if not (bundle / "agent" / "edgex_agent.py").is_file():
-        pytest.skip("bundles do not carry the agent yet")
+    assert (bundle / "agent" / "edgex_agent.py").is_file()
     server = adb_server([("emulator-5554", "device")])
     with open_transport("adb://emulator-5554", _options(server, tmp_path, python=sys.executable)) as t:
         assert isinstance(t, AdbTransport)
