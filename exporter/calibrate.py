@@ -53,15 +53,13 @@ def _features(graph: Graph) -> tuple[float, float, float]:
     return float(int8), float(other), float(len(graph.ops))
 
 
-def _points(profile, bundles) -> list[dict]:
+def _points(bundles) -> list[dict]:
     points = []
     for bundle in bundles:
         graph = Graph.from_file(Path(bundle) / "model.tflite")
         for run in load_runs(bundle):
             latency = run.get("measurements", {}).get("latency")
             if not run.get("complete") or latency is None:
-                continue
-            if run.get("result", {}).get("model_sha256") is None:
                 continue
             points.append({"bundle": str(bundle), "run": run["path"], "measured_ms": float(latency["value"]),
                            "features": _features(graph), "graph": graph})
@@ -109,7 +107,7 @@ def calibrate(profile_name, bundles) -> Calibration:
         DataError: no bundle holds a complete run to fit to.
     """
     profile = load_profile(profile_name)
-    points = _points(profile, bundles)
+    points = _points(bundles)
     if not points:
         raise DataError("no complete device runs in the given bundles: run `edgex hil run BUNDLE --device ...` first")
     cost = profile.cost_model

@@ -26,24 +26,25 @@ from exporter.stages.convert import convert
 from exporter.stages.training import accuracy
 
 
-def _tflite_accuracy(data: bytes, eval_ds) -> float | None:
+def _tflite_accuracy(runner: LiteRTRunner, eval_ds) -> float | None:
     if eval_ds is None or eval_ds.y is None:
         return None
-    preds = LiteRTRunner(data).predict(eval_ds.x, "evaluating stage .tflite")
+    preds = runner.predict(eval_ds.x, "evaluating stage .tflite")
     return float((preds.argmax(axis=1) == eval_ds.y).mean() * 100)
 
 
-def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, seconds: float = 0.0) -> dict:
+def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: dict | None = None,
+                  seconds: float = 0.0) -> dict:
     """Measure one stage's model and its conversion; every figure is measured except `est_latency_ms`."""
     graph = Graph.from_bytes(tflite)
     runner = LiteRTRunner(tflite)
     host = runner.latency_ms(runs=30, warmup=5)
     record = {
         "stage": name,
-        "config": result.config if result is not None and hasattr(result, "config") else {},
+        "config": config or {},
         **keras_totals(model),
         "keras_accuracy": accuracy(model, ctx.eval),
-        "tflite_accuracy": _tflite_accuracy(tflite, ctx.eval),
+        "tflite_accuracy": _tflite_accuracy(runner, ctx.eval),
         "tflite_bytes": len(tflite),
         "gzip_bytes": gzip_size(tflite),
         "est_latency_ms": estimate_latency_ms(graph, ctx.profile.cost_model),
@@ -84,7 +85,6 @@ def run_stages(model, stages: list, ctx, convert_config, calib_x: np.ndarray | N
         ctx.previous.append(stage.name)
         current = result.model
         tflite = convert(current, convert_config, calib=calib_x)
-        record = measure_stage(stage.name, current, tflite, ctx, result=result, seconds=elapsed)
-        record["config"] = stage.config.model_dump(mode="json")
-        records.append(record)
+        records.append(measure_stage(stage.name, current, tflite, ctx, result=result, seconds=elapsed,
+                                     config=stage.config.model_dump(mode="json")))
     return current, tflite, records

@@ -66,12 +66,13 @@ class MicrocontrollerTarget(Target):
         arena = measure_arena(artifacts.tflite)
         artifacts.extra["arena"] = arena
         on = "TFLM interpreter on this host (RecordingMicroAllocator)"
+        overhead = int(profile.cost_model.runtime_ram_bytes)
         if arena.ok:
             figures["arena"] = Measurement("arena", arena.arena_bytes, "bytes", MEASURED, on,
                                            f"head {arena.head_bytes:,} B + tail {arena.tail_bytes:,} B")
             figures["ram"] = Measurement(
-                "ram", arena.arena_bytes + mcu_overhead(profile), "bytes", MEASURED, on,
-                f"arena {arena.arena_bytes:,} B (measured) + runtime {mcu_overhead(profile):,} B (profile)")
+                "ram", arena.arena_bytes + overhead, "bytes", MEASURED, on,
+                f"arena {arena.arena_bytes:,} B (measured) + runtime {overhead:,} B (profile)")
         figures["latency"] = Measurement(
             "latency", estimate_latency_ms(graph, profile.cost_model), "ms", ESTIMATED,
             f"cost model of {profile.name}: {profile.cost_model.int8_cycles_per_mac} cycles/int8 MAC "
@@ -129,7 +130,3 @@ class MicrocontrollerTarget(Target):
                 output_size=math.prod(graph.output_details()[0].shape)))
         return files
 
-
-def mcu_overhead(profile) -> int:
-    """RAM the runtime needs outside the arena, from the profile."""
-    return int(profile.cost_model.runtime_ram_bytes)

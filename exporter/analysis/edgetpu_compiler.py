@@ -10,16 +10,16 @@ Example:
 from __future__ import annotations
 
 import shutil
-import subprocess
+
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter.tool import run_tool, tail
 from exporter.errors import ConversionError
 
 COMPILER = "edgetpu_compiler"
 COMPILE_TIMEOUT_S = 600  # the compiler's own timer defaults to 180 s; this guards a hung process
-_TAIL_LINES = 30
 INSTALL_COMMANDS = (
     "curl https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo apt-key add -",
     'echo "deb https://packages.cloud.google.com/apt coral-edgetpu-stable main" '
@@ -59,10 +59,6 @@ class CompileResult:
         return text
 
 
-def _tail(text: str) -> str:
-    return "\n".join(text.strip().splitlines()[-_TAIL_LINES:]) or "(no output)"
-
-
 def compile_for_edgetpu(tflite_bytes: bytes, runtime_version: int, *, compiler: str | None = None,
                         timeout: float = COMPILE_TIMEOUT_S) -> CompileResult:
     """Run `edgetpu_compiler -s -m <runtime> -o <tmp> model.tflite` in a temporary directory.
@@ -82,21 +78,12 @@ def compile_for_edgetpu(tflite_bytes: bytes, runtime_version: int, *, compiler: 
         out.mkdir()
         command = compile_command(runtime_version, str(out), str(model))
         command[0] = compiler
-        try:
-            proc = subprocess.run(command, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            text = (e.output or b"").decode("utf-8", "replace")
-            raise ConversionError(f"{COMPILER} did not finish within {timeout:g} s (killed); last output:\n"
-                                  f"{_tail(text)}") from None
-        except OSError as e:
-            raise ConversionError(f"cannot run {compiler}: {e.strerror or e}") from e
-        text = proc.stdout.decode("utf-8", "replace")
+        code, text = run_tool(command, cwd=tmp, timeout=timeout, name=COMPILER)
         log = parse_compiler_log(text)
         compiled = out / "model_edgetpu.tflite"
-        if proc.returncode != 0 or log.succeeded is False or not compiled.is_file():
-            why = "; ".join(log.errors) or _tail(text)
-            what = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
+        if code != 0 or log.succeeded is False or not compiled.is_file():
+            why = "; ".join(log.errors) or tail(text)
+            what = f"crashed (signal {-code})" if code < 0 else f"failed (exit {code})"
             raise ConversionError(f"{COMPILER} {what}: {why}")
         op_log = out / "model_edgetpu.log"
         return CompileResult(compile_command(runtime_version), text,

@@ -48,20 +48,20 @@ import io
 import math
 import re
 import shutil
-import subprocess
+
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.analysis.graph import Graph
+from exporter.tool import run_tool, tail
 from exporter.errors import ConfigError, ConversionError, ModelFileError, UsageError
 
 PIP_PACKAGE = "ethos-u-vela"
 SHIPPED_CONFIG = "Arm/vela.ini"  # resolved by vela inside its own config_files folder
 DEFAULT_CONFIG = "internal-default"
 ETHOS_U_OP = "CUSTOM:ethos-u"
-_TAIL_LINES = 30
 # Vela's errors for bad names or files (argparse exits 2 for a bad choice).
 _CONFIG_ERRORS = ("CliOptionError", "ConfigOptionError", "InputFileError", "error: argument")
 
@@ -115,10 +115,6 @@ def vela_available() -> bool:
     return _find_vela() is not None
 
 
-def _tail(text: str, lines: int = _TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _config_args(system_config: str, memory_mode: str, config_file: Path | None) -> list[str]:
     if config_file is not None:
         path = Path(config_file).expanduser().resolve()
@@ -154,25 +150,16 @@ def _parse_summary(text: str) -> dict[str, str]:
 
 def _run(command: list[str], cwd: Path, timeout: float) -> str:
     """Run vela; return its combined output or raise with the tail of it."""
-    try:
-        proc = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        out = (e.output or b"").decode("utf-8", "replace")
-        raise ConversionError(f"vela did not finish within {timeout:g} s (killed); "
-                              f"last output:\n{_tail(out) or '(none)'}") from None
-    except OSError as e:
-        raise ConversionError(f"cannot run vela ({command[0]}): {e.strerror or e}; "
-                              f"reinstall the pip package {PIP_PACKAGE}") from e
-    log = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode < 0:
-        raise ConversionError(f"vela crashed (signal {-proc.returncode}); last output:\n{_tail(log)}")
-    if proc.returncode != 0:
-        if proc.returncode == 2 or any(m in log for m in _CONFIG_ERRORS):
+    code, log = run_tool(command, cwd=cwd, timeout=timeout, name="vela",
+                         hint=f"; reinstall the pip package {PIP_PACKAGE}")
+    if code < 0:
+        raise ConversionError(f"vela crashed (signal {-code}); last output:\n{tail(log)}")
+    if code != 0:
+        if code == 2 or any(m in log for m in _CONFIG_ERRORS):
             lines = [ln for ln in log.splitlines() if "rror" in ln] or log.splitlines() or [""]
             reason = re.sub(r"^[\w.]*Error: |^vela: error: ", "", lines[-1].strip()).strip("'\"")
             raise ConfigError(f"vela rejected its configuration: {reason}")
-        raise ConversionError(f"vela failed (exit code {proc.returncode}); last output:\n{_tail(log)}")
+        raise ConversionError(f"vela failed (exit code {code}); last output:\n{tail(log)}")
     return log
 
 
@@ -225,7 +212,7 @@ def compile_for_ethos_u(tflite_bytes: bytes, *, accelerator_config: str, system_
         summaries = sorted((work / "out").glob("model_summary_*.csv"))
         if not optimised_path.is_file() or not summaries:
             raise ConversionError("vela exited 0 but wrote no optimised model or summary CSV; "
-                                  f"last output:\n{_tail(log)}")
+                                  f"last output:\n{tail(log)}")
         optimised = optimised_path.read_bytes()
         summary_csv = summaries[0].read_text(encoding="utf-8")
 

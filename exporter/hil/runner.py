@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from exporter.bundle import read_manifest, sha256, verify_bundle
+from exporter.bundle import read_manifest, verify_bundle
 from exporter.checks import MEASURED, Check, Measurement, run_checks
 from exporter.errors import DeviceError
 from exporter.hil.result import AgentResult, parse_agent_output
@@ -188,7 +188,3 @@ def load_runs(bundle) -> list[dict]:
             continue
     return runs
 
-
-def model_sha(bundle) -> str:
-    """sha256 of a bundle's model, for matching runs to models."""
-    return sha256((Path(bundle) / "model.tflite").read_bytes())

@@ -10,7 +10,7 @@ import exporter
 from exporter.analysis.tflm import measure_arena
 from exporter.codegen import arena_size
 from exporter.profile import load_profile
-from exporter.errors import PreflightError, UsageError
+from exporter.errors import ConfigError, PreflightError, UsageError
 from tests.test_cli import run
 
 MCU_PROFILES = ["arduino-nano-33-ble", "esp32-s3", "stm32h743"]
@@ -150,10 +150,10 @@ def test_hostile_file_name_gives_valid_c(keras, tmp_path, demo):
     names = re.findall(r"g_(\w+)_model_data_len", header)
     assert names and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", names[0])
     assert report.measurements["model_flash"].value >= len((tmp_path / "b" / "model.tflite").read_bytes())
-    symbols = subprocess.run(["arm-none-eabi-gcc", "-x", "c++", "-std=c++11", "-mcpu=cortex-m4", "-mthumb", "-c",
+    compiled = subprocess.run(["arm-none-eabi-gcc", "-x", "c++", "-std=c++11", "-mcpu=cortex-m4", "-mthumb", "-c",
                               str(tmp_path / "b" / "mcu" / "model_data.cc"), "-o", str(tmp_path / "m.o")],
                              capture_output=True, text=True)
-    assert symbols.returncode == 0, symbols.stderr
+    assert compiled.returncode == 0, compiled.stderr
 
 
 def test_mcu_profile_needs_its_section(tmp_path):
@@ -161,7 +161,7 @@ def test_mcu_profile_needs_its_section(tmp_path):
 
     text = (PROFILE_DIR / "arduino-nano-33-ble.yaml").read_text()
     (tmp_path / "p.yaml").write_text(text.split("microcontroller:\n")[0])
-    with pytest.raises(Exception, match="microcontroller"):
+    with pytest.raises(ConfigError, match="microcontroller"):
         exporter.export(demo=True, target="microcontroller", profile=tmp_path / "p.yaml", progress=False)
     with pytest.raises(UsageError):
         exporter.export(demo=True, target="microcontroller", quantize="dynamic", progress=False)

@@ -1,0 +1,35 @@
+"""Running an external compiler (Vela, edgetpu_compiler) as a bounded child process.
+
+Example:
+    >>> code, output = run_tool(["vela", "model.tflite"], cwd=tmp, timeout=300, name="vela")
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from exporter.errors import ConversionError
+
+TAIL_LINES = 30
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last `lines` non-blank-trimmed lines of a tool's output, or '(no output)'."""
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+def run_tool(command: list[str], *, cwd: Path | str, timeout: float, name: str, hint: str = "") -> tuple[int, str]:
+    """Run `command` with stdout and stderr merged; return (exit code, output). A crash is a negative code.
+
+    Raises:
+        ConversionError: it could not start (with `hint`), or did not finish in `timeout` (killed).
+    """
+    try:
+        proc = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = (e.output or b"").decode("utf-8", "replace")
+        raise ConversionError(f"{name} did not finish within {timeout:g} s (killed); last output:\n{tail(out)}") from None
+    except OSError as e:
+        raise ConversionError(f"cannot run {name} ({command[0]}): {e.strerror or e}{hint}") from e
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
