@@ -1,8 +1,12 @@
 """Calibration and evaluation data: safe loading and checks before any work.
 
 Data sets are `.npz` files with an array `x` and an optional `y` (integer class
-labels, or one-hot rows), or `.npy` files holding `x` alone. They are loaded
-with `allow_pickle=False`, so object arrays are refused.
+labels, or one-hot rows), or `.npy` files holding `x` alone. Only regular files
+are opened (a FIFO or `/dev/zero` is refused at once). Each array's header is read
+first: object dtypes (which need pickle) are refused with UnsafeDataError, and a
+header declaring more than `MAX_ARRAY_BYTES` (8 GiB) or more bytes than the file
+holds is refused before anything is allocated. Arrays are then read with
+`allow_pickle=False`. Labels files are bounded to `MAX_LABELS_BYTES` (1 MiB).
 
 Example:
     >>> ds = load_dataset("eval.npz", role="evaluation")
@@ -10,13 +14,26 @@ Example:
 """
 from __future__ import annotations
 
+import io
+import math
+import os
+import struct
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from exporter.errors import DataError, UnsafeDataError
+from exporter.safe_read import open_regular, read_bounded
+
+MAX_ARRAY_BYTES = 8 * 1024**3       # all arrays of one data file together; checked from the headers
+MAX_LABELS_BYTES = 1024**2          # a labels file: 1 MiB is ~50,000 class names
+_HEADER_PEEK = 16 * 1024            # magic + header length + numpy's 10,000-character header limit
 
 
 @dataclass(frozen=True)
@@ -34,56 +51,118 @@ class Dataset:
 def load_dataset(path: str | Path, *, role: str) -> Dataset:
     """Load a data set from `.npz` (x, optional y) or `.npy` (x only).
 
+    Array headers are read and checked before any array is allocated: object dtypes, sizes
+    over `MAX_ARRAY_BYTES`, and headers declaring more bytes than the file holds are refused.
+
     Args:
-        path: the file.
+        path: the file (a regular file: FIFOs, devices and directories are refused).
         role: "calibration", "evaluation" or "training", used in messages.
 
     Returns:
         The data set, with one-hot labels turned into class indices.
 
     Raises:
-        DataError: missing or unreadable file, wrong keys, empty or non-finite data.
+        DataError: missing, unreadable or oversized file, not a numpy file, wrong keys, empty,
+            non-finite or non-numeric data, labels that are not class indices or one-hot rows.
         UnsafeDataError: object arrays, which would need pickle.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.suffix not in (".npy", ".npz"):
+        raise DataError(f"{path}: {role} data must be .npz (x, y) or .npy (x), not '{path.suffix}'")
+    if not os.path.lexists(path):
         raise DataError(f"no such {role} data file: {path}")
-    try:
-        if path.suffix == ".npy":
-            x, y = np.load(path, allow_pickle=False), None
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                keys = set(archive.files)
-                if "x" not in keys:
-                    raise DataError(f"{path}: {role} .npz needs an array named 'x' (found: {sorted(keys) or 'none'})")
-                extra = keys - {"x", "y"}
-                if extra:
-                    raise DataError(f"{path}: unexpected arrays {sorted(extra)}; a data set holds 'x' and optional 'y'")
-                x = archive["x"]
-                y = archive["y"] if "y" in keys else None
-        else:
-            raise DataError(f"{path}: {role} data must be .npz (x, y) or .npy (x), not '{path.suffix}'")
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise UnsafeDataError(f"{path}: holds object arrays, which need pickle to load; refused") from None
-        raise DataError(f"{path}: not a readable numpy file: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable numpy file: {exc}") from None
+    with open_regular(path, what=f"{role} data file", error=DataError) as f:
+        try:
+            if path.suffix == ".npy":
+                x, y = _read_npy(f, os.fstat(f.fileno()).st_size, path, MAX_ARRAY_BYTES), None
+            else:
+                x, y = _read_npz(f, path, role)
+        except _READ_ERRORS as exc:
+            raise DataError(f"{path}: not a readable numpy file: {exc}") from None
     return _validated(x, y, str(path), role)
 
 
+_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
+                struct.error, MemoryError, OverflowError)
+
+
+def _read_npy(f: BinaryIO, size: int, origin, budget: int) -> np.ndarray:
+    """Check a `.npy` stream's header against the bytes it has and the budget, then read it."""
+    head = io.BytesIO(f.read(_HEADER_PEEK))
+    version = npformat.read_magic(head)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    reader = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+    shape, _, dtype = reader(head)
+    if dtype.hasobject:
+        raise UnsafeDataError(f"{origin}: holds object arrays, which need pickle to load; refused")
+    if any(d < 0 for d in shape):
+        raise DataError(f"{origin}: not a readable numpy file: the header declares shape {shape}")
+    declared, available = math.prod(shape) * dtype.itemsize, size - head.tell()
+    if declared > budget:
+        raise DataError(f"{origin}: the header declares an array of shape {shape} ({declared:,} bytes), over the "
+                        f"{MAX_ARRAY_BYTES:,}-byte limit for data sets; refused before loading")
+    if declared > available:
+        raise DataError(f"{origin}: the header declares {declared:,} bytes of array data but the file holds "
+                        f"{max(available, 0):,}; truncated or corrupt")
+    f.seek(0)
+    return npformat.read_array(f, allow_pickle=False)
+
+
+def _read_npz(f: BinaryIO, path: Path, role: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read `x` and optional `y` from an `.npz`, each member's header checked before it is read."""
+    with zipfile.ZipFile(f) as archive:
+        members = {}
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if key in members:
+                raise DataError(f"{path}: array {key!r} appears twice in the archive")
+            members[key] = info
+        if "x" not in members:
+            raise DataError(f"{path}: {role} .npz needs an array named 'x' (found: {sorted(members) or 'none'})")
+        extra = set(members) - {"x", "y"}
+        if extra:
+            raise DataError(f"{path}: unexpected arrays {sorted(extra)}; a data set holds 'x' and optional 'y'")
+        arrays, budget = {}, MAX_ARRAY_BYTES
+        for key, info in sorted(members.items()):
+            with archive.open(info) as member:
+                arrays[key] = _read_npy(member, info.file_size, f"{path}: {key}", budget)
+            budget -= arrays[key].nbytes
+    return arrays["x"], arrays.get("y")
+
+
 def dataset_from_arrays(x, y=None, *, origin: str = "<arrays>", role: str = "evaluation") -> Dataset:
-    """Wrap in-memory arrays as a checked Dataset (the Python API's path)."""
-    return _validated(np.asarray(x), None if y is None else np.asarray(y), origin, role)
+    """Wrap in-memory arrays as a checked Dataset (the Python API's path).
+
+    Args:
+        x: samples, anything `numpy.asarray` takes.
+        y: optional labels: class indices (N,) or one-hot rows (N, classes).
+        origin: where the arrays came from, for messages.
+        role: "calibration", "evaluation" or "training", used in messages.
+
+    Returns:
+        The checked data set.
+
+    Raises:
+        DataError: ragged, empty, non-numeric or non-finite data; labels that are not class indices.
+        UnsafeDataError: object arrays.
+    """
+    try:
+        x, y = np.asarray(x), None if y is None else np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{origin}: the {role} arrays are not rectangular numeric arrays: {exc}") from None
+    return _validated(x, y, origin, role)
 
 
 def _validated(x: np.ndarray, y: np.ndarray | None, origin: str, role: str) -> Dataset:
-    if x.dtype == object or (y is not None and y.dtype == object):
+    if x.dtype.hasobject or (y is not None and y.dtype.hasobject):
         raise UnsafeDataError(f"{origin}: holds object arrays; refused")
-    if x.ndim == 0 or x.shape[0] == 0:
+    if x.ndim == 0:
+        raise DataError(f"{origin}: x is a single value; the {role} set must be an array of samples (N, ...)")
+    if x.shape[0] == 0 or x.size == 0:
         raise DataError(f"{origin}: the {role} set is empty")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"{origin}: x has non-numeric dtype {x.dtype}")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_):
+        raise DataError(f"{origin}: x has dtype {x.dtype}; expected real numbers (float, int or bool)")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
         raise DataError(f"{origin}: x holds NaN or Inf in {bad} of {len(x)} samples")
@@ -92,22 +171,32 @@ def _validated(x: np.ndarray, y: np.ndarray | None, origin: str, role: str) -> D
     return Dataset(x=x, y=y, origin=origin)
 
 
+_LABEL_FORMS = "class indices (N,) or one-hot rows (N, classes)"
+
+
 def _labels(y: np.ndarray, n: int, origin: str) -> np.ndarray:
+    """Class indices from y: integer or whole-float indices (N,) or (N, 1), or one-hot rows."""
+    if y.ndim == 0:
+        raise DataError(f"{origin}: y is a single value; expected {_LABEL_FORMS}")
+    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise DataError(f"{origin}: y has dtype {y.dtype}; expected integer {_LABEL_FORMS}")
     if y.shape[0] != n:
         raise DataError(f"{origin}: x has {n} samples but y has {y.shape[0]} labels")
-    if y.ndim == 2 and y.shape[1] > 1:
-        if not np.isfinite(y).all():
-            raise DataError(f"{origin}: y holds NaN or Inf")
+    if y.ndim == 2 and y.shape[1] >= 2:
+        one_hot = np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+        if not one_hot:
+            raise DataError(f"{origin}: y has shape {y.shape} but its rows are not one-hot (a single 1, the rest "
+                            f"0); give {_LABEL_FORMS}")
         y = y.argmax(axis=1)
-    elif y.ndim == 2:
+    elif y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise DataError(f"{origin}: y must be class indices (N,) or one-hot (N, classes), got shape {y.shape}")
+        raise DataError(f"{origin}: y must be {_LABEL_FORMS}, got shape {y.shape}")
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or not np.equal(np.mod(y, 1), 0).all():
-            raise DataError(f"{origin}: y must hold whole class indices")
-    elif not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{origin}: y has dtype {y.dtype}; expected integer class indices")
+            raise DataError(f"{origin}: y must hold whole class indices, not fractions, NaN or Inf")
+    if y.size and (y.min() < -2**31 or y.max() >= 2**31):
+        raise DataError(f"{origin}: y holds class indices out of range ({y.min()}..{y.max()})")
     return y.astype(np.int64)
 
 
@@ -158,18 +247,33 @@ def check_labels(ds: Dataset, num_classes: int) -> None:
 def load_labels(path: str | Path) -> list[str]:
     """Read class names, one per line (blank trailing lines ignored).
 
+    Args:
+        path: a UTF-8 text file (a regular file of at most 1 MiB; a leading BOM is allowed).
+
+    Returns:
+        The class names, in order.
+
     Raises:
-        DataError: missing, unreadable or empty file.
+        DataError: missing, unreadable, not a regular file, over 1 MiB, not UTF-8, empty, or with an
+            empty, duplicate or control-character name (naming the line).
     """
-    path = Path(path)
+    raw = read_bounded(path, limit=MAX_LABELS_BYTES, what="labels file", error=DataError)
     try:
-        names = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: labels file is not UTF-8 text") from None
+        names = raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: labels file is not UTF-8 text") from None
     while names and not names[-1].strip():
         names.pop()
     if not names:
         raise DataError(f"{path}: labels file is empty")
+    first: dict[str, int] = {}
+    for number, name in enumerate(names, 1):
+        if not name.strip():
+            raise DataError(f"{path}, line {number}: empty class name")
+        if any(unicodedata.category(c) == "Cc" and c != "\t" for c in name):
+            raise DataError(f"{path}, line {number}: class name holds a control character")
+        if name in first:
+            raise DataError(f"{path}, line {number}: class name {name!r} repeats line {first[name]}")
+        first[name] = number
     return names

@@ -2,30 +2,37 @@
 
 A profile names its target kind and device, its limits (`model_size`, `ram`,
 `latency`, `accuracy_drop`), the quantization modes it allows and prefers, the
-I/O dtypes it requires and the coefficients of its latency cost model. Unknown
-keys and wrong types are errors that name the file and field path.
+I/O dtypes it requires and the coefficients of its latency cost model, plus one
+typed section per target that needs one (`microcontroller`, `ethos_u`, `edgetpu`).
+The YAML is read with `exporter.safe_read.load_yaml_file` (a regular file of at
+most 1 MiB; no anchors/aliases, python tags or duplicate keys). Unknown keys, wrong
+types and NaN/infinite numbers are errors that name the file and field path.
 
 Example:
     >>> p = load_profile("android-arm64-midrange")
     >>> p.limits.latency
-    50.0
+    33.0
 """
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporter.errors import ConfigError
+from exporter.safe_read import load_yaml_file
 from exporter.units import parse_quantity
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 QuantMode = Literal["float32", "float16", "dynamic", "int8"]
 LIMIT_UNITS = {"model_size": "bytes", "flash": "bytes", "ram": "bytes", "latency": "ms", "accuracy_drop": "points"}
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A float that is neither NaN nor +-Inf (manifests must stay valid JSON); every float field uses it."""
 
 
 class _Strict(BaseModel):
@@ -35,11 +42,11 @@ class _Strict(BaseModel):
 class Limits(_Strict):
     """The budgets a model must fit; a missing limit is not checked."""
 
-    model_size: float | None = Field(None, ge=0, description="bytes of the model on the device's storage")
-    flash: float | None = Field(None, ge=0, description="bytes of flash for the model plus the runtime's code")
-    ram: float | None = Field(None, ge=0, description="peak runtime memory in bytes")
-    latency: float | None = Field(None, ge=0, description="milliseconds per inference")
-    accuracy_drop: float | None = Field(None, ge=0, le=100, description="points of top-1 lost vs the original")
+    model_size: FiniteFloat | None = Field(None, ge=0, description="bytes of the model on the device's storage")
+    flash: FiniteFloat | None = Field(None, ge=0, description="bytes of flash for the model plus the runtime's code")
+    ram: FiniteFloat | None = Field(None, ge=0, description="peak runtime memory in bytes")
+    latency: FiniteFloat | None = Field(None, ge=0, description="milliseconds per inference")
+    accuracy_drop: FiniteFloat | None = Field(None, ge=0, le=100, description="points of top-1 lost vs the original")
 
     @field_validator("model_size", "flash", "ram", "latency", "accuracy_drop", mode="before")
     @classmethod
@@ -78,13 +85,13 @@ class CostModel(_Strict):
     clock (microcontrollers), never both.
     """
 
-    int8_gmacs: float | None = Field(None, gt=0, description="effective int8 GMAC/s")
-    float_gmacs: float | None = Field(None, gt=0, description="effective float32 GMAC/s")
-    clock_mhz: float | None = Field(None, gt=0, description="core clock, with the cycles-per-MAC figures")
-    int8_cycles_per_mac: float | None = Field(None, gt=0, description="cycles per int8 MAC of optimised kernels")
-    float_cycles_per_mac: float | None = Field(None, gt=0, description="cycles per float32 MAC")
-    per_op_overhead_us: float = Field(..., ge=0, description="fixed cost of dispatching one op, microseconds")
-    runtime_ram_bytes: float = Field(0, ge=0, description="memory the runtime itself needs")
+    int8_gmacs: FiniteFloat | None = Field(None, gt=0, description="effective int8 GMAC/s")
+    float_gmacs: FiniteFloat | None = Field(None, gt=0, description="effective float32 GMAC/s")
+    clock_mhz: FiniteFloat | None = Field(None, gt=0, description="core clock, with the cycles-per-MAC figures")
+    int8_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per int8 MAC of optimised kernels")
+    float_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per float32 MAC")
+    per_op_overhead_us: FiniteFloat = Field(..., ge=0, description="fixed cost of dispatching one op, microseconds")
+    runtime_ram_bytes: FiniteFloat = Field(0, ge=0, description="memory the runtime itself needs")
 
     @field_validator("runtime_ram_bytes", mode="before")
     @classmethod
@@ -115,8 +122,8 @@ class Microcontroller(_Strict):
     toolchain: Literal["arm-none-eabi"] | None = Field(
         "arm-none-eabi", description="compiler that checks the generated C; null where none can be installed")
     fpu: str | None = Field(None, description="arm-none-eabi-gcc -mfpu value, e.g. fpv4-sp-d16; none: soft float")
-    runtime_flash_bytes: float = Field(..., ge=0, description="flash taken by TFLM, its kernels and the app")
-    arena_margin: float = Field(0.1, ge=0, le=1, description="share added to the measured arena in the header")
+    runtime_flash_bytes: FiniteFloat = Field(..., ge=0, description="flash taken by TFLM, its kernels and the app")
+    arena_margin: FiniteFloat = Field(0.1, ge=0, le=1, description="share added to the measured arena in the header")
 
     @field_validator("runtime_flash_bytes", mode="before")
     @classmethod
@@ -131,7 +138,41 @@ class EthosU(_Strict):
                                 "ethos-u65-256", "ethos-u65-512"] = Field(..., description="vela --accelerator-config")
     system_config: str = Field(..., description="vela --system-config (a section of the vela.ini)")
     memory_mode: str = Field(..., description="vela --memory-mode (a section of the vela.ini)")
-    npu_clock_mhz: float = Field(..., gt=0, description="NPU clock, to turn Vela's cycles into time")
+    npu_clock_mhz: FiniteFloat = Field(..., gt=0, description="NPU clock, to turn Vela's cycles into time")
+
+
+class EdgeTpu(_Strict):
+    """The `edgetpu:` section: the Edge TPU, its runtime and compiler, and the host link."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    interface: str = Field(..., min_length=1, description="host link of the Edge TPU, e.g. 'USB 3.0'")
+    parameter_cache_bytes: FiniteFloat = Field(..., gt=0, description="on-chip SRAM that caches model parameters")
+    runtime_version: int = Field(..., ge=10, description="Edge TPU runtime version on the device; "
+                                                         "edgetpu_compiler -m (min runtime version)")
+    compiler_version: str = Field(..., pattern=r"^\d+\.\d+$",
+                                  description="edgetpu_compiler major.minor the op tables are for, e.g. '16.0'")
+    tpu_peak_gmacs: FiniteFloat = Field(..., gt=0, description="peak int8 GMAC/s of the Edge TPU (TOPS / 2 x 1000)")
+    tpu_int8_gmacs: FiniteFloat = Field(..., gt=0, description="effective int8 GMAC/s of mapped ops, from benchmarks")
+    host_bandwidth_mb_per_s: FiniteFloat = Field(..., gt=0, description="MB/s (10^6 B) between host and Edge TPU, "
+                                                                        "for streamed parameters and I/O")
+    invoke_overhead_us: FiniteFloat = Field(0, ge=0, description="fixed cost of one Edge TPU invoke, microseconds")
+
+    @field_validator("parameter_cache_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value):
+        return parse_quantity(value, "bytes")
+
+    @model_validator(mode="after")
+    def _effective_below_peak(self):
+        if self.tpu_int8_gmacs > self.tpu_peak_gmacs:
+            raise ValueError(f"tpu_int8_gmacs {self.tpu_int8_gmacs:g} exceeds tpu_peak_gmacs {self.tpu_peak_gmacs:g}")
+        return self
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        """The host link in bytes per second."""
+        return self.host_bandwidth_mb_per_s * 1e6
 
 
 class DeviceProfile(_Strict):
@@ -140,25 +181,39 @@ class DeviceProfile(_Strict):
     name: str = Field(..., description="unique profile name; the file name without .yaml")
     target: str = Field(..., description="target kind, e.g. android")
     device: str = Field(..., description="human description of the device")
-    limits: Limits
-    quantization: Quantization
-    cost_model: CostModel
+    limits: Limits = Field(..., description="the budgets a model must fit")
+    quantization: Quantization = Field(..., description="conversion modes the device allows and prefers")
+    cost_model: CostModel = Field(..., description="coefficients of the latency estimate")
     threads: int = Field(1, ge=1, description="threads the runtime uses on the device")
     microcontroller: Microcontroller | None = Field(None, description="for microcontroller and Ethos-U targets")
     ethos_u: EthosU | None = Field(None, description="for the Ethos-U target")
-    edgetpu: dict | None = Field(None, description="Edge TPU settings (validated by the edgetpu target)")
+    edgetpu: EdgeTpu | None = Field(None, description="for the Edge TPU target")
     notes: str = Field("", description="free text")
 
     def with_limits(self, overrides: dict[str, float]) -> "DeviceProfile":
-        """Return a copy with some limits replaced (values in canonical units)."""
-        limits = self.limits.model_copy(update=overrides)
+        """Return a copy with some limits replaced, validated as the profile's own limits.
+
+        Args:
+            overrides: limit name to value in canonical units (see `parse_limit_overrides`).
+
+        Returns:
+            The new profile.
+
+        Raises:
+            ConfigError: an unknown limit, or a value out of range, NaN or infinite.
+        """
+        try:
+            limits = Limits.model_validate({**self.limits.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ConfigError(_format_validation(exc, "--limit", prefix="limits")) from None
         return self.model_copy(update={"limits": limits})
 
 
-def _format_validation(exc: ValidationError, origin: str) -> str:
+def _format_validation(exc: ValidationError, origin: str, prefix: str = "") -> str:
+    """One line per error: where (file and profile), the field path and what is wrong."""
     lines = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "") or "(top level)"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"{origin}: {path}: {msg}")
     return "invalid profile\n  " + "\n  ".join(lines)
@@ -168,27 +223,24 @@ def profile_from_yaml(path: Path) -> DeviceProfile:
     """Load and validate one profile file.
 
     Args:
-        path: a YAML file.
+        path: a YAML file (a regular file of at most 1 MiB).
 
     Returns:
         The validated profile.
 
     Raises:
-        ConfigError: unreadable YAML, python tags, unknown keys, wrong types.
+        ConfigError: unreadable or oversized file, not a regular file, invalid YAML, python tags,
+            anchors/aliases, unknown keys, wrong types; naming the file and the line or field path.
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read profile {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {exc}") from None
+    data = load_yaml_file(path, what="profile")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a profile must be a mapping of keys to values")
     data.setdefault("name", Path(path).stem)
+    name = data["name"] if isinstance(data["name"], str) else Path(path).stem
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, str(path))) from None
+        raise ConfigError(_format_validation(exc, f"{path}: profile {name}")) from None
 
 
 def list_profiles() -> list[DeviceProfile]:
@@ -206,9 +258,9 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     text = str(name_or_path)
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"no such profile file: {path}")
-        return profile_from_yaml(path)
+        return profile_from_yaml(path)     # refuses FIFOs, devices and directories
     candidate = PROFILE_DIR / f"{text}.yaml"
     if candidate.is_file():
         return profile_from_yaml(candidate)
@@ -221,8 +273,14 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 def parse_limit_overrides(items: list[str] | tuple[str, ...] | dict) -> dict[str, float]:
     """Parse `NAME=VALUE` overrides (or a dict) into canonical units.
 
+    Args:
+        items: `NAME=VALUE` strings (`--limit`), or a dict of name to value.
+
+    Returns:
+        Limit name to value in the limit's canonical unit.
+
     Raises:
-        ConfigError: unknown limit name or a value that does not parse.
+        ConfigError: unknown limit name, a value that does not parse, or NaN/infinite (e.g. 1e400).
     """
     pairs = items.items() if isinstance(items, dict) else [_split(i) for i in items]
     out = {}
@@ -231,8 +289,10 @@ def parse_limit_overrides(items: list[str] | tuple[str, ...] | dict) -> dict[str
             raise ConfigError(f"unknown limit {name!r} in --limit; known: {', '.join(LIMIT_UNITS)}")
         try:
             out[name] = parse_quantity(value, LIMIT_UNITS[name])
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ConfigError(f"--limit {name}: {exc}") from None
+        if not math.isfinite(out[name]):
+            raise ConfigError(f"--limit {name}: {value!r} is not a finite number")
     return out
 
 

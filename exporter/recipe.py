@@ -18,14 +18,17 @@ Example YAML:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.errors import ConfigError, UsageError
 from exporter.profile import QuantMode
+from exporter.safe_read import load_yaml_file, read_bounded
 from exporter.stages.training import TrainingConfig
+
+MAX_MANIFEST_BYTES = 16 * 1024**2     # a bundle's manifest.json (profile, recipe, figures): tens of KB
 
 
 class StageSpec(BaseModel):
@@ -72,7 +75,30 @@ class Recipe(BaseModel):
         return self.model_dump(mode="json")
 
 
+def _non_finite(value, path: tuple[str, ...]) -> list[str]:
+    """Field paths under `value` that hold NaN or an infinity (which JSON cannot represent)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [".".join(path)]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, (*path, str(k)))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, (*path, str(i)))]
+    return []
+
+
 def _validate(data, origin: str) -> Recipe:
+    """Validate a recipe mapping and build its stages once, so every error shows at load time.
+
+    Args:
+        data: the parsed recipe (YAML, a manifest's `recipe`, or flags).
+        origin: where it came from, for messages.
+
+    Returns:
+        The validated recipe.
+
+    Raises:
+        ConfigError: not a mapping, unknown keys, wrong types, NaN or infinite numbers, bad stages.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a recipe must be a mapping with 'stages'")
     try:
@@ -82,36 +108,49 @@ def _validate(data, origin: str) -> Recipe:
                               f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
                               for e in exc.errors())
         raise ConfigError(f"invalid recipe\n  {details}") from None
-    recipe.build()
+    stages = recipe.build()
+    bad = _non_finite(recipe.training.model_dump(), ("training",))
+    for i, stage in enumerate(stages):
+        bad += _non_finite(stage.config.model_dump(), ("stages", str(i), "config"))
+    if bad:
+        raise ConfigError("invalid recipe\n  " + "\n  ".join(f"{origin}: {p}: must be a finite number, "
+                                                               "not NaN or infinite" for p in bad))
     return recipe
+
+
+def _from_manifest(path: Path):
+    """The recipe mapping of a bundle's manifest.json (or a JSON recipe)."""
+    raw = read_bounded(path, limit=MAX_MANIFEST_BYTES, what="recipe")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "recipe" in data:     # a bundle manifest
+        if not isinstance(data["recipe"], dict):
+            raise ConfigError(f"{path}: recipe: must be a mapping, not {type(data['recipe']).__name__}")
+        data = {k: v for k, v in data["recipe"].items() if k != "convert"}
+    return data
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Load a recipe from YAML, from a bundle's manifest.json, or from a bundle directory.
 
+    Args:
+        path: a recipe YAML (at most 1 MiB), a manifest.json (at most 16 MiB) or a bundle directory.
+
+    Returns:
+        The validated recipe.
+
     Raises:
-        ConfigError: unreadable, unsafe YAML, unknown keys, bad stage configs, bad order.
+        ConfigError: unreadable or not a regular file, too large, unsafe YAML (python tags,
+            anchors/aliases), unknown keys, NaN/infinite numbers, bad stage configs, bad order.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "manifest.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
     if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-        if isinstance(data, dict) and "recipe" in data:     # a bundle manifest
-            data = {k: v for k, v in data["recipe"].items() if k != "convert"}
-        return _validate(data, str(path))
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {exc}") from None
-    return _validate(data, str(path))
+        return _validate(_from_manifest(path), str(path))
+    return _validate(load_yaml_file(path, what="recipe"), str(path))
 
 
 def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, cluster=None, qat=False,

@@ -22,77 +22,33 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from exporter.analysis.edgetpu_compiler import (COMPILER, INSTALL_COMMANDS, compile_command, compile_for_edgetpu,
                                                 compile_instructions, compiler_path)
 from exporter.analysis.edgetpu_estimate import EDGETPU_CUSTOM_OP, estimate, split_from_compiled, split_from_mapping
 from exporter.errors import ConfigError, PreflightError
-from exporter.units import parse_quantity
+from exporter.profile import EdgeTpu
 from targets.base import Artifacts, Target, register
 
 _IO_DTYPES = ("uint8", "int8")
 
 
-class EdgeTpuSettings(BaseModel):
-    """The `edgetpu:` section of a profile: the Edge TPU, its runtime and compiler, and the host link."""
+def edgetpu_settings(profile) -> EdgeTpu:
+    """The profile's `edgetpu` section, already validated by `exporter.profile` when it was loaded.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    Args:
+        profile: the device profile.
 
-    interface: str = Field(..., min_length=1, description="host link of the Edge TPU, e.g. 'USB 3.0'")
-    parameter_cache_bytes: float = Field(..., gt=0, description="on-chip SRAM that caches model parameters")
-    runtime_version: int = Field(..., ge=10, description="Edge TPU runtime version on the device; "
-                                                         "edgetpu_compiler -m (min runtime version)")
-    compiler_version: str = Field(..., pattern=r"^\d+\.\d+$",
-                                  description="edgetpu_compiler major.minor the op tables are for, e.g. '16.0'")
-    tpu_peak_gmacs: float = Field(..., gt=0, description="peak int8 GMAC/s of the Edge TPU (TOPS / 2 x 1000)")
-    tpu_int8_gmacs: float = Field(..., gt=0, description="effective int8 GMAC/s of mapped ops, from benchmarks")
-    host_bandwidth_mb_per_s: float = Field(..., gt=0, description="MB/s (10^6 B) between host and Edge TPU, "
-                                                                  "for streamed parameters and I/O")
-    invoke_overhead_us: float = Field(0, ge=0, description="fixed cost of one Edge TPU invoke, microseconds")
-
-    @field_validator("parameter_cache_bytes", mode="before")
-    @classmethod
-    def _bytes(cls, value):
-        try:
-            return parse_quantity(value, "bytes")
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
-
-    @model_validator(mode="after")
-    def _effective_below_peak(self):
-        if self.tpu_int8_gmacs > self.tpu_peak_gmacs:
-            raise ValueError(f"tpu_int8_gmacs {self.tpu_int8_gmacs:g} exceeds tpu_peak_gmacs {self.tpu_peak_gmacs:g}")
-        return self
-
-    @property
-    def bandwidth_bytes_per_s(self) -> float:
-        return self.host_bandwidth_mb_per_s * 1e6
-
-
-def edgetpu_settings(profile) -> EdgeTpuSettings:
-    """Validate the profile's `edgetpu` section.
+    Returns:
+        The typed section.
 
     Raises:
-        ConfigError: the section is missing, or a field is unknown, missing or wrong (named with the profile).
+        ConfigError: the profile has no `edgetpu` section.
     """
-    raw = getattr(profile, "edgetpu", None)
-    if isinstance(raw, EdgeTpuSettings):
-        return raw
-    if raw is None:
+    settings = getattr(profile, "edgetpu", None)
+    if settings is None:
         raise ConfigError(f"profile {profile.name} has no 'edgetpu' section "
-                          f"({', '.join(EdgeTpuSettings.model_fields)})")
-    try:
-        return EdgeTpuSettings.model_validate(dict(raw))
-    except (ValidationError, TypeError, ValueError) as exc:
-        if not isinstance(exc, ValidationError):
-            raise ConfigError(f"profile {profile.name}: edgetpu: must be a mapping of keys to values") from None
-        lines = []
-        for err in exc.errors():
-            path = ".".join(str(p) for p in err["loc"]) or "(section)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"profile {profile.name}: edgetpu.{path}: {msg}")
-        raise ConfigError("invalid profile\n  " + "\n  ".join(lines)) from None
+                          f"({', '.join(EdgeTpu.model_fields)})")
+    return settings
 
 
 # --- pre-flight requirements ---------------------------------------------------------------------

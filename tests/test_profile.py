@@ -1,7 +1,16 @@
-import pytest
+import math
+import os
+import time
+import typing
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from exporter.cli import main
 from exporter.errors import ConfigError
-from exporter.profile import PROFILE_DIR, list_profiles, load_profile, parse_limit_overrides
+from exporter.profile import PROFILE_DIR, DeviceProfile, EdgeTpu, list_profiles, load_profile, parse_limit_overrides
 
 GOOD = (PROFILE_DIR / "android-arm64-midrange.yaml").read_text()
 
@@ -70,3 +79,142 @@ def test_limit_overrides():
     for bad in (["size=1KB"], ["model_size"], ["latency=12KB"], ["ram=-1"]):
         with pytest.raises(ConfigError):
             parse_limit_overrides(bad)
+
+
+# --- issue 9: strict YAML, bounded reads, typed sections, finite numbers --------------------------
+
+CORAL = (PROFILE_DIR / "coral-usb.yaml").read_text()
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: 10**levels strings from a few lines of YAML."""
+    lines = ['  lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"  lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + f"\n  interface: *lol{levels}\n"
+
+
+def test_alias_bomb_is_refused_quickly_naming_file_and_line(tmp_path, capsys):
+    text = CORAL.replace('  interface: "USB 3.0"\n', billion_laughs())
+    assert len(text.encode()) < 6000
+    path = write(tmp_path, text)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        load_profile(path)
+    assert time.monotonic() - start < 2
+    line = text.splitlines().index(next(x for x in text.splitlines() if "&lol0" in x)) + 1
+    assert f"{path}, line {line}" in str(err.value) and "anchors and aliases" in str(err.value)
+    assert main(["profiles", "show", str(path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1          # one line
+
+
+@pytest.mark.parametrize("text,message", [
+    ("target: &t android\ndevice: *t\n", "anchors and aliases"),
+    ("limits:\n  latency: 33ms\n  latency: 12ms\n", "duplicate key 'latency' (first on line 2)"),
+    ("notes: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than"),
+    ("target: android\nthreads: 1" + "0" * 5000 + "\n", "line 2: cannot read this value: Exceeds the limit"),
+    ("notes: 2001-13-45\n", "line 1: cannot read this value: month must be in 1..12"),
+    ("notes: !!int abc\n", "line 1: cannot read this value"),
+])
+def test_strict_yaml_constructs_are_refused(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_profile(write(tmp_path, text))
+
+
+def test_undecodable_and_oversized_profiles_exit_2(tmp_path, capsys):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(GOOD.encode() + b"notes: caf\xe9\n")
+    assert main(["profiles", "show", str(bad)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    big = write(tmp_path, GOOD + ("# padding\n" * 120_000), name="big.yaml")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_profile(big)
+
+
+@pytest.mark.timeout(20)
+def test_fifo_and_device_profiles_are_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="regular file, not a FIFO"):
+        load_profile(fifo)
+    with pytest.raises(ConfigError, match="regular file, not a device"):
+        load_profile("/dev/zero")
+    with pytest.raises(ConfigError, match="regular file, not a directory"):
+        load_profile(tmp_path)
+
+
+def test_edgetpu_section_is_typed_and_checked_at_load(tmp_path, capsys):
+    assert isinstance(load_profile("coral-usb").edgetpu, EdgeTpu)
+    path = write(tmp_path, CORAL.replace("  invoke_overhead_us: 200", "  invoke_overhed_us: 200"))
+    with pytest.raises(ConfigError) as err:
+        load_profile(path)
+    assert str(path) in str(err.value) and "edgetpu.invoke_overhed_us: unknown key" in str(err.value)
+    assert main(["profiles", "show", str(path)]) == 2
+    assert "edgetpu.invoke_overhed_us" in capsys.readouterr().err
+
+
+def _models(model: type[BaseModel]):
+    yield model
+    for field in model.model_fields.values():
+        for arg in typing.get_args(field.annotation) or (field.annotation,):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                yield from _models(arg)
+
+
+def test_every_section_is_a_strict_typed_model_with_finite_floats():
+    for model in set(_models(DeviceProfile)):
+        assert model.model_config.get("extra") == "forbid", model.__name__
+        hints = typing.get_type_hints(model, include_extras=True)
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            args = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is typing.Union else (hints[name],)
+            assert not any(a is dict or typing.get_origin(a) is dict or a is typing.Any for a in args), \
+                f"{model.__name__}.{name} is a free dict"
+            assert float not in args, f"{model.__name__}.{name} is a bare float (use FiniteFloat)"
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("  latency: 33ms", "  latency: .inf", "limits.latency"),
+    ("  latency: 33ms", "  latency: .nan", "limits.latency"),
+    ("  latency: 33ms", "  latency: 1e400", "limits.latency"),
+    ("  latency: 33ms", "  latency: 1.0e+400", "limits.latency"),
+    ("  latency: 33ms", "  latency: -.inf", "limits.latency"),
+    ("  latency: 33ms", "  latency: -3", "limits.latency"),
+    ("  per_op_overhead_us: 8", "  per_op_overhead_us: .inf", "cost_model.per_op_overhead_us"),
+    ("  tpu_peak_gmacs: 2000", "  tpu_peak_gmacs: .inf", "edgetpu.tpu_peak_gmacs"),
+])
+def test_infinite_and_nan_numbers_are_refused(tmp_path, old, new, field):
+    assert old in CORAL
+    with pytest.raises(ConfigError) as err:
+        load_profile(write(tmp_path, CORAL.replace(old, new)))
+    assert field in str(err.value)
+
+
+@pytest.mark.parametrize("items", [["latency=1e400"], ["model_size=1e308GB"], {"latency": math.inf},
+                                   {"ram": math.nan}, ["latency=inf"], ["latency=nan"]])
+def test_infinite_limit_overrides_are_refused(items):
+    with pytest.raises(ConfigError) as err:
+        parse_limit_overrides(items)
+    assert next(iter(items)).split("=")[0] in str(err.value)
+
+
+def test_with_limits_validates(tmp_path, capsys):
+    profile = load_profile("coral-usb")
+    with pytest.raises(ConfigError, match="limits.accuracy_drop"):
+        profile.with_limits({"accuracy_drop": 150})
+    assert profile.with_limits({"latency": 12.0}).limits.latency == 12
+    assert main(["export", "--demo", "--target", "edgetpu", "--limit", "latency=1e400", "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "latency" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=":-[]{}&*!|>'\"#%@`,? \n\t0123456789.eE+_abcxyz\xe9/", max_size=200)
+       | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_fuzzed_yaml_gives_config_errors(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        load_profile(path)
+    except ConfigError:
+        pass

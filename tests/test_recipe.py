@@ -1,5 +1,7 @@
 """Recipes: YAML, manifests and CLI shorthands resolve to ordered, validated stages."""
 import json
+import os
+import time
 
 import pytest
 
@@ -73,3 +75,63 @@ def test_recipe_round_trips_through_a_manifest(tmp_path):
     again = load_recipe(tmp_path)          # a bundle directory
     assert again == recipe
     assert Recipe.model_validate(again.to_dict()) == recipe
+
+
+# --- issue 9: strict YAML, bounded reads, finite numbers, odd manifests ----------------------------
+
+def test_anchors_and_alias_bombs_are_refused(tmp_path):
+    bomb = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    bomb += [f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    path = write(tmp_path, "\n".join(bomb) + "\nstages: [{type: prune, config: {sparsity: 0.5}}]\nskip_layers: *lol9\n")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"recipe.yaml, line 1: YAML anchors and aliases"):
+        load_recipe(path)
+    assert time.monotonic() - start < 2
+    shared = "stages:\n  - {type: prune, config: &c {sparsity: 0.5}}\n  - {type: cluster, config: *c}\n"
+    with pytest.raises(ConfigError, match="line 2: YAML anchors and aliases"):
+        load_recipe(write(tmp_path, shared))
+
+
+@pytest.mark.parametrize("text,field", [
+    ("stages: [{type: distill, config: {width: 0.5, temperature: .inf}}]\n", "stages.0.config.temperature"),
+    ("stages: [{type: distill, config: {width: 0.5, temperature: 1e400}}]\n", "stages.0.config.temperature"),
+    ("stages: [{type: sparsify, config: {l1: .inf}}]\n", "stages.0.config.l1"),
+    ("training: {learning_rate: .nan}\n", "training.learning_rate"),
+])
+def test_infinite_and_nan_numbers_are_refused(tmp_path, text, field):
+    with pytest.raises(ConfigError, match=field):
+        load_recipe(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("manifest,message", [
+    ('{"recipe": [1, 2]}', "recipe: must be a mapping"),
+    ('{"recipe": {"stages": [{"type": "distill", "config": {"width": 0.5, "temperature": Infinity}}]}}',
+     "stages.0.config.temperature: must be a finite number"),
+    ('[' * 100_000 + ']' * 100_000, "not valid JSON"),
+    ('{"recipe": "\\ud800"}', "recipe: must be a mapping"),
+])
+def test_odd_manifests_exit_2(tmp_path, manifest, message):
+    (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(tmp_path)
+
+
+@pytest.mark.timeout(20)
+def test_fifo_device_and_oversized_recipes_are_refused(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="regular file, not a FIFO"):
+        load_recipe(fifo)
+    with pytest.raises(ConfigError, match="regular file, not a device"):
+        load_recipe("/dev/zero")
+    (tmp_path / "b").mkdir()
+    os.mkfifo(tmp_path / "b" / "manifest.json")
+    with pytest.raises(ConfigError, match="regular file, not a FIFO"):
+        load_recipe(tmp_path / "b")
+    big = write(tmp_path, "stages: []\n" + "# pad\n" * 200_000)
+    with pytest.raises(ConfigError, match="larger than 1,048,576 bytes"):
+        load_recipe(big)
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"stages: []\nskip_layers: [\xff]\n")
+    with pytest.raises(ConfigError, match="line 2: recipe is not UTF-8"):
+        load_recipe(bad)
