@@ -43,7 +43,7 @@ class Calibration:
                   f"({self.method}).\n# Latency estimate error (mean |estimated - measured| / measured): "
                   f"{self.error_before_pct:.1f} % before, {self.error_after_pct:.1f} % after.\n"
                   "# Every other figure is as in the original profile, whose comments give the sources.\n")
-        data = self.profile.model_dump(mode="json", exclude_none=True)
+        data = self.profile.model_dump(mode="json")   # keep nulls: `toolchain: null` must not fall back to its default
         return header + yaml.safe_dump(data, sort_keys=False)
 
 

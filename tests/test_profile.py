@@ -218,3 +218,14 @@ def test_fuzzed_yaml_gives_config_errors(tmp_path, text):
         load_profile(path)
     except ConfigError:
         pass
+
+
+def test_a_calibrated_profile_keeps_its_nulls(tmp_path):
+    """`toolchain: null` (no compiler for the ESP32-S3 here) must survive a calibration round trip."""
+    from exporter.calibrate import Calibration
+    from exporter.profile import load_profile
+
+    profile = load_profile("esp32-s3")
+    path = tmp_path / "esp32-s3.calibrated.yaml"
+    path.write_text(Calibration(profile, [], "scale", 10.0, 1.0).to_yaml())
+    assert load_profile(path).microcontroller.toolchain is None
