@@ -63,14 +63,17 @@ def c_identifier(text: str) -> str:
     4. runs of "_" collapse to one; leading and trailing "_" are stripped;
     5. names longer than 40 characters keep 31 and get "_" plus 8 hex of their sha256;
     6. empty -> "model"; a leading digit gets the prefix "m_";
-    7. a C11/C23/C++20 keyword gets the suffix "_" ("int" -> "int_");
-    8. a reserved identifier (leading "__" or "_" + capital) gets the prefix "m".
+    7. a C11/C23/C++20 keyword gets the prefix "m_" ("int" -> "m_int").
+
+    The result never starts or ends with "_" and never holds "__", so the names built from it
+    (`g_<id>_model_data`, `EDGEX_<ID>_MODEL_DATA_H_`, `k<Id>ArenaSize`) are not reserved either:
+    C and C++ reserve every identifier with "__" anywhere or "_" + a capital at the start.
 
     Args:
         text: a file name (not a path: "/" becomes "_" like any other character).
 
     Returns:
-        A string matching `^[A-Za-z_][A-Za-z0-9_]*$`, at most 42 characters.
+        A string matching `^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$`, at most 42 characters.
 
     Example:
         >>> c_identifier("123-model (v2).tflite")
@@ -87,12 +90,8 @@ def c_identifier(text: str) -> str:
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         ident = f"{ident[:31].rstrip('_')}_{digest}"
     ident = ident or "model"
-    if ident[0].isdigit():
+    if ident[0].isdigit() or ident in C_KEYWORDS:
         ident = "m_" + ident
-    if ident in C_KEYWORDS:
-        ident += "_"
-    if ident.startswith("__") or re.match(r"_[A-Z]", ident):
-        ident = "m" + ident
     return ident
 
 

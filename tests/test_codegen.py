@@ -18,6 +18,10 @@ from exporter.toolchain import compile_model_data, find_arm_gcc
 HOSTILE = ["model.tflite", "123-model", "my model (v2).tflite", "int", "class", "__init", "_Bad",
            "ümlaut.tflite", "", 'evil*/\n#include "x"', 'evil*/\n#include "x".tflite', "register", "new",
            "delete", "x" * 300, "中文.tflite", "a..b--c", "_"]
+# Names whose identifier once led to reserved C/C++ names in the generated source ("int" gave
+# `g_int__model_data`: a double underscore is reserved anywhere in C++).
+RESERVED_TRAPS = ["__init__", "a__b", "123", "int", "ÿ€.keras", "y" * 300, "_Reserved", "sizeof_.tflite",
+                  "long__.h5", "9__9", "__", "a_" * 30 + "_" * 12, "while.tflite"]
 CORES = [("cortex-m4", "fpv4-sp-d16"), ("cortex-m33", None), ("cortex-m55", None)]
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESOLVER = """#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
@@ -100,10 +104,10 @@ def test_identifiers_of_hostile_names_are_valid_and_unreserved():
     for name, ident in zip(HOSTILE, idents):
         assert IDENT.match(ident), (name, ident)
         assert ident not in codegen.C_KEYWORDS and ident not in {"int", "class", "new", "delete", "register"}
-        assert not ident.startswith("__") and not re.match(r"_[A-Z]", ident), ident
+        assert not ident.startswith("_") and not ident.endswith("_") and "__" not in ident, ident
         assert len(ident) <= 42 and c_identifier(name) == ident, "deterministic and bounded"
         assert IDENT.match(codegen.library_name(name)) and codegen.library_name(name)[0].isupper()
-    assert idents[:4] == ["model", "m_123_model", "my_model_v2", "int_"]
+    assert idents[:4] == ["model", "m_123_model", "my_model_v2", "m_int"]
     assert c_identifier("ümlaut.tflite") == "umlaut" and c_identifier("") == "model"
     assert [c_identifier(ident) for ident in idents] == idents, "idempotent: callers may pass an identifier"
     # The compilers agree: every identifier is an ordinary name in C11 and C++17.
@@ -215,6 +219,41 @@ def test_arduino_sources_compile(library, tmp_path):
     done = _gcc("-x", "c++", "-std=c++11", "-Wall", "-Werror", "-fsyntax-only", "-include", "Arduino.h",
                 "-I", src, "-I", tmp_path / "stubs", sketch)
     assert done.returncode == 0, done.stderr
+
+
+def _code_identifiers(text: str) -> set[str]:
+    """The identifiers of C/C++ source outside comments, string literals and #include lines."""
+    text = re.sub(r"//[^\n]*|/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r'"(?:\\.|[^"\\\n])*"', '""', text)
+    text = re.sub(r"^\s*#\s*include[^\n]*", " ", text, flags=re.M)
+    return set(re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b", text))
+
+
+@pytest.mark.parametrize("name", RESERVED_TRAPS)
+def test_generated_names_are_never_reserved_and_compile(name, tmp_path):
+    """Every identifier edgex writes is unreserved ("__" anywhere, "_" + capital first) and builds."""
+    data = bytes(range(64))
+    ident = c_identifier(name)
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*", ident) and len(ident) <= 42, ident
+    assert ident not in codegen.C_KEYWORDS
+    files = arduino_library(name=name, model_files=model_data_sources(data, name=name), resolver_source=RESOLVER,
+                            arena_bytes=1000, margin=0.1, version="1.0.0", input_shape=(1, 4), input_dtype="int8",
+                            output_size=2)
+    generated = {path: body for path, body in files.items() if not path.endswith(("op_resolver.h", ".properties"))}
+    for path, body in generated.items():
+        text = body.decode("ascii")     # nothing outside ASCII reaches the source
+        bad = sorted(i for i in _code_identifiers(text) if "__" in i or re.match(r"_[A-Z]", i))
+        assert not bad, f"{path}: reserved identifiers {bad}"
+    root = tmp_path / f"arduino/{codegen.library_name(name)}"
+    _write(tmp_path, files)
+    _write(tmp_path / "stubs", {k: v.encode() for k, v in STUBS.items()})
+    assert compile_model_data(root / "src", cpu="cortex-m4", fpu=None).rodata == len(data)
+    header = root / "src" / f"{codegen.library_name(name)}.h"
+    sketch = root / "examples/RunInference/RunInference.ino"
+    for source, extra in ((header, ()), (sketch, ("-include", "Arduino.h"))):
+        done = _gcc("-x", "c++", "-std=c++11", "-Wall", "-Werror", "-fsyntax-only", *extra, "-I", root / "src",
+                    "-I", tmp_path / "stubs", source)
+        assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("change,word", [({"resolver_source": "void f();"}, "RegisterOps"),

@@ -3,6 +3,8 @@
 The model is read with the `tflite` package (the flatbuffer schema bindings);
 TensorFlow is never imported, so this module loads fast. Only the main
 subgraph (index 0) is analysed; `Graph.subgraph_count` counts them all.
+Lengths, buffers and every name are checked first (exporter/analysis/flatbuffer.py):
+a name that is not UTF-8 makes the file "not a valid TFLite model" (exit 2).
 
 MAC convention (multiply-accumulates, from the static `shape` fields; any `-1`
 in `shape_signature` is ignored; `out_elems` = elements of the first output):
@@ -40,6 +42,11 @@ from dataclasses import dataclass, field
 
 import tflite
 
+from exporter.analysis.flatbuffer import buffer_size as _buffer_size
+from exporter.analysis.flatbuffer import check_len as _check_len
+from exporter.analysis.flatbuffer import check_strings, text
+from exporter.analysis.flatbuffer import invalid as _invalid
+from exporter.analysis.flatbuffer import vec as _vec
 from exporter.errors import ModelFileError
 
 _OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items()
@@ -91,36 +98,8 @@ class OpInfo:
     is_custom: bool
 
 
-def _vec(obj, name: str) -> list:
-    """Return a flatbuffer scalar vector as a list ([] when absent)."""
-    arr = getattr(obj, name + "AsNumpy")()
-    return [] if isinstance(arr, int) else arr.tolist()
-
-
-def _invalid(reason: str) -> ModelFileError:
-    return ModelFileError(f"not a valid TFLite model: {reason}")  # caller raises
-
-
-def _check_len(n: int, data: bytes, what: str) -> int:
-    if n < 0 or n * 4 > len(data):
-        raise _invalid(f"{what} vector length {n} exceeds the file")
-    return n
-
-
 def _prod(dims) -> int:
     return math.prod(max(int(d), 0) for d in dims)
-
-
-def _buffer_size(buf, data: bytes) -> int:
-    """Return the byte size of a Buffer table, checking it lies in the file."""
-    if buf is None:
-        return 0
-    if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
-        if buf.Offset() + buf.Size() > len(data):
-            raise _invalid("external buffer lies outside the file")
-        return int(buf.Size())
-    arr = buf.DataAsNumpy()  # a bounds-checked view, no copy
-    return 0 if isinstance(arr, int) else int(arr.size)
 
 
 def _parse_tensor(i: int, t, buffer_sizes: list[int]) -> TensorInfo:
@@ -138,7 +117,7 @@ def _parse_tensor(i: int, t, buffer_sizes: list[int]) -> TensorInfo:
         quant = {"scale": [float(s) for s in _vec(q, "Scale")],
                  "zero_point": [int(z) for z in _vec(q, "ZeroPoint")],
                  "quantized_dimension": int(q.QuantizedDimension())}
-    name = (t.Name() or b"").decode("utf-8", "replace")
+    name = text(t.Name(), f"tensor {i} name")
     return TensorInfo(i, name, shape, dtype, int(nbytes), stored > 0 and not variable,
                       quant, variable)
 
@@ -207,8 +186,11 @@ class Graph:
             A `Graph` of subgraph 0.
 
         Raises:
-            ModelFileError: The bytes are empty, truncated, garbage or lack
-                the "TFL3" file identifier.
+            ModelFileError: The bytes are empty, truncated, garbage, lack
+                the "TFL3" file identifier, or hold a name that is not
+                UTF-8 (see exporter/analysis/flatbuffer.py). Any error of
+                the flatbuffer reader (IndexError, struct.error,
+                RecursionError, ...) becomes this error.
         """
         data = bytes(data)
         if len(data) < 8:
@@ -220,7 +202,7 @@ class Graph:
         except ModelFileError:
             raise
         except Exception as e:  # the flatbuffer reader fails in many ways
-            raise _invalid(f"corrupt or truncated flatbuffer ({e})") from e
+            raise _invalid(f"corrupt or truncated flatbuffer ({type(e).__name__}: {e})") from e
 
     @classmethod
     def from_file(cls, path) -> "Graph":
@@ -250,6 +232,7 @@ class Graph:
         n_sub = _check_len(model.SubgraphsLength(), data, "subgraphs")
         if n_sub == 0:
             raise _invalid("model has no subgraphs")
+        check_strings(model, data)
         buffer_sizes = [_buffer_size(model.Buffers(b), data)
                         for b in range(_check_len(model.BuffersLength(), data, "buffers"))]
         codes = []
@@ -257,7 +240,7 @@ class Graph:
             oc = model.OperatorCodes(c)
             code = max(oc.DeprecatedBuiltinCode(), oc.BuiltinCode())
             custom = code == tflite.BuiltinOperator.CUSTOM
-            name = "CUSTOM:" + (oc.CustomCode() or b"").decode("utf-8", "replace") if custom \
+            name = "CUSTOM:" + text(oc.CustomCode(), f"operator code {c} custom name") if custom \
                 else _OP_NAMES.get(code, f"BUILTIN_{code}")
             codes.append((name, int(oc.Version()), custom))
         sg = model.Subgraphs(0)

@@ -14,6 +14,13 @@ def _print_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _cell(value) -> str:
+    """Text from a device, a run file or the user, shown literally in a rich table (no markup)."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 @click.group()
 def hil():
     """Run bundles on real devices (hardware in the loop)."""
@@ -36,10 +43,16 @@ def hil():
 @click.option("--accept-unknown-host", is_flag=True, help="SSH: trust a host key not in known_hosts.")
 @click.option("--identity", type=click.Path(dir_okay=False), help="SSH private key.")
 @click.option("--python", "python_", help="Python that runs the agent on the device (default python3).")
+@click.option("--use-installed-agent", is_flag=True,
+              help="Run this edgex's device agent even though BUNDLE carries a different one (made with another "
+                   "edgex). Devices only ever run the installed agent, never code from a bundle.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def hil_run_command(bundle, device, runs, warmup, eval_samples, timeout, connect_timeout, retries, known_hosts,
-                    accept_unknown_host, identity, python_, as_json):
-    """Run BUNDLE on a device; measured figures decide the checks (exit 0, 1, or 5 on a device fault)."""
+                    accept_unknown_host, identity, python_, use_installed_agent, as_json):
+    """Run BUNDLE on a device; measured figures decide the checks (exit 0, 1, or 5 on a device fault).
+
+    Exit 3 when BUNDLE fails verification or carries an agent other than this edgex's.
+    """
     from exporter.hil.runner import hil_run
     from exporter.hil.transports.base import RunPlan, TransportOptions
 
@@ -49,7 +62,7 @@ def hil_run_command(bundle, device, runs, warmup, eval_samples, timeout, connect
                                identity_file=Path(identity) if identity else None,
                                python=python_ or (sys.executable if device == "local" else "python3"))
     run = hil_run(bundle, device, RunPlan(warmup=warmup, runs=runs, eval_samples=eval_samples, timeout=timeout),
-                  options)
+                  options, use_installed_agent=use_installed_agent)
     if as_json:
         _print_json(run.to_dict())
     else:
@@ -66,14 +79,14 @@ def _show_run(run) -> None:
 
     from exporter.units import format_value
 
-    table = Table(title=f"{run.device.get('transport')} device {run.device.get('id')}: {run.status}")
+    table = Table(title=_cell(f"{run.device.get('transport')} device {run.device.get('id')}: {run.status}"))
     for col in ("check", "status", "measured", "limit", "estimated at export", "estimate error", "on"):
         table.add_column(col)
     for c in run.checks:
         est = run.estimates.get(c.name)
-        table.add_row(c.name, c.status, c.note if c.status == "skip" else format_value(c.value, c.unit),
+        table.add_row(c.name, c.status, _cell(c.note) if c.status == "skip" else format_value(c.value, c.unit),
                       format_value(c.limit, c.unit), "" if est is None else format_value(est["estimated"], c.unit),
-                      "" if est is None else f"{est['error_pct']:+.1f} %", c.on)
+                      "" if est is None else f"{est['error_pct']:+.1f} %", _cell(c.on))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     for note in run.notes:
         click.echo(f"note: {note}")
@@ -85,7 +98,7 @@ def _show_run(run) -> None:
 @click.argument("bundles", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def hil_report_command(bundles, as_json):
-    """Summarise the device runs stored in BUNDLES."""
+    """Summarise the device runs stored in BUNDLES (exit 3 naming a run file that is not a valid run)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -104,10 +117,11 @@ def hil_report_command(bundles, as_json):
         err = r.get("estimates", {}).get("latency", {}).get("error_pct")
         ram = m.get("ram", {}).get("value")
         device = r.get("device", {})
-        table.add_row(bundle, f"{device.get('transport')}:{device.get('id')}", r.get("created", ""),
-                      f"{res.get('runtime')} {res.get('runtime_version')}", "" if lat is None else f"{lat:.3f} ms",
-                      "" if err is None else f"{err:+.1f} %", "" if ram is None else f"{ram / 1024:.0f} KiB",
-                      "" if res.get("accuracy") is None else f"{res['accuracy']:.2f} %", r.get("status", ""))
+        table.add_row(_cell(bundle), _cell(f"{device.get('transport')}:{device.get('id')}"),
+                      _cell(r.get("created", "")), _cell(f"{res.get('runtime')} {res.get('runtime_version')}"),
+                      "" if lat is None else f"{lat:.3f} ms", "" if err is None else f"{err:+.1f} %",
+                      "" if ram is None else f"{ram / 1024:.0f} KiB",
+                      "" if res.get("accuracy") is None else f"{res['accuracy']:.2f} %", _cell(r.get("status", "")))
     Console(width=None if sys.stdout.isatty() else 180).print(table)
 
 

@@ -4,8 +4,12 @@ The bundle is verified first; the device runs it through a transport; the agent'
 is validated (exporter/hil/result.py); measured latency and memory replace the export's
 estimates in the checks against the profile's limits, and the report gives the error of
 each estimate. The run is stored in the bundle under `hil/` (not covered by the manifest's
-hashes; `edgex verify` checks that each run file is valid JSON). A run cut short is never
-a pass.
+hashes; `edgex verify` checks that each run file is valid JSON; exporter/hil/run_files.py
+reads them back). A run cut short is never a pass.
+
+Host-like devices (local, SSH, adb) run the agent of the installed edgex, never the copy in
+the bundle; a bundle whose copy differs is refused unless `use_installed_agent` is set
+(exporter/hil/agent_files.py).
 
 Example:
     >>> run = hil_run("build/rpi", "ssh://pi@raspberrypi.local", RunPlan(runs=50))
@@ -15,21 +19,19 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
-import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from exporter.bundle import read_manifest, verify_bundle
 from exporter.checks import MEASURED, Check, Measurement, run_checks
 from exporter.errors import DeviceError
+from exporter.hil.agent_files import check_bundle_agent
 from exporter.hil.result import AgentResult, parse_agent_output
-from exporter.hil.transports.base import RunPlan, TransportOptions, open_transport
+from exporter.hil.run_files import HIL_DIR, check_path, load_runs, store_run
+from exporter.hil.transports.base import HostTransport, RunPlan, TransportOptions, open_transport, transport_class
 from exporter.progress import status
 
-HIL_DIR = "hil"
+__all__ = ["HIL_DIR", "HilRun", "hil_run", "load_runs"]
 
 
 @dataclass
@@ -111,43 +113,45 @@ def _estimate_errors(manifest: dict, measured: dict[str, Measurement]) -> dict[s
     return out
 
 
-def _store(bundle: Path, run: HilRun) -> Path:
-    folder = bundle / HIL_DIR
-    folder.mkdir(exist_ok=True)
-    device = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(run.device.get("id", "device")))[:60]
-    stamp = run.created.replace(":", "").replace("-", "")
-    path = folder / f"{stamp}-{device}.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".run-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(run.to_dict(), fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+def _prepare(bundle, device: str, use_installed_agent: bool) -> tuple[Path, dict, list[str]]:
+    """Check everything that can be checked before connecting: path, integrity, agent, device URI.
+
+    Returns:
+        (bundle path, manifest, notes for the run record).
+    """
+    bundle = check_path(bundle)
+    verify_bundle(bundle)
+    manifest = read_manifest(bundle)
+    notes = []
+    if issubclass(transport_class(device), HostTransport):      # devices that run the Python agent
+        note = check_bundle_agent(bundle, use_installed_agent)
+        notes += [note] if note else []
+    return bundle, manifest, notes
 
 
 def hil_run(bundle, device: str, plan: RunPlan | None = None, options: TransportOptions | None = None,
-            *, store: bool = True) -> HilRun:
+            *, store: bool = True, use_installed_agent: bool = False) -> HilRun:
     """Run a bundle on a device and check the profile's limits with what it measured.
 
     Args:
         bundle: the bundle directory (verified before anything is sent).
         device: `local`, `ssh://user@host[:port]`, `adb://SERIAL` or `serial:///dev/PORT`.
-        plan: warm-up and timed runs, eval samples, overall timeout.
-        options: transport settings (timeouts, known_hosts, ...).
-        store: write the run under `<bundle>/hil/`.
+        plan: warm-up and timed runs, eval samples, overall timeout (default RunPlan()).
+        options: transport settings (timeouts, known_hosts, ...; default TransportOptions()).
+        store: write the run under `<bundle>/hil/` (default True).
+        use_installed_agent: run this edgex's agent even if the bundle carries a different one
+            (default False: such a bundle is refused). The bundle's agent code never runs.
 
     Returns:
         The HilRun; `passed` is False when a limit is broken or the run was cut short.
 
     Raises:
-        IntegrityError: the bundle fails verification (exit 3).
+        UsageError: a bundle path the system cannot look up (too long), an unknown device scheme.
+        IntegrityError: the bundle fails verification, or its agent is not this edgex's (exit 3).
         DeviceError: any device or transport fault (exit 5).
     """
-    bundle = Path(bundle)
     plan = plan or RunPlan()
-    verify_bundle(bundle)
-    manifest = read_manifest(bundle)
+    bundle, manifest, notes = _prepare(bundle, device, use_installed_agent)
     status(f"running {bundle} on {device}")
     with open_transport(device, options) as transport:
         raw = transport.run_bundle(bundle, plan)
@@ -166,25 +170,13 @@ def hil_run(bundle, device: str, plan: RunPlan | None = None, options: Transport
 
     profile = DeviceProfile.model_validate(manifest["profile"])
     checks = run_checks(profile.limits, measured, {"accuracy_drop": "no eval samples run on the device"})
-    notes = [] if complete else [f"incomplete: {0 if result.latency_ms is None else result.latency_ms.runs} of "
-                                 f"{plan.runs} timed runs came back"]
+    if not complete:
+        notes.append(f"incomplete: {0 if result.latency_ms is None else result.latency_ms.runs} of "
+                     f"{plan.runs} timed runs came back")
     run = HilRun(bundle=str(bundle), device=who | {"agent": result.device},
                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), plan=asdict(plan),
                  result=result.model_dump(mode="json"), measurements=measured,
                  estimates=_estimate_errors(manifest, measured), checks=checks, complete=complete, notes=notes)
     if store:
-        run.path = str(_store(bundle, run))
+        run.path = str(store_run(bundle, run.to_dict()))
     return run
-
-
-def load_runs(bundle) -> list[dict]:
-    """The runs stored in a bundle, oldest first (files that are not valid JSON are skipped)."""
-    folder = Path(bundle) / HIL_DIR
-    runs = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            runs.append(json.loads(path.read_text(encoding="utf-8")) | {"path": str(path)})
-        except (OSError, ValueError):
-            continue
-    return runs
-

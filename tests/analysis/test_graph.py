@@ -232,3 +232,70 @@ def test_import_does_not_load_tensorflow():
             "sys.exit('tensorflow' in sys.modules)")
     cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert subprocess.run([sys.executable, "-c", code], cwd=cwd).returncode == 0
+
+
+def _corrupt_names(data: bytes, names) -> bytes:
+    """Put invalid UTF-8 (0xff 0xfe) inside every occurrence of each tensor name in the flatbuffer."""
+    out = bytearray(data)
+    for name in names:
+        raw, start = name.encode(), 0
+        while (at := out.find(raw, start)) >= 0:
+            out[at + 1:at + 3] = b"\xff\xfe"
+            start = at + len(raw)
+    return bytes(out)
+
+
+def test_corrupt_tensor_names_are_refused_as_invalid(models, tmp_path):
+    """LiteRT's Python API cannot decode such names; edgex says so up front (exit 2), never exit 70."""
+    from tests.test_cli import run
+
+    names = [t.name for t in Graph.from_bytes(models["float"]).tensors if len(t.name) >= 4]
+    bad = _corrupt_names(models["float"], names)
+    assert bad != models["float"] and len(bad) == len(models["float"])
+    with pytest.raises(ModelFileError, match=r"not a valid TFLite model: subgraph 0 tensor \d+ name is not UTF-8"):
+        Graph.from_bytes(bad)
+    path = tmp_path / "corrupt-names.tflite"
+    path.write_bytes(bad)
+    for args in (["inspect", str(path)], ["inspect", str(path), "--json"],
+                 ["export", str(path), "--target", "android", "--out", str(tmp_path / "out")]):
+        result = run(args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert "not a valid TFLite model" in result.stderr and "internal error" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("raw,ok", [(b"conv/weights", True), (b"", True), (None, True), ("é".encode(), True),
+                                    (b"a\xffb", False), (b"\xc3", False), (b"\xed\xa0\x80", False)])
+def test_flatbuffer_strings_are_strict_utf8(raw, ok):
+    from exporter.analysis.flatbuffer import text
+
+    if ok:
+        assert text(raw, "tensor 1 name") == (raw or b"").decode()
+    else:
+        with pytest.raises(ModelFileError, match="tensor 1 name is not UTF-8"):
+            text(raw, "tensor 1 name")
+
+
+def test_flipped_bytes_never_escape_as_other_errors(models):
+    """Any damage to a real model gives a Graph or ModelFileError (never IndexError, UnicodeDecodeError, ...)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    data = models["int8"]
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+           st.integers(8, len(data)))
+    def parse(flips, keep):
+        damaged = bytearray(data[:keep])
+        for at, value in flips:
+            if at < len(damaged):
+                damaged[at] = value
+        try:
+            graph = Graph.from_bytes(bytes(damaged))
+        except ModelFileError:
+            return
+        json.dumps(graph.to_dict())
+
+    parse()

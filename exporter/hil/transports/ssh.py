@@ -4,6 +4,9 @@ URI: `ssh://user@host[:port][/remote_dir]` (remote_dir defaults to /tmp; `/~/dir
 the home directory). The host key must be in known_hosts (`options.known_hosts`, default
 ~/.ssh/known_hosts); an unknown key is refused naming its fingerprint unless
 `options.accept_unknown_host` (`--accept-unknown-host`), and a changed key is always refused.
+The identity and known_hosts files are read and checked before connecting (ssh_files.py:
+a missing, binary or garbage file is a UsageError naming it), and paramiko's own log output
+(tracebacks from its transport thread) is hidden unless `--debug`.
 Files go by SFTP to a private `.edgex-<random>` dir as `<name>.part`, are hashed on the device
 and renamed only when the sha256 matches. Commands run under a deadline; on expiry the remote
 process group is killed. Every fault is a DeviceError naming the device.
@@ -31,6 +34,7 @@ import paramiko
 from exporter.errors import DeviceError, UsageError
 from exporter.hil.transports.base import HostTransport, TransportOptions, register
 from exporter.hil.transports.local import sha256_file
+from exporter.hil.transports.ssh_files import add_host_keys, load_identity, quiet_paramiko_logging, read_known_hosts
 
 MAX_STREAM_BYTES = 2 << 20      # stdout/stderr kept per stream; the rest is read and dropped
 PID_MARK = b"edgex-pid "
@@ -103,6 +107,8 @@ class SshTransport(HostTransport):
         options: connect_timeout, retries, known_hosts, accept_unknown_host, identity_file, python.
 
     Raises:
+        UsageError: a bad URI, or an identity or known_hosts file that is missing (identity),
+            not a regular file, or not what it should be (checked before connecting).
         DeviceError: unreachable, no banner, refused host key, failed authentication.
     """
 
@@ -110,10 +116,12 @@ class SshTransport(HostTransport):
 
     def __init__(self, uri: str, options: TransportOptions):
         super().__init__(uri, options)
+        quiet_paramiko_logging()
         self.user, self.host, self.port, self.remote_dir = parse_uri(uri)
         self.name = f"{self.user}@{self.host}:{self.port}"
         self._tmp: str | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._identity = load_identity(options.identity_file) if options.identity_file else None
         self.client = self._connect()
         self.host_key = self.client.get_transport().get_remote_server_key()
 
@@ -122,22 +130,19 @@ class SshTransport(HostTransport):
         opts = self.options
         explicit = opts.known_hosts is not None
         known = Path(opts.known_hosts).expanduser() if explicit else Path("~/.ssh/known_hosts").expanduser()
+        host_keys = read_known_hosts(known)     # checked once, kept in memory: paramiko never rewrites it
+        key_file = str(Path(opts.identity_file).expanduser()) if opts.identity_file else None
         attempts = max(0, int(opts.retries)) + 1
         last = "no attempt"
         for attempt in range(attempts):
             if attempt:
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
             client = paramiko.SSHClient()
-            try:
-                if known.is_file():
-                    client.load_system_host_keys(str(known))   # read only: paramiko never rewrites it
-            except (OSError, paramiko.SSHException) as exc:
-                raise DeviceError(f"cannot read known_hosts {known}: {exc}") from None
+            add_host_keys(client, host_keys)
             accept = _AcceptUnknown(known if explicit else None) if opts.accept_unknown_host else None
             client.set_missing_host_key_policy(accept or _RejectUnknown())
-            key_file = str(Path(opts.identity_file).expanduser()) if opts.identity_file else None
             try:
-                client.connect(self.host, self.port, username=self.user, key_filename=key_file,
+                client.connect(self.host, self.port, username=self.user, pkey=self._identity,
                                timeout=opts.connect_timeout, banner_timeout=opts.connect_timeout,
                                auth_timeout=opts.connect_timeout, channel_timeout=opts.connect_timeout,
                                allow_agent=key_file is None, look_for_keys=key_file is None)
