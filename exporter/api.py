@@ -95,7 +95,7 @@ def _recipe(recipe, target):
 def export(model=None, *, target: str = "android", profile=None, calib=None, eval=None, labels=None,
            out=None, quantize: str | None = None, limits=None, trust_model: bool = False,
            make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None,
-           require_compiled: bool = False):
+           require_compiled: bool = False, force: bool = False):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     Args:
@@ -105,11 +105,12 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         calib: calibration data (.npz/.npy path, array, or (x, y)); needed for int8.
         eval: evaluation data; with labels it gives top-1 accuracy, without it output fidelity.
         labels: class names, a labels.txt path or a list; copied into the bundle.
-        out: bundle directory; None writes no bundle.
+        out: bundle directory; None writes no bundle. An existing edgex bundle there is replaced;
+            anything else is refused (exit 2) before any work.
         quantize: float32 | float16 | dynamic | int8. Default: the profile's preferred mode.
         limits: overrides, {"model_size": "1KB"} or ["latency=12ms"].
         trust_model: allow models whose loading can run code (Lambda layers, SavedModel).
-        make_zip: also write `<out>.zip`.
+        make_zip: also write `<out>.zip` (the full name plus ".zip": `android-1.2.zip`).
         demo: use the built-in digits CNN and its data (its training split feeds fine-tuning).
         progress: show progress bars on stderr.
         recipe: the stages to run before conversion: a `Recipe`, a dict, a YAML path or a bundle
@@ -117,6 +118,8 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         train: labelled training data for stages that fine-tune (.npz path, (x, y) or Dataset).
         require_compiled: make a bundle the target could not compile (Edge TPU without its
             compiler) an error instead of an uncompiled bundle.
+        force: keep files a user added inside the existing bundle at `out` (they are carried into
+            the new bundle, never deleted) instead of refusing to replace it. Default False.
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
@@ -128,11 +131,11 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
     with progress_mod.quiet_native_stderr():   # TensorFlow's native log lines; progress still shows
         return _export(model, target=target, profile=profile, calib=calib, eval=eval, labels=labels, out=out,
                        quantize=quantize, limits=limits, trust_model=trust_model, make_zip=make_zip, demo=demo,
-                       recipe=recipe, train=train, require_compiled=require_compiled)
+                       recipe=recipe, train=train, require_compiled=require_compiled, force=force)
 
 
 def _export(model, *, target, profile, calib, eval, labels, out, quantize, limits, trust_model, make_zip, demo,
-            recipe, train, require_compiled):
+            recipe, train, require_compiled, force=False):
     from exporter.analysis.graph import Graph
     from exporter.checks import run_checks
     from exporter.data import check_input, check_labels
@@ -142,9 +145,9 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
     from targets.base import Artifacts, get_target
 
     if out is not None:
-        from exporter.bundle import check_replaceable
+        from exporter.output import check_output
 
-        check_replaceable(Path(out).absolute())     # refuse a non-bundle --out before any work
+        check_output(out, make_zip, force)          # every output problem (exit 2) before any work
     tgt = get_target(target)
     prof = load_profile(profile or tgt.default_profile)
     policy = tgt.policy(prof)
@@ -246,11 +249,11 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
         from exporter.hil.agent_files import bundle_agent_files
 
         extra = {**tgt.package(artifacts), **bundle_agent_files(eval_ds, loaded.model)}
-        _write(report, out, tflite, names, prof, extra, make_zip)
+        _write(report, out, tflite, names, prof, extra, make_zip, force)
     return report
 
 
-def _write(report, out, tflite, names, prof, target_files, make_zip):
+def _write(report, out, tflite, names, prof, target_files, make_zip, force=False):
     from exporter.bundle import write_bundle
     from exporter.report_html import render_html
 
@@ -269,7 +272,7 @@ def _write(report, out, tflite, names, prof, target_files, make_zip):
         "notes": report.notes,
     }
     progress_mod.status(f"writing bundle {out}")
-    write_bundle(Path(out), files, manifest, make_zip=make_zip)
+    write_bundle(Path(out), files, manifest, make_zip=make_zip, force=force)
 
 
 def inspect(model_path):

@@ -1,0 +1,164 @@
+"""The manifest of a bundle: edgex's format tag, and checks of what a manifest says.
+
+Every manifest edgex writes carries `"format": "edgex-bundle"` and `"format_version": 1`, so a
+folder or archive is known as an edgex bundle by its manifest, not by the mere presence of a file
+called manifest.json. Its file list maps safe relative POSIX paths to
+`{"sha256": <64 hex digits>, "bytes": <int >= 0>}`; device runs (`hil/<run>.json`) are never in it.
+
+Example:
+    >>> body = stamp({"status": "pass"}, {"model.tflite": b"m"})
+    >>> body["format"], body["format_version"], body["files"]["model.tflite"]["bytes"]
+    ('edgex-bundle', 1, 1)
+    >>> parse_manifest(encode(body), "demo")["status"]
+    'pass'
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+
+from exporter.errors import IntegrityError
+
+MANIFEST = "manifest.json"
+FORMAT = "edgex-bundle"
+FORMAT_VERSION = 1
+SCHEMA_VERSION = 1          # kept beside the format tag for readers of older bundles
+HIL_DIR = "hil"
+HIL_PREFIX = HIL_DIR + "/"
+MAX_MANIFEST_BYTES = 64 << 20
+_HEX = frozenset(string.hexdigits.lower())
+
+
+def sha256(data: bytes) -> str:
+    """The hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def stamp(manifest: dict, files: dict[str, bytes]) -> dict:
+    """The manifest body to write: `manifest` plus the format tag, versions and the file list.
+
+    Args:
+        manifest: what the export records (status, profile, recipe, ...).
+        files: relative path → bytes of every file of the bundle but the manifest.
+
+    Returns:
+        A new dict; `manifest` is not changed.
+    """
+    listed = {name: {"sha256": sha256(data), "bytes": len(data)} for name, data in sorted(files.items())}
+    return dict(manifest, format=FORMAT, format_version=FORMAT_VERSION, schema_version=SCHEMA_VERSION,
+                files=listed)
+
+
+def encode(body: dict) -> bytes:
+    """The manifest's bytes as written to `manifest.json` (sorted keys, indented)."""
+    return json.dumps(body, indent=2, sort_keys=True).encode()
+
+
+def problems_message(head: str, problems: list[str]) -> str:
+    """One line for one problem (`head: problem`), else `head:` and one indented line per problem."""
+    if len(problems) == 1:
+        return f"{head}: {problems[0]}"
+    return f"{head}:\n  " + "\n  ".join(problems)
+
+
+def is_hil_run(name: str) -> bool:
+    """True for a device run's path inside a bundle: `hil/<run>.json`, directly under hil/."""
+    return name.startswith(HIL_PREFIX) and "/" not in name[len(HIL_PREFIX):] and name.endswith(".json") \
+        and len(name) > len(HIL_PREFIX) + len(".json")
+
+
+def name_problem(name) -> str | None:
+    """Why `name` cannot be a file of a bundle (None when it can).
+
+    Accepted: a relative POSIX path of non-empty parts, none of them `.` or `..`, without
+    backslashes, NUL or drive letters, that is neither the manifest nor under hil/.
+    """
+    if not isinstance(name, str) or not name:
+        return f"file name {name!r} is not a non-empty string"
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or "\0" in name or (len(name) > 1 and name[1] == ":"):
+        return f"absolute or non-POSIX path: {name!r}"
+    if any(part in ("", ".", "..") for part in parts):
+        return f"path escapes the bundle or has empty parts: {name!r}"
+    if name == MANIFEST or parts[0] == HIL_DIR:
+        return f"{name!r} cannot be listed in the manifest"
+    return None
+
+
+def _entry_problem(name, meta) -> str | None:
+    problem = name_problem(name)
+    if problem:
+        return problem
+    if not isinstance(meta, dict):
+        return f"entry for {name!r} is a {type(meta).__name__}, not an object with sha256 and bytes"
+    digest, size = meta.get("sha256"), meta.get("bytes")
+    if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
+        return f"entry for {name!r} has no valid sha256 (64 lower-case hex digits)"
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"entry for {name!r} has no valid byte count"
+    return None
+
+
+def parse_manifest(raw: bytes, where: str, *, require_tag: bool = False) -> dict:
+    """Parse a manifest's bytes and check every field verification relies on.
+
+    A manifest without the format tag (written by an older edgex) is accepted unless
+    `require_tag`; one whose tag is not edgex's, or whose format_version is newer than this edgex
+    knows, is not.
+
+    Args:
+        raw: the bytes of manifest.json.
+        where: the bundle or archive, for messages.
+        require_tag: refuse a manifest without the format tag (default False).
+
+    Returns:
+        The manifest as a dict.
+
+    Raises:
+        IntegrityError: not JSON, not an object, a foreign or newer format, or a file list of the
+            wrong shape (naming the first bad entry).
+    """
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise IntegrityError(f"{where}: {MANIFEST} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"{where}: {MANIFEST} is not a JSON object")
+    problem = format_problem(manifest, require_tag=require_tag)
+    if problem:
+        raise IntegrityError(f"{where}: {MANIFEST} is {problem}")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise IntegrityError(f"{where}: {MANIFEST} has no file list (\"files\" must be an object)")
+    for name, meta in files.items():
+        problem = _entry_problem(name, meta)
+        if problem:
+            raise IntegrityError(f"{where}: {MANIFEST} has a bad file list: {problem}")
+    return manifest
+
+
+def format_problem(manifest: dict, *, require_tag: bool = True) -> str | None:
+    """Why `manifest` is not one edgex may replace or read (None when it is).
+
+    Args:
+        manifest: a parsed JSON object.
+        require_tag: refuse a manifest without the format tag (older edgex, or someone else's).
+
+    Returns:
+        A phrase that follows "manifest.json is", such as "someone else's (...)", or None.
+    """
+    tag, version = manifest.get("format"), manifest.get("format_version")
+    if tag is None and not require_tag:
+        return None
+    if tag is None:
+        if manifest.get("tool") == "edgex" or "schema_version" in manifest:
+            return "from an older edgex, without the format tag"
+        return f"someone else's (no \"format\": \"{FORMAT}\")"
+    if tag != FORMAT:
+        return f"someone else's (format {str(tag)[:40]!r})"
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"an edgex manifest with a bad format_version {str(version)[:20]!r}"
+    if version > FORMAT_VERSION:
+        return f"format_version {version}, newer than this edgex reads ({FORMAT_VERSION})"
+    return None
