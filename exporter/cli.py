@@ -10,7 +10,8 @@ import sys
 import click
 
 from exporter import __version__
-from exporter.errors import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, ExporterError
+from exporter.errors import (EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TERMINATED,
+                             ExporterError)
 
 _state = {"debug": False}
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
@@ -44,13 +45,19 @@ def cli(debug):
 @click.option("--calib", help="Calibration data (.npz with x, or .npy) for int8.")
 @click.option("--eval", "eval_", help="Evaluation data (.npz with x and optional y).")
 @click.option("--labels", help="labels.txt with one class name per line, copied into the bundle.")
-@click.option("--out", "-o", required=True, help="Bundle directory to write (replaced atomically).")
+@click.option("--out", "-o", required=True,
+              help="Bundle directory to write. An existing edgex bundle there is replaced atomically (its hil/ "
+                   "device runs kept); any other file or folder is refused (exit 2), never replaced.")
 @click.option("--quantize", "-q", type=click.Choice(["float32", "float16", "dynamic", "int8"]),
               help="Conversion mode; default: the profile's preferred mode.")
 @click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE",
               help="Override a limit for this run, e.g. model_size=1KB, latency=12ms (repeatable).")
 @click.option("--trust-model", is_flag=True, help="Allow models whose loading can run code (Lambda, SavedModel).")
-@click.option("--zip", "make_zip", is_flag=True, help="Also write OUT.zip.")
+@click.option("--zip", "make_zip", is_flag=True,
+              help="Also write OUT.zip: OUT's full name plus .zip (--out android-1.2 gives android-1.2.zip).")
+@click.option("--force", is_flag=True,
+              help="Replace the bundle at --out even though you added files to it: they are kept (carried into "
+                   "the new bundle, never deleted). Without it such a bundle is refused, naming the files.")
 @click.option("--demo", is_flag=True, help="Use the built-in digits CNN and its data.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--train", help="Labelled training data (.npz with x, y) for stages that fine-tune.")
@@ -72,8 +79,8 @@ def cli(debug):
 @click.option("--skip-layer", "skip_layers", multiple=True, metavar="NAME", help="Leave this layer alone.")
 @click.option("--require-compiled", is_flag=True,
               help="Fail (exit 4) when the target's compiler is missing, e.g. edgetpu_compiler.")
-def export(model, target, profile, calib, eval_, labels, out, quantize, limits, trust_model, make_zip, demo, as_json,
-           train, recipe, prune, prune_structured, sparsify, cluster, qat, weight_bits, distill, student,
+def export(model, target, profile, calib, eval_, labels, out, quantize, limits, trust_model, make_zip, force, demo,
+           as_json, train, recipe, prune, prune_structured, sparsify, cluster, qat, weight_bits, distill, student,
            distill_mode, epochs, batch_size, learning_rate, patience, seed, skip_layers, require_compiled):
     """Convert MODEL (after optional compression stages), check it against a device profile, write a bundle."""
     from exporter import api
@@ -90,7 +97,7 @@ def export(model, target, profile, calib, eval_, labels, out, quantize, limits, 
     report = api.export(model, target=target, profile=profile, calib=calib, eval=eval_, labels=labels, out=out,
                         quantize=quantize, limits=list(limits), trust_model=trust_model, make_zip=make_zip,
                         demo=demo, recipe=flags if flags is not None else recipe, train=train,
-                        require_compiled=require_compiled)
+                        require_compiled=require_compiled, force=force)
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -179,8 +186,11 @@ def verify(bundle, as_json):
     result = api.verify(bundle)
     if as_json:
         _print_json(result)
-    else:
-        click.echo(f"{bundle}: OK, {result['files']} files match the manifest (export status: {result['status']})")
+        return
+    runs = result.get("runs")
+    stored = f"; {runs} device run{'s' if runs != 1 else ''} in hil/" if runs else ""
+    click.echo(f"{bundle}: OK, {result['files']} files match the manifest "
+               f"(export status: {result['status'] or 'not recorded'}){stored}")
 
 
 @cli.group()
@@ -261,22 +271,25 @@ _register_subcommands()
 
 def main(argv=None) -> int:
     """Entry point: run the CLI and turn errors into one message and an exit code."""
+    from exporter.session import Terminated, command_session
+
     try:
-        cli.main(args=argv, prog_name="edgex", standalone_mode=False)
+        with command_session():
+            cli.main(args=argv, prog_name="edgex", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:   # click turns Ctrl-C into Abort
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo("edgex: terminated (SIGTERM); temporary files removed", err=True)
+            return EXIT_TERMINATED
+        click.echo("edgex: interrupted", err=True)
+        return EXIT_INTERRUPTED
     except ExporterError as exc:
         if _state["debug"]:
             raise
         click.echo(f"edgex: error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("edgex: interrupted", err=True)
-        return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("edgex: interrupted", err=True)
-        return EXIT_INTERRUPTED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except Exception as exc:  # a bug: one line unless --debug

@@ -13,7 +13,8 @@ raises them as they are.
 | 4    | conversion or compression failed                     |
 | 5    | device or transport fault                            |
 | 70   | internal error (a bug in edgex: please report it)    |
-| 130  | interrupted                                          |
+| 130  | interrupted (Ctrl-C)                                 |
+| 143  | terminated (SIGTERM)                                 |
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ EXIT_CONVERSION = 4
 EXIT_DEVICE = 5
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 EXIT_CODES = {
     EXIT_OK: "all checks pass",
@@ -34,7 +36,8 @@ EXIT_CODES = {
     EXIT_CONVERSION: "conversion or compression failed",
     EXIT_DEVICE: "device or transport fault",
     EXIT_INTERNAL: "internal error (a bug in edgex)",
-    EXIT_INTERRUPTED: "interrupted",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
 }
 
 

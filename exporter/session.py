@@ -1,0 +1,69 @@
+"""What one `edgex` command owns while it runs: a private temp dir, and SIGTERM handled like Ctrl-C.
+
+Libraries edgex calls leave files in the temp dir (the TFLite converter's SavedModel copy,
+AutoGraph's generated modules). Inside `command_session()` every `tempfile` user writes under one
+private folder, removed when the command ends, however it ends. SIGTERM raises `Terminated`, a
+`KeyboardInterrupt`, so the same cleanup runs as for Ctrl-C and the CLI exits 143.
+
+Example:
+    >>> with command_session() as tmp:
+    ...     tempfile.gettempdir() == str(tmp)
+    True
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM; unwinds like Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    if threading.current_thread() is not threading.main_thread():
+        yield                              # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _private_tempdir():
+    parent = tempfile.gettempdir()
+    tmp = tempfile.mkdtemp(prefix="edgex-run-", dir=parent)
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = tmp, tmp
+    try:
+        yield Path(tmp)
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def command_session():
+    """Run a command with SIGTERM raising `Terminated` and all temp files in a private folder.
+
+    Yields:
+        The private temp folder (removed on exit).
+    """
+    with _sigterm_raises(), _private_tempdir() as tmp:
+        yield tmp

@@ -1,0 +1,65 @@
+"""A command owns a private temp folder and handles SIGTERM like Ctrl-C (reliability cases 33 and 41)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from exporter.session import Terminated, command_session
+
+
+def _export(demo, out, tmp):
+    env = dict(os.environ, TMPDIR=str(tmp))
+    env.pop("EDGEX_NO_PROGRESS", None)
+    return subprocess.Popen([sys.executable, "-m", "exporter", "export", str(demo.model_path), "--calib",
+                             str(demo.model_path.parent / "calib.npz"), "--out", str(out)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_during_export_exits_143_and_leaves_nothing(demo, tmp_path):
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    proc = _export(demo, out, tmp)
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if "converting" in line:
+            break
+        assert time.monotonic() < deadline
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    err = proc.stderr.read()
+    assert "terminated" in err and "Traceback" not in err
+    assert not out.exists()
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_finished_export_leaves_nothing_in_tmpdir(demo, tmp_path):
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    proc = _export(demo, out, tmp)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert (out / "model.tflite").is_file()
+    assert list(tmp.iterdir()) == []
+
+
+def test_command_session_restores_tempdir_and_removes_its_folder():
+    before = tempfile.gettempdir()
+    with command_session() as tmp:
+        assert tempfile.gettempdir() == str(tmp) and os.environ["TMPDIR"] == str(tmp)
+        (tmp / "left-behind").write_text("x")
+    assert tempfile.gettempdir() == before and not tmp.exists()
+
+
+def test_sigterm_inside_a_session_raises_terminated():
+    try:
+        with command_session():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        raise AssertionError("SIGTERM was not raised")
+    except Terminated:
+        pass
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
