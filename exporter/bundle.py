@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -35,7 +34,6 @@ from exporter.temps import remove_path, remove_stale_temps, temp_path
 __all__ = ["HIL_PREFIX", "MANIFEST", "SCHEMA_VERSION", "read_manifest", "sha256", "verify_bundle", "write_bundle"]
 
 _RENAME_EXCHANGE = 2
-MAX_RUN_BYTES = 16 << 20
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -237,13 +235,14 @@ def read_manifest(bundle: Path) -> dict:
 
 
 def _run_problem(bundle: Path, name: str) -> str | None:
+    """Why `hil/<run>.json` is not a device run as `edgex hil report` reads it (None when it is)."""
+    from exporter.hil.run_files import read_run
+
     try:
-        run = json.loads(read_bounded(bundle / name, limit=MAX_RUN_BYTES, what="hil run", error=IntegrityError))
+        read_run(bundle / name)
     except IntegrityError as exc:
         return str(exc)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return f"hil run is not valid JSON: {name}"
-    return None if isinstance(run, dict) else f"hil run is not a JSON object: {name}"
+    return None
 
 
 def _matches(path: Path, meta: dict) -> bool:

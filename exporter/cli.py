@@ -20,7 +20,8 @@ EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_C
 def _console():
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 160)
+    # markup off: model paths, layer, op and tensor names come from outside and may hold "[...]"
+    return Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False)
 
 
 def _print_json(data) -> None:
@@ -110,6 +111,7 @@ def export(model, target, profile, calib, eval_, labels, out, quantize, limits, 
 
 def _show_report(report) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from exporter.units import format_value
 
@@ -121,7 +123,7 @@ def _show_report(report) -> None:
     for c in report.checks:
         value = c.note if c.status == "skip" else format_value(c.value, c.unit)
         head = "" if c.headroom is None else format_value(c.headroom, c.unit)
-        table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", value, format_value(c.limit, c.unit),
+        table.add_row(c.name, Text(c.status, style=colours[c.status]), value, format_value(c.limit, c.unit),
                       head, c.source, c.on)
     console.print(table)
     figures = Table(title="figures")
@@ -145,7 +147,7 @@ def _show_report(report) -> None:
     for note in report.notes:
         console.print(f"note: {note}")
     if report.bundle:
-        console.print(f"bundle: {report.bundle} ([bold]{report.status}[/])")
+        console.print(Text.assemble(f"bundle: {report.bundle} (", (report.status, "bold"), ")"))
 
 
 @cli.command()

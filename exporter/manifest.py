@@ -63,9 +63,13 @@ def problems_message(head: str, problems: list[str]) -> str:
 
 
 def is_hil_run(name: str) -> bool:
-    """True for a device run's path inside a bundle: `hil/<run>.json`, directly under hil/."""
-    return name.startswith(HIL_PREFIX) and "/" not in name[len(HIL_PREFIX):] and name.endswith(".json") \
-        and len(name) > len(HIL_PREFIX) + len(".json")
+    """True for a device run's path inside a bundle: `hil/<run>.json`, directly under hil/.
+
+    Names starting with "." are temporaries of a run being written (`store_run`), not runs.
+    """
+    run = name[len(HIL_PREFIX):]
+    return name.startswith(HIL_PREFIX) and "/" not in run and not run.startswith(".") and run.endswith(".json") \
+        and len(run) > len(".json")
 
 
 def name_problem(name) -> str | None:

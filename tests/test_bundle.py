@@ -232,7 +232,25 @@ def test_verify_never_opens_a_fifo_in_the_bundle(old_bundle, name):
 def test_device_run_that_is_not_a_json_object_fails_verify(old_bundle):
     (old_bundle / "hil").mkdir()
     (old_bundle / "hil" / "r.json").write_text("[1, 2]")
-    with pytest.raises(IntegrityError, match="not a JSON object: hil/r.json"):
+    with pytest.raises(IntegrityError, match=r"hil/r.json is not an edgex run: it is an array"):
+        verify_bundle(old_bundle)
+
+
+@pytest.mark.parametrize("run", ['{"measurements": 5}', '{"result": {"accuracy": "high"}}'])
+def test_verify_and_hil_report_agree_on_what_a_run_is(old_bundle, run):
+    from exporter.hil.run_files import load_runs
+
+    (old_bundle / "hil").mkdir()
+    (old_bundle / "hil" / "r.json").write_text(run)
+    for check in (verify_bundle, load_runs):
+        with pytest.raises(IntegrityError, match="is not an edgex run"):
+            check(old_bundle)
+
+
+def test_a_left_over_run_temporary_is_not_a_run(old_bundle):
+    (old_bundle / "hil").mkdir()
+    (old_bundle / "hil" / ".run-abc.json").write_text("{}")
+    with pytest.raises(IntegrityError, match="unexpected file in hil/: hil/.run-abc.json"):
         verify_bundle(old_bundle)
 
 

@@ -161,3 +161,17 @@ def test_ctrl_c_during_export_exits_130_and_writes_nothing(demo, tmp_path):
     assert proc.wait(timeout=120) == 130
     assert "interrupted" in proc.stderr.read()
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_names_from_outside_are_printed_as_text_not_markup(demo_bundle, tmp_path, capsys):
+    """A path (or layer/op name) holding rich markup such as "[/]" is shown as it is, never parsed."""
+    import shutil
+
+    from exporter.cli import main
+
+    folder = tmp_path / "[" / "]"
+    folder.mkdir(parents=True)
+    model = folder / "m.tflite"
+    shutil.copy(demo_bundle[1] / "model.tflite", model)
+    assert main(["inspect", str(model)]) == 0
+    assert "[/]" in capsys.readouterr().out.replace("\n", "")

@@ -112,8 +112,12 @@ def run_problem(run) -> str | None:
     return None
 
 
-def _read_run(path: Path) -> dict:
-    """Read one run file: a regular file (no link, FIFO or directory), bounded, valid, well-typed."""
+def read_run(path: Path) -> dict:
+    """Read one run file: a regular file (no link, FIFO or directory), bounded, valid, well-typed.
+
+    Raises:
+        IntegrityError: naming the file and what is wrong with it.
+    """
     try:
         mode = os.lstat(path).st_mode
         if not stat.S_ISREG(mode):
@@ -165,7 +169,7 @@ def load_runs(bundle) -> list[dict]:
     runs = []
     for name in names:
         if name.endswith(".json") and not name.startswith("."):
-            runs.append(_read_run(folder / name) | {"path": str(folder / name)})
+            runs.append(read_run(folder / name) | {"path": str(folder / name)})
     return runs
 
 

@@ -125,7 +125,6 @@ def test_over_long_bundle_paths(tmp_path, command):
         run_files.check_path("bad\0path")
 
 
-@pytest.mark.xfail(reason="exporter/bundle.py verify_bundle: Path.is_file() raises ENAMETOOLONG (owned elsewhere)")
 def test_verify_of_an_over_long_path_is_refused(tmp_path):
     result = run(["verify", str(tmp_path / ("a" * 5000))])
     assert result.exit_code in (2, 3) and "internal error" not in result.stderr, result.stderr[:300]
