@@ -1,9 +1,10 @@
 """Safe loading of Keras models (.keras, .h5, SavedModel, .tflite, in-memory).
 
-Model files can carry code (Lambda bytecode, configs naming arbitrary module
-functions, SavedModel graphs). The config JSON is scanned before tf_keras sees
-it; anything that could run code is refused unless `trust_model=True`
-(`--trust-model`).
+Model files can carry code (Lambda bytecode, configs naming arbitrary module functions or TF
+ops, SavedModel graphs) and archives can be zip bombs. A `.keras` archive is checked member by
+member and re-written into a private temp dir with size-bounded reads; its config (and an .h5
+`model_config`) is scanned against allow-lists (exporter/config_scan.py) before tf_keras sees
+it; anything that could run code is refused unless `trust_model=True` (`--trust-model`).
 
 Example:
     >>> from exporter.model_io import load_model
@@ -13,48 +14,39 @@ Example:
 """
 from __future__ import annotations
 
-import builtins
 import json
 import os
+import shutil
+import stat
+import struct
 import sys
+import tempfile
 import zipfile
-from collections import deque
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from exporter import tf as tfmod
+from exporter.config_scan import TRUST_HINT, find_problems, raise_custom, raise_unsafe, scan_config
 from exporter.errors import ExporterError, ModelFileError, UnsafeModelError, UsageError
 
+__all__ = ["LoadedModel", "load_model", "check_is_tf_keras", "scan_config"]
+
 _SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite"}
-_MAX_CONFIG_BYTES = 64 * 1024 * 1024
-_TRUST_HINT = ("If you trust the source of this model, pass --trust-model "
-               "(trust_model=True) to lift this check.")
-_KERAS3_HINT = (
-    "TF-MOT needs tf_keras (Keras 2) models. Build or load the model with "
-    "`import tf_keras as keras` (or set TF_USE_LEGACY_KERAS=1 before importing "
-    "TensorFlow so that tf.keras is tf_keras), copy the weights over if needed "
-    "(model.get_weights() / set_weights()), then re-save it with model.save().")
-# Strings that have no business in a model config, matched case-insensitively.
-_DANGEROUS_TEXT = (
-    "enable_unsafe_deserialization", "os.system", "os.popen", "os.exec",
-    "os.spawn", "posix.system", "subprocess", "builtins.exec", "builtins.eval",
-    "builtins.compile", "builtins.open", "__import__", "__builtins__",
-    "importlib", "func_load", "pickle.loads", "marshal.loads")
-# Dotted-name components that must not appear in a function/class/op path.
-_DANGEROUS_PARTS = frozenset({
-    "os", "posix", "nt", "sys", "subprocess", "builtins", "importlib", "shutil",
-    "pickle", "marshal", "ctypes", "socket", "runpy", "pty", "code", "io",
-    "gfile", "file_io", "io_ops", "gen_io_ops", "write_file", "read_file",
-    "script_ops", "py_func", "py_function", "eager_py_func", "numpy_function",
-    "logging_ops", "print", "print_v2", "load_library", "load_op_library",
-    "saved_model", "summary", "func_load", "saving", "saving_lib",
-    "serialization_lib", "pickle_utils", "system", "exec", "eval", "popen",
-    "open", "__import__", "enable_unsafe_deserialization"})
-# Extra TF namespaces a TFOpLambda may not call (they touch files or runtime).
-_TF_OP_DENY = _DANGEROUS_PARTS | {
-    "data", "debugging", "train", "config", "distribute", "tpu", "lite",
-    "autograph", "raw_ops", "sysconfig", "queue", "profiler"}
-_SAFE_MODULE_ROOTS = ("keras", "tf_keras", "tensorflow")
+_MAX_CONFIG_BYTES = 64 << 20
+_MAX_METADATA_BYTES = 1 << 20
+_MAX_TFLITE_BYTES = 2 << 30          # the FlatBuffer format's own limit
+_MAX_MEMBERS, _MAX_TOTAL_BYTES = 1000, 4 << 30
+_MAX_RATIO, _RATIO_FROM = 200, 1 << 20     # expansion limit, checked for members above 1 MiB
+_CHUNK = 1 << 20
+_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "model.weights.npz")
+# What zipfile and zlib raise on damaged archives (RuntimeError: encrypted; EOFError: truncated).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, NotImplementedError,
+               ValueError, KeyError, IndexError, OverflowError, struct.error, zlib.error)
+_KERAS3_HINT = ("TF-MOT needs tf_keras (Keras 2) models. Build or load the model with `import tf_keras as "
+                "keras` (or set TF_USE_LEGACY_KERAS=1 before importing TensorFlow so that tf.keras is "
+                "tf_keras), copy the weights over if needed (model.get_weights() / set_weights()), then "
+                "re-save it with model.save().")
 
 
 @dataclass(frozen=True)
@@ -74,33 +66,37 @@ class LoadedModel:
     tflite_bytes: bytes | None = None
 
 
-def load_model(source, *, trust_model: bool = False) -> LoadedModel:
+def load_model(source, *, trust_model: bool = False, hint: str | None = None) -> LoadedModel:
     """Load a model from a path or accept an in-memory tf_keras model.
 
     Args:
-        source: A `str` or path-like to a `.keras`, `.h5`/`.hdf5` or
-            `.tflite` file or a SavedModel directory; or a `tf_keras.Model`.
-        trust_model: Allow models whose loading can run code (Lambda layers,
-            SavedModels, custom classes). Only for models from trusted sources.
+        source: A `str` or path-like to a `.keras`, `.h5`/`.hdf5` or `.tflite` file (any
+            letter case) or a SavedModel directory; or a `tf_keras.Model`.
+        trust_model: Allow models whose loading can run code (Lambda layers, SavedModels,
+            custom classes). Only for models from trusted sources. Default False.
+        hint: What a refusal tells the user to do. Default: how to use --trust-model.
 
     Returns:
         A `LoadedModel`.
 
     Raises:
-        ModelFileError: The file is missing, empty, corrupt, of the wrong
-            kind, a Keras 3 model, or needs custom code (exit code 2).
-        UnsafeModelError: Loading would run code from the file and
-            `trust_model` is False (exit code 3).
+        ModelFileError: The file is missing, unreadable, not a regular file, empty, corrupt,
+            of the wrong kind, a Keras 3 model, or needs custom code (exit code 2).
+        UnsafeModelError: Loading would run code from the file and `trust_model` is False,
+            or the `.keras` archive is a zip bomb or has unexpected members (exit code 3).
         UsageError: `source` is neither a path nor a tf_keras model.
     """
     if isinstance(source, (str, os.PathLike)):
-        return _load_path(Path(source).expanduser(), trust_model)
+        try:
+            path = Path(source).expanduser()
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ModelFileError(f"bad model path {_show(source)}: {e}") from e
+        return _load_path(path, trust_model, hint or TRUST_HINT)
     check_is_tf_keras(source)
     tf_keras = sys.modules.get("tf_keras")  # a tf_keras model implies it is imported
     if tf_keras is not None and isinstance(source, tfmod.keras().Model):
         return LoadedModel(source, None, "object")
-    raise UsageError(
-        f"expected a model path or a tf_keras.Model, got {type(source).__name__}")
+    raise UsageError(f"expected a model path or a tf_keras.Model, got {type(source).__name__}")
 
 
 def check_is_tf_keras(model) -> None:
@@ -116,207 +112,192 @@ def check_is_tf_keras(model) -> None:
     """
     for klass in type(model).__mro__:
         if getattr(klass, "__module__", "").startswith("keras.src"):
-            raise ModelFileError(
-                f"this model is a Keras 3 object ({type(model).__module__}."
-                f"{type(model).__qualname__}). {_KERAS3_HINT}")
+            raise ModelFileError(f"this model is a Keras 3 object ({type(model).__module__}."
+                                 f"{type(model).__qualname__}). {_KERAS3_HINT}")
 
 
-def scan_config(config: dict, *, origin: str) -> None:
-    """Refuse a model config that would run code or need custom code.
-
-    The JSON is walked recursively (iteratively, so deep nesting is fine),
-    including inside Sequential/Functional models and wrapper layers.
-
-    Args:
-        config: The parsed model config (a .keras `config.json` or an .h5
-            `model_config` attribute).
-        origin: Where the config came from, for messages (e.g. the path).
-
-    Raises:
-        UnsafeModelError: A Lambda layer, serialized Python lambda, non-Keras
-            function, dangerous TF op or dangerous name was found.
-        ModelFileError: A custom (non-Keras) class was found.
-    """
-    unsafe, custom = _findings(config)
-    _raise_unsafe(unsafe, origin)
-    _raise_custom(custom, origin)
+def _show(path) -> str:
+    text = os.fspath(path)
+    return text if len(text) <= 200 else f"{text[:100]}...{text[-60:]} ({len(text)} characters)"
 
 
-def _findings(config) -> tuple[list[str], list[str]]:
-    unsafe: list[str] = []
-    custom: list[str] = []
-    todo = deque([(config, "$")])
-    while todo:
-        node, where = todo.popleft()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if isinstance(key, str) and _dangerous_text(key):
-                    unsafe.append(f"key {key[:80]!r} at {where}")
-                todo.append((value, _at(where, f".{key}")))
-            _check_object(node, where, unsafe, custom)
-        elif isinstance(node, list):
-            todo.extend((v, _at(where, f"[{i}]")) for i, v in enumerate(node))
-        elif isinstance(node, str) and _dangerous_text(node):
-            unsafe.append(f"{node[:80]!r} ({_dangerous_text(node)}) at {where}")
-    return unsafe, custom
-
-
-def _check_object(d: dict, where: str, unsafe: list, custom: list) -> None:
-    cls, module = d.get("class_name"), d.get("module")
-    inner = d.get("config")
-    name = inner.get("name") if isinstance(inner, dict) else None
-    lambda_keys = [k for k, v in d.items() if str(k).endswith("_type") and v == "lambda"]
-    if cls == "Lambda":
-        unsafe.append(f"Lambda layer {name!r} at {where} (holds Python code)")
-    elif cls == "__lambda__" or lambda_keys:
-        unsafe.append(f"serialized Python lambda at {where}")
-    if not isinstance(cls, str):
-        return
-    if cls == "TFOpLambda":
-        fn = str(inner.get("function", "")) if isinstance(inner, dict) else ""
-        if _bad_parts(fn.split("."), _TF_OP_DENY):
-            unsafe.append(f"TFOpLambda calling tf.{fn[:80]} at {where}")
-    elif cls == "function":
-        fn = str(inner)
-        if module == "builtins":
-            if hasattr(builtins, fn):
-                unsafe.append(f"Python builtin function {fn!r} at {where}")
-        elif not _safe_module(module) or _bad_parts(
-                f"{module}.{fn}".split("."), _DANGEROUS_PARTS):
-            unsafe.append(f"Python function '{module}.{fn}' at {where} "
-                          "(loading imports and runs code from that module)")
-    elif isinstance(module, str):
-        safe = _safe_module(module)
-        parts = f"{module}.{cls}".split(".") if safe else module.split(".")[:1]
-        if _bad_parts(parts, _DANGEROUS_PARTS):
-            unsafe.append(f"class '{module}.{cls}' at {where}")
-        elif not safe:
-            custom.append(f"'{cls}' from module '{module}' at {where}")
-    elif module is None and ">" in cls and not cls.startswith("Custom>"):
-        custom.append(f"registered class '{cls}' at {where}")
-
-
-def _at(where: str, step: str) -> str:
-    path = where + step  # JSON path for messages, kept short for deep configs
-    return path if len(path) <= 240 else "$..." + path[-200:]
-
-
-def _dangerous_text(text: str) -> str | None:
-    low = text.lower()
-    return next((bad for bad in _DANGEROUS_TEXT if bad in low), None)
-
-
-def _bad_parts(parts, deny) -> bool:
-    return any(p.lower() in deny for p in parts)
-
-
-def _safe_module(module) -> bool:
-    return isinstance(module, str) and module.split(".")[0] in _SAFE_MODULE_ROOTS
-
-
-def _raise_unsafe(unsafe: list[str], origin: str) -> None:
-    if unsafe:
-        shown = "; ".join(unsafe[:5]) + (f"; and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
-        raise UnsafeModelError(
-            f"refusing to load {origin}: its config could run code when loaded: "
-            f"{shown}. {_TRUST_HINT}")
-
-
-def _raise_custom(custom: list[str], origin: str) -> None:
-    if custom:
-        raise ModelFileError(
-            f"cannot load {origin}: it uses custom classes that are not part of "
-            f"tf_keras ({'; '.join(custom[:5])}). Custom layers need their Python "
-            "code, which edgex does not import: not supported without --trust-model "
-            "(trust_model=True), and then only if that code is importable.")
-
-
-def _load_path(path: Path, trust: bool) -> LoadedModel:
-    if not path.exists():
-        raise ModelFileError(f"no such model file: {path}")
-    if path.is_dir():
-        return _load_savedmodel(path, trust)
+def _load_path(path: Path, trust: bool, hint: str) -> LoadedModel:
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelFileError(f"no such model file: {_show(path)}") from None
+    except (OSError, ValueError) as e:  # ENAMETOOLONG, ELOOP, EACCES, embedded NUL
+        raise ModelFileError(f"cannot open model file {_show(path)}: "
+                             f"{getattr(e, 'strerror', None) or e}") from None
+    if stat.S_ISDIR(mode):
+        return _load_savedmodel(path, trust, hint)
     kind = _SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise ModelFileError(
-            f"unsupported model file type '{path.suffix}': expected .keras, .h5, "
-            f".tflite or a SavedModel directory ({path})")
-    if not path.is_file():
-        raise ModelFileError(f"not a regular file: {path}")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"model file is empty: {path}")
-    try:
-        if kind == "tflite":
-            return _load_tflite(path)
-        config, version = (_read_keras_archive if kind == "keras" else _read_h5)(path)
-    except OSError as e:
-        raise ModelFileError(f"cannot read {path}: {e}") from e
-    unsafe, custom = ([], []) if trust else _findings(config)
-    _raise_unsafe(unsafe, str(path))  # unsafe first, then Keras 3, then custom
-    _check_version(version, path)
-    _raise_custom(custom, str(path))
-    keras = tfmod.keras()
-    kwargs = {"safe_mode": not trust} if kind == "keras" else {}
-    model = _guarded_load(path, trust, lambda: keras.models.load_model(
-        str(path), compile=False, **kwargs))
+        raise ModelFileError(f"unsupported model file type '{path.suffix[:40]}': expected .keras, .h5, "
+                             f".tflite or a SavedModel directory ({_show(path)})")
+    if kind == "tflite":
+        return _load_tflite(path)
+    if kind == "keras":
+        return _load_keras(path, trust, hint)
+    _open_regular(path).close()  # refuses FIFOs, devices and empty files before h5py opens it
+    config, version = _read_h5(path)
+    _scan(config, version, path, trust, hint)
+    model = _guarded_load(path, trust, lambda: tfmod.keras().models.load_model(str(path), compile=False))
     return LoadedModel(model, path, kind)
 
 
-def _read_keras_archive(path: Path):
-    """Return (config dict without top-level compile_config, keras_version)."""
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a valid .keras archive (not a zip file)")
+def _open_regular(path: Path):
+    """Open a regular, non-empty file for reading (never blocks on a FIFO)."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if "config.json" not in names:
-                raise ModelFileError(f"{path} is not a valid .keras archive (no config.json)")
-            if zf.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:
-                raise ModelFileError(f"{path}: config.json is larger than 64 MiB")
-            raw = zf.read("config.json")
-            meta = zf.read("metadata.json") if "metadata.json" in names else b"{}"
-    except (zipfile.BadZipFile, EOFError, ValueError, RuntimeError,
-            NotImplementedError) as e:
-        raise ModelFileError(f"{path} is not a valid .keras archive ({e})") from e
-    config = _parse_json(raw, f"{path}: config.json")
-    meta = _parse_json(meta, f"{path}: metadata.json")
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: config.json is not a JSON object")
-    # compile=False makes tf_keras drop the top-level compile_config unread.
-    config = {k: v for k, v in config.items() if k != "compile_config"}
-    return config, meta.get("keras_version") if isinstance(meta, dict) else None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ModelFileError(f"cannot open model file {_show(path)}: {e.strerror or e}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        os.close(fd)
+        what = "model file is empty" if stat.S_ISREG(info.st_mode) else "not a regular file"
+        raise ModelFileError(f"{what}: {_show(path)}")
+    return os.fdopen(fd, "rb")
+
+
+def _scan(config, version, path: Path, trust: bool, hint: str) -> None:
+    """Unsafe findings first (exit 3), then Keras 3 (2), then custom classes (2)."""
+    found = None if trust else find_problems(config)
+    if found is not None:
+        raise_unsafe(found.unsafe, _show(path), hint)
+    _check_version(version, path)
+    if found is not None:
+        raise_custom(found.custom, _show(path), hint)
+
+
+def _load_keras(path: Path, trust: bool, hint: str) -> LoadedModel:
+    workdir = tempfile.mkdtemp(prefix="edgex-model-")
+    try:
+        copy = Path(workdir) / "model.keras"   # a lowercase suffix, as tf_keras insists
+        raw_config, raw_meta = _checked_copy(path, copy)
+        config = _parse_json(raw_config, f"{_show(path)}: config.json")
+        meta = _parse_json(raw_meta, f"{_show(path)}: metadata.json")
+        if not isinstance(config, dict):
+            raise ModelFileError(f"{_show(path)}: config.json is not a JSON object")
+        # compile=False makes tf_keras drop the top-level compile_config unread.
+        config = {k: v for k, v in config.items() if k != "compile_config"}
+        _scan(config, meta.get("keras_version") if isinstance(meta, dict) else None, path, trust, hint)
+        model = _guarded_load(path, trust, lambda: tfmod.keras().models.load_model(
+            str(copy), compile=False, safe_mode=not trust))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return LoadedModel(model, path, "keras")
+
+
+def _checked_copy(path: Path, copy: Path) -> tuple[bytes, bytes]:
+    """Check a .keras archive's members, copy them with bounded reads; return config, metadata."""
+    kept = {"config.json": b"", "metadata.json": b"{}"}
+    try:
+        with _open_regular(path) as fh:
+            if not zipfile.is_zipfile(fh):
+                raise ModelFileError(f"{_show(path)} is not a valid .keras archive (not a zip file)")
+            with zipfile.ZipFile(fh) as zin:
+                members = _checked_members(zin, path)   # refuses before anything is written
+                with zipfile.ZipFile(copy, "w") as zout:
+                    kept.update({i.filename: _copy_member(zin, zout, i, path) for i in members})
+    except _ZIP_ERRORS as e:
+        raise ModelFileError(f"{_show(path)} is not a valid .keras archive ({e})") from e
+    except OSError as e:
+        raise ModelFileError(f"cannot read {_show(path)} or write its checked copy: {e.strerror or e}") from e
+    return kept["config.json"], kept["metadata.json"]
+
+
+def _checked_members(zin: zipfile.ZipFile, path: Path) -> list[zipfile.ZipInfo]:
+    """The file members to copy, after refusing hostile names, types, sizes and ratios."""
+    infos = zin.infolist()
+    problems = [p for p in map(_member_problem, infos[:_MAX_MEMBERS + 1]) if p]
+    names = [i.filename for i in infos]
+    if len(infos) > _MAX_MEMBERS:
+        problems.append(f"{len(infos)} members (limit {_MAX_MEMBERS})")
+    if len(set(names)) != len(names):
+        problems.append("duplicate member names")
+    total = sum(i.file_size for i in infos)
+    if total > _MAX_TOTAL_BYTES:
+        problems.append(f"declares {total:,} bytes (limit {_MAX_TOTAL_BYTES:,})")
+    if problems:
+        raise UnsafeModelError(f"refusing to load {_show(path)}: unsafe .keras archive, nothing was "
+                               f"extracted: {'; '.join(problems[:5])}")
+    if "config.json" not in names:
+        raise ModelFileError(f"{_show(path)} is not a valid .keras archive (no config.json)")
+    limits = {"config.json": _MAX_CONFIG_BYTES, "metadata.json": _MAX_METADATA_BYTES}
+    for info in infos:
+        if info.file_size > limits.get(info.filename, _MAX_TOTAL_BYTES):
+            raise ModelFileError(f"{_show(path)}: {info.filename} is larger than "
+                                 f"{limits[info.filename] >> 20} MiB")
+    return [i for i in infos if not i.is_dir()]
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    name, kind = info.filename, stat.S_IFMT(info.external_attr >> 16)
+    parts = name.split("/")
+    in_assets = len(parts) > 1 and parts[0] == "assets" and all(p not in ("", ".", "..") for p in parts[1:-1])
+    if name not in _MEMBERS and not (in_assets and parts[-1] not in (".", "..")):
+        return (f"unexpected member {name[:80]!r} (a .keras holds only {', '.join(_MEMBERS)} "
+                "and assets/...)")
+    if "\\" in name or "\0" in name or (parts[-1] == "" and not info.is_dir()):
+        return f"bad member name {name[:80]!r}"
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        return f"{name[:80]!r} is not a regular file (symlink or device)"
+    if info.flag_bits & 0x1:
+        return f"{name[:80]!r} is encrypted"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return f"{name[:80]!r} uses compression method {info.compress_type} (only stored and deflate)"
+    if info.file_size > _RATIO_FROM and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+        return (f"{name[:80]!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
+                f"(limit {_MAX_RATIO}x): a zip bomb")
+    return None
+
+
+def _copy_member(zin: zipfile.ZipFile, zout: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    """Copy one member, never reading more than it declares; return it if it is a small JSON."""
+    keep, left = info.filename in ("config.json", "metadata.json"), info.file_size
+    kept = bytearray()
+    with zin.open(info) as src, zout.open(zipfile.ZipInfo(info.filename), "w", force_zip64=True) as dst:
+        while chunk := src.read(min(_CHUNK, left + 1)):
+            left -= len(chunk)
+            if left < 0:
+                break
+            dst.write(chunk)
+            if keep:
+                kept += chunk
+    if left != 0:
+        raise UnsafeModelError(f"refusing to load {_show(path)}: member {info.filename[:80]!r} does not "
+                               "hold the size its header declares (a lying zip header)")
+    return bytes(kept)
 
 
 def _read_h5(path: Path):
-    """Return (model_config dict, keras_version) from an HDF5 model file."""
+    """Return (model_config, keras_version) from an HDF5 model file."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")
             version = f.attrs.get("keras_version")
-    except OSError as e:
-        raise ModelFileError(f"{path} is not a valid HDF5 model file ({e})") from e
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{_show(path)} is not a valid HDF5 model file ({e})") from e
     if raw is None:
-        raise ModelFileError(f"{path} has no model config (a weights-only .h5 file?)")
-    config = _parse_json(raw, f"{path}: model_config")
-    if isinstance(version, bytes):
-        version = version.decode("utf-8", "replace")
-    return config, version
+        raise ModelFileError(f"{_show(path)} has no model config (a weights-only .h5 file?)")
+    version = version.decode("utf-8", "replace") if isinstance(version, bytes) else version
+    return _parse_json(raw, f"{_show(path)}: model_config"), version
 
 
 def _parse_json(raw, what: str):
     try:
         return json.loads(raw)
-    except (ValueError, RecursionError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise ModelFileError(f"{what} is not valid JSON ({e})") from e
 
 
 def _check_version(version, path: Path) -> None:
     major = str(version or "").split(".")[0]
     if major.isdigit() and int(major) >= 3:
-        raise ModelFileError(
-            f"{path} was saved by Keras {version} (Keras 3). {_KERAS3_HINT}")
+        raise ModelFileError(f"{_show(path)} was saved by Keras {str(version)[:40]} (Keras 3). {_KERAS3_HINT}")
 
 
 def _guarded_load(path: Path, trust: bool, load):
@@ -325,47 +306,44 @@ def _guarded_load(path: Path, trust: bool, load):
 
     state = sl.SAFE_MODE.__dict__.copy()
     try:
-        # The thread-local flag overrides load_model's safe_mode argument, so
-        # set it explicitly; it also makes the legacy .h5 path refuse lambdas.
+        # The thread-local flag overrides safe_mode=; it also makes the legacy .h5 path refuse lambdas.
         with sl.SafeModeScope(not trust):
             return load()
     except ExporterError:
         raise
     except Exception as e:  # noqa: BLE001 - any loader failure is a file problem
         reason = " ".join(str(e).split())[:400] or type(e).__name__
-        raise ModelFileError(f"could not load {path}: {reason}") from e
+        raise ModelFileError(f"could not load {_show(path)}: {reason}") from e
     finally:
         sl.SAFE_MODE.__dict__.clear()
         sl.SAFE_MODE.__dict__.update(state)
 
 
-def _load_savedmodel(path: Path, trust: bool) -> LoadedModel:
+def _load_savedmodel(path: Path, trust: bool, hint: str) -> LoadedModel:
     if not any((path / n).is_file() for n in ("saved_model.pb", "saved_model.pbtxt")):
-        raise ModelFileError(
-            f"{path} is a directory but not a SavedModel (no saved_model.pb)")
+        raise ModelFileError(f"{_show(path)} is a directory but not a SavedModel (no saved_model.pb)")
     if not trust:
         raise UnsafeModelError(
-            f"refusing to load SavedModel {path}: a SavedModel contains TensorFlow "
-            "graphs and restored objects that can run arbitrary operations (read "
-            "or write files, ...) when loaded, and edgex cannot check them. "
-            + _TRUST_HINT)
+            f"refusing to load SavedModel {_show(path)}: a SavedModel contains TensorFlow graphs and "
+            "restored objects that can run arbitrary operations (read or write files, ...) when "
+            f"loaded, and edgex cannot check them. {hint}")
     keras = tfmod.keras()
-    model = _guarded_load(path, True, lambda: keras.models.load_model(
-        str(path), compile=False))
+    model = _guarded_load(path, True, lambda: keras.models.load_model(str(path), compile=False))
     if not isinstance(model, keras.Model):
-        raise ModelFileError(
-            f"{path} is not a Keras SavedModel (no tf_keras model inside: it was "
-            "probably written by tf.saved_model.save, not model.save)")
+        raise ModelFileError(f"{_show(path)} is not a Keras SavedModel (no tf_keras model inside: it was "
+                             "probably written by tf.saved_model.save, not model.save)")
     return LoadedModel(model, path, "savedmodel")
 
 
 def _load_tflite(path: Path) -> LoadedModel:
-    data = path.read_bytes()
-    if not data:
-        raise ModelFileError(f"model file is empty: {path}")
+    with _open_regular(path) as fh:
+        data = fh.read(_MAX_TFLITE_BYTES + 1)
+    if len(data) > _MAX_TFLITE_BYTES:
+        raise ModelFileError(f"{_show(path)} is larger than 2 GiB, the TFLite (FlatBuffer) limit")
     try:
         interpreter = tfmod.litert_interpreter_class()(model_content=data)
         interpreter.allocate_tensors()
     except Exception as e:  # noqa: BLE001
-        raise ModelFileError(f"not a valid TFLite model: {path}: {e}") from e
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelFileError(f"not a valid TFLite model: {_show(path)}: {reason}") from e
     return LoadedModel(None, path, "tflite", data)

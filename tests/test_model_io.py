@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 import pytest
 
 from exporter import model_io
 from exporter import tf as tfmod
+from exporter.config_scan import Findings
 from exporter.errors import ModelFileError, UnsafeModelError, UsageError
 from exporter.model_io import LoadedModel, check_is_tf_keras, load_model, scan_config
 
@@ -113,12 +116,15 @@ _FN = {"class_name": "function", "registered_name": None}
 @pytest.mark.parametrize("activation, needle", [
     ({**_FN, "module": "keras.src.saving.serialization_lib",
       "config": "enable_unsafe_deserialization"}, "enable_unsafe_deserialization"),
-    ({**_FN, "module": "os", "config": "system"}, "os.system"),
-    ({**_FN, "module": "builtins", "config": "exec"}, "builtin function 'exec'"),
-    ({**_FN, "module": "builtins", "config": "eval"}, "builtin function 'eval'"),
+    ({**_FN, "module": "os", "config": "system"}, "function 'os.system'"),
+    ({**_FN, "module": "builtins", "config": "exec"}, "function 'builtins.exec'"),
+    ({**_FN, "module": "builtins", "config": "eval"}, "function 'builtins.eval'"),
     ({**_FN, "module": "subprocess", "config": "check_call"}, "subprocess"),
     ({**_FN, "module": "evil_pkg", "config": "run"}, "evil_pkg.run"),
-    ("__import__('os').system('id')", "__import__"),
+    ({**_FN, "module": "keras.utils", "config": "get_file"}, "keras.utils.get_file"),
+    ({**_FN, "module": "keras.activations", "config": "deserialize"}, "keras.activations.deserialize"),
+    ("__import__('os').system('id')", "activation \"__import__"),
+    ("serialize", "activation 'serialize'"),
 ])
 def test_keras_dangerous_config_refused(files, tmp_path, activation, needle):
     def mutate(config):
@@ -126,7 +132,7 @@ def test_keras_dangerous_config_refused(files, tmp_path, activation, needle):
     path = _rewrite_keras(files["dir"] / "plain.keras", tmp_path / "evil.keras", mutate)
     with pytest.raises(UnsafeModelError) as excinfo:
         load_model(path)
-    _assert_unsafe(excinfo, needle)
+    _assert_unsafe(excinfo, needle, "at $.config.layers[3].config.activation")
 
 
 def test_safe_mode_still_on_afterwards(files, tmp_path, keras, monkeypatch):
@@ -181,7 +187,7 @@ def test_loader_forces_safe_mode_even_if_disabled_globally(files, monkeypatch):
     # ever missed a Lambda, the forced SafeModeScope must still refuse it.
     from tf_keras.src.saving import serialization_lib as sl
 
-    monkeypatch.setattr(model_io, "_findings", lambda config: ([], []))
+    monkeypatch.setattr(model_io, "find_problems", lambda config: Findings())
     monkeypatch.setattr(sl.SAFE_MODE, "safe_mode", False, raising=False)
     files["canary"].unlink(missing_ok=True)
     for name in ("lambda.keras", "lambda.h5"):
@@ -370,6 +376,157 @@ def test_scan_config_directly():
         deep = {"layer": deep}
     with pytest.raises(UnsafeModelError):
         scan_config(deep, origin="x")
+
+
+# Rule 9: .keras archives are checked before any library extracts them ----------------
+
+def _zip_with(src, dst, extra=(), drop=()):
+    """Copy a .keras archive, dropping members and adding (name or ZipInfo, bytes) pairs."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            if item.filename not in drop:
+                zout.writestr(item, zin.read(item))
+        for info, data in extra:
+            zout.writestr(info, data)
+    return dst
+
+
+def _info(name, compress=zipfile.ZIP_STORED, kind=0):
+    info = zipfile.ZipInfo(name)
+    info.compress_type = compress
+    info.external_attr = kind << 16
+    return info
+
+
+def _patch_central(path, member: str, offset: int, width: int, change):
+    """Rewrite a field of a member's central-directory entry (what zipfile trusts)."""
+    data = bytearray(path.read_bytes())
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        length = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + length] == member.encode():
+            value = int.from_bytes(data[pos + offset:pos + offset + width], "little")
+            data[pos + offset:pos + offset + width] = change(value).to_bytes(width, "little")
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """Point `tempfile` at an empty folder, to see what a load leaves behind."""
+    d = tmp_path / "tmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
+
+
+_BOMB = [(_info("model.weights.h5", zipfile.ZIP_DEFLATED), b"\0" * (8 << 20))]
+_HOSTILE_ARCHIVES = {
+    "bomb": (_BOMB, ("model.weights.h5",), r"'model.weights.h5' expands \d+x \(limit 200x\): a zip bomb"),
+    "traversal": ([("../evil.txt", b"x")], (), "unexpected member '../evil.txt'"),
+    "absolute": ([("/tmp/evil.txt", b"x")], (), "unexpected member '/tmp/evil.txt'"),
+    "assets_traversal": ([("assets/../../evil.txt", b"x")], (), "unexpected member 'assets/../../evil.txt'"),
+    "other_member": ([("evil.py", b"import os")], (), "unexpected member 'evil.py'"),
+    "backslash": ([("assets/..\\evil", b"x")], (), "bad member name"),
+    "symlink": ([(_info("assets/link", kind=stat.S_IFLNK | 0o777), b"/etc/passwd")], (), "symlink"),
+    "duplicate": ([("config.json", b"{}")], (), "duplicate member names"),
+    "too_many": ([(f"assets/{i}", b"") for i in range(1001)], (), r"1004 members \(limit 1000\)"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("case", sorted(_HOSTILE_ARCHIVES))
+def test_hostile_keras_archive_refused(files, tmp_path, private_tmp, case):
+    extra, drop, message = _HOSTILE_ARCHIVES[case]
+    path = _zip_with(files["dir"] / "plain.keras", tmp_path / "evil.keras", extra, drop)
+    with pytest.raises(UnsafeModelError, match=message) as excinfo:
+        load_model(path, trust_model=True)   # --trust-model is about code, not about archives
+    assert "nothing was extracted" in str(excinfo.value) and excinfo.value.exit_code == 3
+    assert not list(private_tmp.iterdir()) and not (tmp_path / "evil.txt").exists()
+
+
+def test_zip_bomb_refused_by_cli(files, tmp_path, capsys):
+    from exporter.cli import main
+
+    path = _zip_with(files["dir"] / "plain.keras", tmp_path / "bomb.keras", _BOMB, ("model.weights.h5",))
+    assert main(["export", str(path), "--out", str(tmp_path / "out")]) == 3
+    assert "zip bomb" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_encrypted_member_refused(files, tmp_path):
+    path = _zip_with(files["dir"] / "plain.keras", tmp_path / "enc.keras", [("assets/secret", b"x")])
+    with pytest.raises(UnsafeModelError, match="'assets/secret' is encrypted"):
+        load_model(_patch_central(path, "assets/secret", 8, 2, lambda flags: flags | 0x1))
+
+
+def test_declared_total_is_capped(files, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_io, "_MAX_TOTAL_BYTES", 1000)
+    with pytest.raises(UnsafeModelError, match=r"declares [\d,]+ bytes \(limit 1,000\)"):
+        load_model(files["dir"] / "plain.keras")
+
+
+def test_lying_zip_headers(files, tmp_path, private_tmp):
+    src = (files["dir"] / "plain.keras").read_bytes()
+    (tmp_path / "more.keras").write_bytes(src)
+    _patch_central(tmp_path / "more.keras", "model.weights.h5", 24, 4, lambda size: size + 1000)
+    with pytest.raises(UnsafeModelError, match="does not hold the size its header declares"):
+        load_model(tmp_path / "more.keras")
+    (tmp_path / "less.keras").write_bytes(src)
+    _patch_central(tmp_path / "less.keras", "model.weights.h5", 24, 4, lambda size: size - 100)
+    with pytest.raises(ModelFileError, match="not a valid .keras archive .*CRC"):
+        load_model(tmp_path / "less.keras")
+    assert not list(private_tmp.iterdir())
+
+
+def test_assets_are_allowed_and_temp_files_removed(files, tmp_path, private_tmp, keras):
+    path = _zip_with(files["dir"] / "plain.keras", tmp_path / "assets.keras",
+                     [("assets/", b""), ("assets/notes/readme.txt", b"hello")])
+    assert isinstance(load_model(path).model, keras.Model)
+    assert not list(private_tmp.iterdir())
+
+
+@pytest.mark.parametrize("name, kind", [("BASE.KERAS", "keras"), ("Plain.H5", "h5")])
+def test_upper_case_suffix(files, tmp_path, name, kind):
+    source = files["dir"] / ("plain.keras" if kind == "keras" else "plain.h5")
+    (tmp_path / name).write_bytes(source.read_bytes())
+    loaded = load_model(tmp_path / name)
+    assert loaded.kind == kind and loaded.path == tmp_path / name
+
+
+# Rule 10: odd paths never reach an internal error ---------------------------------------
+
+@pytest.mark.parametrize("name", ["a" * 5000 + ".keras", "b" * 300 + ".tflite"])
+def test_over_long_path(tmp_path, capsys, name):
+    from exporter.cli import main
+
+    with pytest.raises(ModelFileError, match="cannot open model file .*File name too long") as excinfo:
+        load_model(tmp_path / name)
+    assert excinfo.value.exit_code == 2 and len(str(excinfo.value)) < 600
+    assert main(["export", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+    assert "internal error" not in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["fifo.keras", "fifo.h5", "fifo.tflite"])
+def test_fifo_is_not_a_model_file(tmp_path, name):
+    os.mkfifo(tmp_path / name)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load_model(tmp_path / name)
+
+
+def test_directory_named_keras(tmp_path):
+    (tmp_path / "dir.keras").mkdir()
+    with pytest.raises(ModelFileError, match="dir.keras is a directory but not a SavedModel"):
+        load_model(tmp_path / "dir.keras")
+
+
+def test_garbage_tflite_by_cli(tmp_path, capsys):
+    from exporter.cli import main
+
+    (tmp_path / "m.tflite").write_bytes(b"TFL3" + bytes(range(256)) * 4)
+    assert main(["export", str(tmp_path / "m.tflite"), "--out", str(tmp_path / "out")]) == 2
+    assert "not a valid TFLite model" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 # Rule 7: .tflite ---------------------------------------------------------------

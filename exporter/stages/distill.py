@@ -42,6 +42,10 @@ from exporter.stages.base import Stage, StageConfig, StageContext, StageResult, 
 
 _SCALED = {"Conv1D": "filters", "Conv2D": "filters", "SeparableConv2D": "filters", "Dense": "units"}
 _EPS = 1e-7
+_STUDENT_HINT = ("A student model is always loaded with these checks: --trust-model applies only to the "
+                 "model being exported, never to --student. Rebuild the student from standard tf_keras "
+                 "layers (no Lambda layers, custom classes or SavedModels) and save it as .keras or .h5, "
+                 "or let edgex derive one with --distill WIDTH.")
 
 
 class DistillConfig(StageConfig):
@@ -257,8 +261,8 @@ class DistillStage(Stage):
     def _load_student(self, teacher):
         from exporter.model_io import load_model
 
-        try:
-            student = load_model(self.config.student).model
+        try:   # never trusted: --trust-model covers the exported model only
+            student = load_model(self.config.student, trust_model=False, hint=_STUDENT_HINT).model
         except ExporterError as exc:   # keep the class (and exit code) of e.g. UnsafeModelError
             raise type(exc)(f"stage 'distill': cannot use student {self.config.student}: {exc}") from exc
         if student is None:
