@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from exporter import model_io
+from exporter import keras_archive, model_io
 from exporter import tf as tfmod
 from exporter.config_scan import Findings
 from exporter.errors import ModelFileError, UnsafeModelError, UsageError
@@ -225,7 +225,7 @@ def test_savedmodel_loads_with_trust(savedmodels, keras):
 
 
 def test_non_keras_savedmodel_is_model_file_error(savedmodels):
-    with pytest.raises(ModelFileError, match="not a Keras SavedModel"):
+    with pytest.raises(ModelFileError, match="does not hold a tf_keras model"):
         load_model(savedmodels / "plain_sm", trust_model=True)
 
 
@@ -461,7 +461,7 @@ def test_encrypted_member_refused(files, tmp_path):
 
 
 def test_declared_total_is_capped(files, tmp_path, monkeypatch):
-    monkeypatch.setattr(model_io, "_MAX_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(keras_archive, "_MAX_TOTAL_BYTES", 1000)
     with pytest.raises(UnsafeModelError, match=r"declares [\d,]+ bytes \(limit 1,000\)"):
         load_model(files["dir"] / "plain.keras")
 
@@ -579,3 +579,15 @@ def test_other_objects_are_usage_errors(obj):
     with pytest.raises(UsageError):
         load_model(obj)
 
+
+
+@pytest.mark.parametrize("config, message", [
+    ({}, "does not hold a tf_keras model"),
+    ({"class_name": "Sequential", "config": None, "module": "keras"}, "no defined inputs or outputs"),
+])
+def test_a_config_that_loads_as_no_usable_model_is_refused(files, tmp_path, config, message):
+    """Found by tests/test_fuzz.py: tf_keras returns a dict, or an unbuilt model, for these configs."""
+    path = _zip_with(files["dir"] / "plain.keras", tmp_path / "odd.keras", [("config.json", json.dumps(config))],
+                     drop=("config.json",))
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
