@@ -13,6 +13,9 @@ Example:
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 _SIZE = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 _TIME = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -71,3 +74,11 @@ def format_value(value: float | None, unit: str) -> str:
     if unit == "points":
         return f"{value:.2f} pt"
     return f"{value:g} {unit}"
+
+
+def _bytes(value):
+    return parse_quantity(value, "bytes")
+
+
+ByteSize = Annotated[float, BeforeValidator(_bytes), Field(ge=0, allow_inf_nan=False)]
+"""A pydantic field type for a size in bytes: a number, or text with a unit ("256KiB", "4MB")."""
