@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from exporter.cli import main
 from exporter.errors import EXIT_CODES, EXIT_INTERNAL, ExporterError
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.reliability(42)]
 
 SCALE = int(os.environ.get("EDGEX_FUZZ_SCALE", "1"))     # multiplies every example budget
 DOCUMENTED = set(EXIT_CODES) - {EXIT_INTERNAL}
@@ -104,15 +104,24 @@ def tiny_files(tiny_keras_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("fuzz-bundle") / "b"
     exporter.export(str(tiny_keras_file), quantize="float32", out=out, make_zip=True, progress=False)
     zips = list(out.parent.glob("*.zip"))
+    keras = tfmod_keras()
+    h5 = out.parent / "tiny.h5"
+    keras.models.load_model(tiny_keras_file).save(h5)
     return Files(keras=tiny_keras_file.read_bytes(), tflite=(out / "model.tflite").read_bytes(),
-                 zip=zips[0].read_bytes())
+                 zip=zips[0].read_bytes(), h5=h5.read_bytes(), bundle=out)
+
+
+def tfmod_keras():
+    from exporter import tf as tfmod
+
+    return tfmod.keras()
 
 
 class Files(dict):
     """Seed files by kind; a short repr keeps Hypothesis reports readable."""
 
     def __repr__(self):
-        return f"<seed files: {', '.join(f'{k} {len(v)} B' for k, v in self.items())}>"
+        return f"<seed files: {', '.join(sorted(self))}>"
 
 
 def _with_config(keras_bytes: bytes, config) -> bytes:
@@ -170,6 +179,13 @@ def test_tflite_bytes(sandbox, tiny_files, data):
     raw = data.draw(mutations(tiny_files["tflite"]) | st.binary(max_size=2000))
     sandbox.run(["inspect", "m.tflite"], {"m.tflite": raw})
     sandbox.run(["export", "m.tflite", "--out", "out"], {"m.tflite": raw})
+
+
+@budget(10)
+@given(data=st.data())
+def test_h5_bytes(sandbox, tiny_files, data):
+    raw = data.draw(mutations(tiny_files["h5"]) | st.binary(max_size=2000))
+    sandbox.run(["export", "m.h5", "--quantize", "float32", "--out", "out"], {"m.h5": raw})
 
 
 # -- data sets --------------------------------------------------------------------------------
@@ -241,6 +257,62 @@ def test_bundle_zip_bytes(sandbox, tiny_files, data):
     code = sandbox.run(["verify", "b.zip"], {"b.zip": raw})
     assert code in (0, 3)
     assert code == 3 or raw == tiny_files["zip"] or zipfile.is_zipfile(io.BytesIO(raw))
+
+
+def _bundle_with(tiny_files, root: Path, name: str, raw: bytes) -> Path:
+    """A copy of the seed bundle under `root` with `name` replaced by `raw`."""
+    bundle = root / "bundle"
+    shutil.rmtree(bundle, ignore_errors=True)
+    shutil.copytree(tiny_files["bundle"], bundle)
+    (bundle / name).parent.mkdir(exist_ok=True)
+    (bundle / name).write_bytes(raw)
+    return bundle
+
+
+@budget(20)
+@given(data=st.data())
+def test_bundle_manifest_bytes(tiny_files, tmp_path_factory, data):
+    original = (tiny_files["bundle"] / "manifest.json").read_bytes()
+    raw = data.draw(mutations(original) | JSON.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=300))
+    bundle = _bundle_with(tiny_files, tmp_path_factory.getbasetemp() / "fuzz-manifest", "manifest.json", raw)
+    assert main(["verify", str(bundle)]) in ({0, 3} if raw == original else {3})
+
+
+@budget(20)
+@given(data=st.data())
+def test_stored_device_runs(tiny_files, tmp_path_factory, data):
+    run = {"status": "pass", "created": "2026-01-01T00:00:00+00:00", "device": {"transport": "local", "id": "h"},
+           "result": {"runtime": "x", "runtime_version": "1"}, "measurements": {"latency": {"value": 1.0}}}
+    raw = data.draw(mutations(json.dumps(run).encode()) | JSON.map(lambda v: json.dumps(v).encode())
+                    | st.binary(max_size=300))
+    bundle = _bundle_with(tiny_files, tmp_path_factory.getbasetemp() / "fuzz-runs", "hil/r.json", raw)
+    assert main(["hil", "report", str(bundle)]) in DOCUMENTED
+    assert main(["verify", str(bundle)]) in {0, 3}
+
+
+@budget(12)
+@given(data=st.data())
+def test_labels_bytes(sandbox, tiny_keras_file, data):
+    raw = data.draw(st.binary(max_size=300) | st.text(max_size=60).map(str.encode)
+                    | st.just(b"a\nb\nc\n").flatmap(mutations))
+    sandbox.run(["export", str(tiny_keras_file), "--quantize", "float32", "--labels", "l.txt", "--out", "out"],
+                {"l.txt": raw})
+
+
+SSH_KEY_TEXT = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n"
+                "-----END OPENSSH PRIVATE KEY-----\n").encode()
+KNOWN_HOSTS = b"[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+
+
+@budget(15)
+@given(data=st.data())
+def test_ssh_key_files(sandbox, tiny_files, data):
+    """Garbage identity or known_hosts files end before any connection (port 1 refuses anyway)."""
+    identity = data.draw(mutations(SSH_KEY_TEXT) | st.binary(max_size=200))
+    known = data.draw(mutations(KNOWN_HOSTS) | st.binary(max_size=200))
+    sandbox.run(["hil", "run", str(tiny_files["bundle"]), "--device", "ssh://u@127.0.0.1:1", "--identity", "id",
+                 "--known-hosts", "kh", "--connect-timeout", "0.5", "--retries", "0", "--runs", "1"],
+                {"id": identity, "kh": known})
 
 
 # -- device answers ---------------------------------------------------------------------------
