@@ -35,6 +35,19 @@ class RunPlan:
     eval_samples: int = 0          # run this many of the bundle's eval samples (0: none)
     timeout: float = 300.0         # seconds for the whole run on the device
 
+    def __post_init__(self):
+        """Refuse a plan no device can carry out (the CLI's ranges, for API callers too).
+
+        Raises:
+            UsageError: naming the parameter and its range.
+        """
+        for name, low, high in (("warmup", 0, 10_000), ("runs", 1, 100_000), ("eval_samples", 0, 100_000)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise UsageError(f"RunPlan {name}={value!r}: expected an integer from {low} to {high}")
+        if not isinstance(self.timeout, (int, float)) or not 1 <= self.timeout <= 86_400:
+            raise UsageError(f"RunPlan timeout={self.timeout!r}: expected 1 to 86400 seconds")
+
 
 @dataclass(frozen=True)
 class TransportOptions:
