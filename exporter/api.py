@@ -95,7 +95,7 @@ def _recipe(recipe, target):
 def export(model=None, *, target: str = "android", profile=None, calib=None, eval=None, labels=None,
            out=None, quantize: str | None = None, limits=None, trust_model: bool = False,
            make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None,
-           require_compiled: bool = False, force: bool = False):
+           target_options: dict | None = None, force: bool = False):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     Args:
@@ -116,8 +116,9 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
         recipe: the stages to run before conversion: a `Recipe`, a dict, a YAML path or a bundle
             (its manifest's recipe). Default: the target's default recipe.
         train: labelled training data for stages that fine-tune (.npz path, (x, y) or Dataset).
-        require_compiled: make a bundle the target could not compile (Edge TPU without its
-            compiler) an error instead of an uncompiled bundle.
+        target_options: options the target takes (its `Options` model, checked before any work), e.g.
+            `{"require_compiled": True}` for the Edge TPU: a bundle its compiler could not make is an
+            error instead of an uncompiled bundle. Default: the target's defaults.
         force: keep files a user added inside the existing bundle at `out` (they are carried into
             the new bundle, never deleted) instead of refusing to replace it. Default False.
 
@@ -131,11 +132,11 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
     with progress_mod.quiet_native_stderr():   # TensorFlow's native log lines; progress still shows
         return _export(model, target=target, profile=profile, calib=calib, eval=eval, labels=labels, out=out,
                        quantize=quantize, limits=limits, trust_model=trust_model, make_zip=make_zip, demo=demo,
-                       recipe=recipe, train=train, require_compiled=require_compiled, force=force)
+                       recipe=recipe, train=train, target_options=target_options, force=force)
 
 
 def _export(model, *, target, profile, calib, eval, labels, out, quantize, limits, trust_model, make_zip, demo,
-            recipe, train, require_compiled, force=False):
+            recipe, train, target_options=None, force=False):
     from exporter.analysis.graph import Graph
     from exporter.checks import run_checks
     from exporter.data import check_input, check_labels
@@ -149,6 +150,7 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
 
         check_output(out, make_zip, force)          # every output problem (exit 2) before any work
     tgt = get_target(target)
+    options = tgt.parse_options(target_options)
     prof = load_profile(profile or tgt.default_profile)
     policy = tgt.policy(prof)
     if limits:
@@ -234,11 +236,12 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
     progress_mod.status("measuring with LiteRT on this machine")
     artifacts = Artifacts(tflite=tflite, graph=graph, profile=prof, mode=mode, keras_model=loaded.model,
                           eval_ds=eval_ds, labels=names, source=str(loaded.path) if loaded.path else None,
-                          extra={"require_compiled": require_compiled})
-    figures = tgt.measure(artifacts)
+                          options=options)
+    measured = tgt.measure(artifacts)
+    figures = measured.figures
     skipped = {"accuracy_drop": "no original model to compare with" if is_tflite and eval_ds is not None
                else "no evaluation data (--eval)"}
-    checks = run_checks(prof.limits, figures, skipped) + tgt.extra_checks(artifacts)
+    checks = run_checks(prof.limits, figures, skipped) + tgt.extra_checks(artifacts, measured)
     report = Report(
         model=str(loaded.path or "<in-memory model>"), target=tgt.name, profile=prof.name, device=prof.device,
         mode=mode, io_dtype=policy.io_dtype(mode) if not is_tflite else graph.input_details()[0].dtype,
@@ -248,7 +251,7 @@ def _export(model, *, target, profile, calib, eval, labels, out, quantize, limit
     if out is not None:
         from exporter.hil.agent_files import bundle_agent_files
 
-        extra = {**tgt.package(artifacts), **bundle_agent_files(eval_ds, loaded.model)}
+        extra = {**tgt.package(artifacts, measured), **bundle_agent_files(eval_ds, loaded.model)}
         _write(report, out, tflite, names, prof, extra, make_zip, force)
     return report
 

@@ -79,7 +79,8 @@ def cli(debug):
 @click.option("--seed", type=int, help="Seed for training (same inputs give the same model).")
 @click.option("--skip-layer", "skip_layers", multiple=True, metavar="NAME", help="Leave this layer alone.")
 @click.option("--require-compiled", is_flag=True,
-              help="Fail (exit 4) when the target's compiler is missing, e.g. edgetpu_compiler.")
+              help="Edge TPU: fail (exit 4) when edgetpu_compiler is missing instead of writing an uncompiled "
+                   "bundle (an option of the edgetpu target; other targets refuse it).")
 def export(model, target, profile, calib, eval_, labels, out, quantize, limits, trust_model, make_zip, force, demo,
            as_json, train, recipe, prune, prune_structured, sparsify, cluster, qat, weight_bits, distill, student,
            distill_mode, epochs, batch_size, learning_rate, patience, seed, skip_layers, require_compiled):
@@ -98,7 +99,7 @@ def export(model, target, profile, calib, eval_, labels, out, quantize, limits, 
     report = api.export(model, target=target, profile=profile, calib=calib, eval=eval_, labels=labels, out=out,
                         quantize=quantize, limits=list(limits), trust_model=trust_model, make_zip=make_zip,
                         demo=demo, recipe=flags if flags is not None else recipe, train=train,
-                        require_compiled=require_compiled, force=force)
+                        target_options={"require_compiled": True} if require_compiled else None, force=force)
     if as_json:
         _print_json(report.to_dict())
     else:

@@ -22,11 +22,13 @@ from exporter.analysis.weights import keras_totals, keras_weight_stats, tflite_w
 from exporter.litert import LiteRTRunner
 from exporter.measure import gzip_size
 from exporter.progress import status
+from exporter.stages.base import Family
 from exporter.stages.convert import convert
 from exporter.stages.training import accuracy
 
 
 def _tflite_accuracy(runner: LiteRTRunner, eval_ds) -> float | None:
+    """Top-1 accuracy in % of the .tflite on the labelled eval set, or None without labels."""
     if eval_ds is None or eval_ds.y is None:
         return None
     preds = runner.predict(eval_ds.x, "evaluating stage .tflite")
@@ -35,7 +37,20 @@ def _tflite_accuracy(runner: LiteRTRunner, eval_ds) -> float | None:
 
 def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: dict | None = None,
                   seconds: float = 0.0) -> dict:
-    """Measure one stage's model and its conversion; every figure is measured except `est_latency_ms`."""
+    """Measure one stage's model and its conversion; every figure is measured except `est_latency_ms`.
+
+    Args:
+        name: "original" or the stage's name.
+        model: the stage's output model.
+        tflite: its conversion.
+        ctx: the StageContext (eval data, profile).
+        result: the StageResult (skipped layers, notes, metrics), None for the original.
+        config: the stage's config as JSON-ready values.
+        seconds: how long the stage took.
+
+    Returns:
+        The record the report shows for this stage.
+    """
     graph = Graph.from_bytes(tflite)
     runner = LiteRTRunner(tflite)
     host = runner.latency_ms(runs=30, warmup=5)
@@ -73,7 +88,16 @@ def run_stages(model, stages: list, ctx, convert_config, calib_x: np.ndarray | N
 
     Returns:
         (final model, final .tflite bytes, per-stage records).
+
+    Raises:
+        ConfigError: before any work, a stage whose layer selection (or `--skip-layer`) names
+            layers or classes the model lacks (checked up to the first distill stage, which
+            changes the model); later, what the stages raise.
     """
+    for stage in stages:
+        if stage.family is Family.DISTILL:
+            break
+        stage.check_model(model, ctx)
     records = [measure_stage("original", model, convert(model, convert_config, calib=calib_x), ctx)]
     current = model
     tflite = None

@@ -2,38 +2,41 @@
 
 A profile names its target kind and device, its limits (`model_size`, `ram`,
 `latency`, `accuracy_drop`), the quantization modes it allows and prefers, the
-I/O dtypes it requires and the coefficients of its latency cost model, plus one
-typed section per target that needs one (`microcontroller`, `ethos_u`, `edgetpu`).
-The YAML is read with `exporter.safe_read.load_yaml_file` (a regular file of at
-most 1 MiB; no anchors/aliases, python tags or duplicate keys). Unknown keys, wrong
-types and NaN/infinite numbers are errors that name the file and field path.
+I/O dtypes it requires and the coefficients of its latency cost model. Every other
+top-level key is a section its target declares (`Target.sections`, e.g.
+`microcontroller:`), validated with the target's own model: this module names no
+target section, so a new target brings its section without a change here.
+`profile.section(name)` returns one, typed. The YAML is read with
+`exporter.safe_read.load_yaml_file` (a regular file of at most 1 MiB; no
+anchors/aliases, python tags or duplicate keys). Unknown keys, unknown targets,
+wrong types and NaN/infinite numbers are errors that name the file and field path.
 
 Example:
     >>> p = load_profile("android-arm64-midrange")
     >>> p.limits.latency
     33.0
+    >>> load_profile("coral-usb").section("edgetpu").runtime_version
+    14
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from exporter.errors import ConfigError
 from exporter.safe_read import load_yaml_file
-from exporter.units import parse_quantity
+from exporter.units import ByteSize, FiniteFloat, parse_quantity
+from exporter.validation import validation_lines
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 QuantMode = Literal["float32", "float16", "dynamic", "int8"]
 LIMIT_UNITS = {"model_size": "bytes", "flash": "bytes", "ram": "bytes", "latency": "ms", "accuracy_drop": "points"}
-
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-"""A float that is neither NaN nor +-Inf (manifests must stay valid JSON); every float field uses it."""
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -91,12 +94,7 @@ class CostModel(_Strict):
     int8_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per int8 MAC of optimised kernels")
     float_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per float32 MAC")
     per_op_overhead_us: FiniteFloat = Field(..., ge=0, description="fixed cost of dispatching one op, microseconds")
-    runtime_ram_bytes: FiniteFloat = Field(0, ge=0, description="memory the runtime itself needs")
-
-    @field_validator("runtime_ram_bytes", mode="before")
-    @classmethod
-    def _bytes(cls, value):
-        return parse_quantity(value, "bytes")
+    runtime_ram_bytes: ByteSize = Field(0, description="memory the runtime itself needs")
 
     @model_validator(mode="after")
     def _one_throughput(self):
@@ -115,80 +113,69 @@ class CostModel(_Strict):
         return self.clock_mhz * 1e6 / cycles
 
 
-class Microcontroller(_Strict):
-    """What building for a microcontroller needs: the core for the compiler, flash and arena extras."""
-
-    cpu: str = Field(..., description="the core; with the arm-none-eabi toolchain, its -mcpu value (cortex-m4)")
-    toolchain: Literal["arm-none-eabi"] | None = Field(
-        "arm-none-eabi", description="compiler that checks the generated C; null where none can be installed")
-    fpu: str | None = Field(None, description="arm-none-eabi-gcc -mfpu value, e.g. fpv4-sp-d16; none: soft float")
-    runtime_flash_bytes: FiniteFloat = Field(..., ge=0, description="flash taken by TFLM, its kernels and the app")
-    arena_margin: FiniteFloat = Field(0.1, ge=0, le=1, description="share added to the measured arena in the header")
-
-    @field_validator("runtime_flash_bytes", mode="before")
-    @classmethod
-    def _bytes(cls, value):
-        return parse_quantity(value, "bytes")
-
-
-class EthosU(_Strict):
-    """The Arm Ethos-U NPU as Vela sees it."""
-
-    accelerator_config: Literal["ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256",
-                                "ethos-u65-256", "ethos-u65-512"] = Field(..., description="vela --accelerator-config")
-    system_config: str = Field(..., description="vela --system-config (a section of the vela.ini)")
-    memory_mode: str = Field(..., description="vela --memory-mode (a section of the vela.ini)")
-    npu_clock_mhz: FiniteFloat = Field(..., gt=0, description="NPU clock, to turn Vela's cycles into time")
-
-
-class EdgeTpu(_Strict):
-    """The `edgetpu:` section: the Edge TPU, its runtime and compiler, and the host link."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    interface: str = Field(..., min_length=1, description="host link of the Edge TPU, e.g. 'USB 3.0'")
-    parameter_cache_bytes: FiniteFloat = Field(..., gt=0, description="on-chip SRAM that caches model parameters")
-    runtime_version: int = Field(..., ge=10, description="Edge TPU runtime version on the device; "
-                                                         "edgetpu_compiler -m (min runtime version)")
-    compiler_version: str = Field(..., pattern=r"^\d+\.\d+$",
-                                  description="edgetpu_compiler major.minor the op tables are for, e.g. '16.0'")
-    tpu_peak_gmacs: FiniteFloat = Field(..., gt=0, description="peak int8 GMAC/s of the Edge TPU (TOPS / 2 x 1000)")
-    tpu_int8_gmacs: FiniteFloat = Field(..., gt=0, description="effective int8 GMAC/s of mapped ops, from benchmarks")
-    host_bandwidth_mb_per_s: FiniteFloat = Field(..., gt=0, description="MB/s (10^6 B) between host and Edge TPU, "
-                                                                        "for streamed parameters and I/O")
-    invoke_overhead_us: FiniteFloat = Field(0, ge=0, description="fixed cost of one Edge TPU invoke, microseconds")
-
-    @field_validator("parameter_cache_bytes", mode="before")
-    @classmethod
-    def _bytes(cls, value):
-        return parse_quantity(value, "bytes")
-
-    @model_validator(mode="after")
-    def _effective_below_peak(self):
-        if self.tpu_int8_gmacs > self.tpu_peak_gmacs:
-            raise ValueError(f"tpu_int8_gmacs {self.tpu_int8_gmacs:g} exceeds tpu_peak_gmacs {self.tpu_peak_gmacs:g}")
-        return self
-
-    @property
-    def bandwidth_bytes_per_s(self) -> float:
-        """The host link in bytes per second."""
-        return self.host_bandwidth_mb_per_s * 1e6
-
-
 class DeviceProfile(_Strict):
-    """One device: what it is, what it allows, and what it can hold."""
+    """One device: what it is, what it allows, and what it can hold.
+
+    These core fields are the same for every target. A profile's other top-level keys are the
+    sections its target declares (`Target.sections`): `DeviceProfile.model_validate` validates
+    a mapping as `profile_class(target)`, the subclass that adds those sections as optional
+    fields, so `model_dump(mode="json")` gives the YAML shape back. `section(name)` returns one.
+    """
+
+    sections: ClassVar[dict[str, type[BaseModel]]] = {}
+    """Section key -> its model, for the profile's target (none on the base class)."""
 
     name: str = Field(..., description="unique profile name; the file name without .yaml")
-    target: str = Field(..., description="target kind, e.g. android")
+    target: str = Field(..., description="target kind, e.g. android (`edgex targets`)")
     device: str = Field(..., description="human description of the device")
     limits: Limits = Field(..., description="the budgets a model must fit")
     quantization: Quantization = Field(..., description="conversion modes the device allows and prefers")
     cost_model: CostModel = Field(..., description="coefficients of the latency estimate")
     threads: int = Field(1, ge=1, description="threads the runtime uses on the device")
-    microcontroller: Microcontroller | None = Field(None, description="for microcontroller and Ethos-U targets")
-    ethos_u: EthosU | None = Field(None, description="for the Ethos-U target")
-    edgetpu: EdgeTpu | None = Field(None, description="for the Edge TPU target")
     notes: str = Field("", description="free text")
+
+    @field_validator("target")
+    @classmethod
+    def _registered_target(cls, value: str) -> str:
+        known = target_names()
+        if value not in known:
+            near = difflib.get_close_matches(value, known, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"unknown target {value!r}.{hint} Known targets: {', '.join(known)}")
+        return value
+
+    @classmethod
+    def model_validate(cls, obj, *args, **kwargs) -> "DeviceProfile":
+        """Validate a mapping as the profile class of its `target` (core fields plus its sections).
+
+        Raises:
+            ValidationError: as pydantic's, naming each field path (an unknown section is an unknown key).
+        """
+        if cls is DeviceProfile and isinstance(obj, dict):
+            cls = profile_class(obj.get("target"))
+            # Manifests written before sections moved to their targets list every section, null
+            # where absent: a null section of another registered target means "no such section".
+            obj = {k: v for k, v in obj.items() if not (v is None and k in _all_sections() and k not in cls.sections)}
+        return super(DeviceProfile, cls).model_validate(obj, *args, **kwargs)
+
+    def __reduce__(self):
+        # Profile classes are made per target at run time: pickle the data, not the class.
+        return DeviceProfile.model_validate, (self.model_dump(),)
+
+    def section(self, name: str) -> BaseModel:
+        """The typed section `name` of this profile, e.g. `profile.section("microcontroller")`.
+
+        Raises:
+            ConfigError: the profile's target takes no such section, or the profile lacks it.
+        """
+        model = self.sections.get(name)
+        if model is None:
+            raise ConfigError(f"profile {self.name} is for target {self.target!r}, which takes no {name!r} "
+                              f"section (its sections: {', '.join(self.sections) or 'none'})")
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"profile {self.name} has no {name!r} section ({', '.join(model.model_fields)})")
+        return value
 
     def with_limits(self, overrides: dict[str, float]) -> "DeviceProfile":
         """Return a copy with some limits replaced, validated as the profile's own limits.
@@ -205,17 +192,63 @@ class DeviceProfile(_Strict):
         try:
             limits = Limits.model_validate({**self.limits.model_dump(), **overrides})
         except ValidationError as exc:
-            raise ConfigError(_format_validation(exc, "--limit", prefix="limits")) from None
+            raise ConfigError("invalid profile\n  " + "\n  ".join(
+                validation_lines(exc, "--limit", prefix="limits"))) from None
         return self.model_copy(update={"limits": limits})
 
 
-def _format_validation(exc: ValidationError, origin: str, prefix: str = "") -> str:
-    """One line per error: where (file and profile), the field path and what is wrong."""
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "") or "(top level)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{origin}: {path}: {msg}")
+def target_names() -> list[str]:
+    """Every registered target name (imports the target modules, which are light)."""
+    from targets.base import TARGETS
+
+    return TARGETS.names()
+
+
+def profile_class(target) -> type[DeviceProfile]:
+    """The profile model for `target`: `DeviceProfile` plus the sections the target declares.
+
+    An unknown or invalid `target` gives `DeviceProfile` itself (its `target` check names the problem).
+    """
+    if not isinstance(target, str) or target not in target_names():
+        return DeviceProfile
+    return _profile_class(target)
+
+
+@functools.cache
+def _all_sections() -> frozenset[str]:
+    from targets.base import get_target
+
+    return frozenset(key for name in target_names() for key in get_target(name).sections)
+
+
+@functools.cache
+def _profile_class(target: str) -> type[DeviceProfile]:
+    from targets.base import get_target
+
+    sections = dict(get_target(target).sections)
+    if not sections:
+        return DeviceProfile
+    clash = sorted(set(sections) & set(DeviceProfile.model_fields))
+    if clash:
+        raise ValueError(f"target {target!r} declares sections named like profile keys: {', '.join(clash)}")
+    fields = {key: (model | None, Field(None, description=f"the `{key}:` section: "
+                                        + (model.__doc__ or model.__name__).strip().splitlines()[0]))
+              for key, model in sections.items()}
+    name = "".join(part.capitalize() for part in target.replace("-", "_").split("_")) + "Profile"
+    cls = create_model(name, __base__=DeviceProfile, __module__=__name__, **fields)
+    cls.sections = sections
+    return cls
+
+
+def _invalid(exc: ValidationError, origin: str, target) -> str:
+    """The ConfigError text for an invalid profile; an unknown top-level key names the target's sections."""
+    lines = validation_lines(exc, origin)
+    if isinstance(target, str) and target in target_names():
+        sections = profile_class(target).sections
+        for i, err in enumerate(exc.errors()):
+            if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+                lines[i] += (f" (not a profile key, nor a section of target {target!r}; its sections: "
+                             f"{', '.join(sections) or 'none'})")
     return "invalid profile\n  " + "\n  ".join(lines)
 
 
@@ -240,7 +273,7 @@ def profile_from_yaml(path: Path) -> DeviceProfile:
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, f"{path}: profile {name}")) from None
+        raise ConfigError(_invalid(exc, f"{path}: profile {name}", data.get("target"))) from None
 
 
 def list_profiles() -> list[DeviceProfile]:

@@ -2,9 +2,9 @@
 
 A recipe comes from a YAML file (`--recipe`), a bundle's manifest (re-running
 an export), CLI shorthands (`--prune 0.8 --cluster 16 --qat`), or the
-target's default. Stages run in the family order
-distill → prune/sparsify → cluster → qat/lowbit; a recipe out of order is
-refused rather than reordered.
+target's default. Stages run in the order of their `Family`
+(distill → prune/sparsify → cluster → qat/lowbit); a recipe out of order is
+refused rather than reordered, and so are two quantizing stages.
 
 Example YAML:
     quantize: int8
@@ -18,7 +18,6 @@ Example YAML:
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +26,7 @@ from exporter.errors import ConfigError, UsageError
 from exporter.profile import QuantMode
 from exporter.safe_read import load_yaml_file, read_bounded
 from exporter.stages.training import TrainingConfig
+from exporter.validation import validation_lines
 
 MAX_MANIFEST_BYTES = 16 * 1024**2     # a bundle's manifest.json (profile, recipe, figures): tens of KB
 
@@ -50,40 +50,45 @@ class Recipe(BaseModel):
     skip_layers: tuple[str, ...] = Field((), description="layer names every stage leaves alone")
     quantize: QuantMode | None = Field(None, description="conversion mode; default: the profile's preferred")
 
-    def build(self) -> list:
+    def build(self, origin: str = "recipe") -> list:
         """Instantiate and validate the stages, refusing duplicates and a wrong order.
 
-        Raises:
-            ConfigError: unknown stage, bad config, duplicate, or out of order.
-        """
-        from exporter.stages.base import get_stage
+        Args:
+            origin: where the recipe came from, for messages (default "recipe").
 
-        stages = [get_stage(spec.type)(spec.config) for spec in self.stages]
+        Returns:
+            The Stage instances, in order.
+
+        Raises:
+            ConfigError: unknown stage, bad config (`origin: stages.N.config.field: ...`), duplicate,
+                out of family order, or two stages of an exclusive family (two quantizers).
+        """
+        from exporter.stages.base import family_order, get_stage
+
+        stages = []
+        for i, spec in enumerate(self.stages):
+            cls = get_stage(spec.type)
+            try:
+                stages.append(cls(cls.Config.model_validate(spec.config)))
+            except ValidationError as exc:
+                lines = validation_lines(exc, origin, f"stages.{i}.config")
+                raise ConfigError("invalid recipe\n  " + "\n  ".join(lines)) from None
         names = [s.name for s in stages]
         for name in set(names):
             if names.count(name) > 1:
-                raise ConfigError(f"recipe: stage {name!r} appears {names.count(name)} times")
+                raise ConfigError(f"{origin}: stage {name!r} appears {names.count(name)} times")
         for before, after in zip(stages, stages[1:]):
-            if after.order < before.order:
-                raise ConfigError(f"recipe: {after.name!r} cannot follow {before.name!r}; the order is "
-                                  "distill → prune/sparsify → cluster → qat/lowbit")
-            if after.order == before.order == 3:
-                raise ConfigError(f"recipe: {before.name!r} and {after.name!r} both quantize; choose one")
+            if after.family < before.family:
+                raise ConfigError(f"{origin}: {after.name!r} cannot follow {before.name!r}; the order is "
+                                  f"{family_order()}")
+            if after.family is before.family and after.family.exclusive:
+                raise ConfigError(f"{origin}: {before.name!r} and {after.name!r} both {after.family.verb}; "
+                                  "choose one")
         return stages
 
     def to_dict(self) -> dict:
+        """The recipe as JSON-ready values (what a manifest stores)."""
         return self.model_dump(mode="json")
-
-
-def _non_finite(value, path: tuple[str, ...]) -> list[str]:
-    """Field paths under `value` that hold NaN or an infinity (which JSON cannot represent)."""
-    if isinstance(value, float):
-        return [] if math.isfinite(value) else [".".join(path)]
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _non_finite(v, (*path, str(k)))]
-    if isinstance(value, (list, tuple)):
-        return [p for i, v in enumerate(value) for p in _non_finite(v, (*path, str(i)))]
-    return []
 
 
 def _validate(data, origin: str) -> Recipe:
@@ -97,24 +102,16 @@ def _validate(data, origin: str) -> Recipe:
         The validated recipe.
 
     Raises:
-        ConfigError: not a mapping, unknown keys, wrong types, NaN or infinite numbers, bad stages.
+        ConfigError: not a mapping, unknown keys, wrong types, NaN or infinite numbers (every float
+            field of TrainingConfig and of the stage configs refuses them), bad stages.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a recipe must be a mapping with 'stages'")
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        details = "\n  ".join(f"{origin}: {'.'.join(str(p) for p in e['loc'])}: "
-                              f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                              for e in exc.errors())
-        raise ConfigError(f"invalid recipe\n  {details}") from None
-    stages = recipe.build()
-    bad = _non_finite(recipe.training.model_dump(), ("training",))
-    for i, stage in enumerate(stages):
-        bad += _non_finite(stage.config.model_dump(), ("stages", str(i), "config"))
-    if bad:
-        raise ConfigError("invalid recipe\n  " + "\n  ".join(f"{origin}: {p}: must be a finite number, "
-                                                               "not NaN or infinite" for p in bad))
+        raise ConfigError("invalid recipe\n  " + "\n  ".join(validation_lines(exc, origin))) from None
+    recipe.build(origin)
     return recipe
 
 
@@ -172,8 +169,12 @@ def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, clust
         skip_layers: layer names to leave alone.
         quantize: conversion mode.
 
+    Returns:
+        The validated recipe, or None.
+
     Raises:
         UsageError: conflicting flags.
+        ConfigError: a flag value a stage config refuses (e.g. --prune 1.5).
     """
     stages = []
     if distill is not None or student is not None:

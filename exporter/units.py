@@ -82,3 +82,6 @@ def _bytes(value):
 
 ByteSize = Annotated[float, BeforeValidator(_bytes), Field(ge=0, allow_inf_nan=False)]
 """A pydantic field type for a size in bytes: a number, or text with a unit ("256KiB", "4MB")."""
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A float that is neither NaN nor +-Inf (manifests must stay valid JSON); every float config field uses it."""

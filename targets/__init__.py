@@ -1,4 +1,8 @@
-"""Deployment targets. Each module registers one Target subclass in targets.base."""
+"""Deployment targets: one package per backend (`targets/<kind>/target.py` registers its Target in targets.base).
+
+Each backend's package holds its Target class, the models of its profile sections, its op tables, tool
+wrappers, estimates and code generation; `targets.cpu` is the shared base of the LiteRT CPU targets.
+"""
 from __future__ import annotations
 
 import os

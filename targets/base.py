@@ -1,27 +1,39 @@
 """The Target contract and registry.
 
-A target knows a kind of device: which quantization modes and I/O dtypes its
-profiles may ask for (a `QuantizationPolicy`), which ops it can run
-(`preflight`), how to measure or estimate a model on it (`measure`) and which
-files go into its bundle (`package`). Targets register by name; a duplicate
-name is refused.
+A target knows a kind of device: the profile sections it reads (`sections`, one
+pydantic model per top-level YAML key), the options an export may give it
+(`Options`), which quantization modes and I/O dtypes its profiles may ask for (a
+`QuantizationPolicy`), which ops it can run (`preflight`), how to measure or
+estimate a model on it (`measure`, returning a typed `Measured`) and which files
+go into its bundle (`package`, which receives that result). Targets register by
+name; a duplicate name is refused. Target modules import nothing heavy at module
+level: validating a profile imports them all.
 
 Example:
     >>> target = get_target("android")
     >>> target.policy(profile).resolve(None)
     'int8'
+    >>> measured = target.measure(artifacts)
+    >>> measured.figures["model_size"].source
+    'measured'
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from exporter.errors import ConfigError, PreflightError, UsageError
 from exporter.registry import Registry
+from exporter.validation import validation_lines
 
-BUILTIN_TARGET_MODULES = ("targets.android", "targets.microcontroller", "targets.ethos_u", "targets.edgetpu",
-                          "targets.linux")
+if TYPE_CHECKING:
+    from exporter.checks import Check, Measurement
+
+BUILTIN_TARGET_MODULES = ("targets.android.target", "targets.microcontroller.target", "targets.ethos_u.target",
+                          "targets.edgetpu.target", "targets.linux.target")
 
 
 TARGETS = Registry("target", key="name", modules=BUILTIN_TARGET_MODULES, error=UsageError)
@@ -87,9 +99,18 @@ class QuantizationPolicy:
         return self.int8_io if mode == "int8" else "float32"
 
 
+class TargetOptions(BaseModel):
+    """Options of one export for a target, beyond its profile; the base target takes none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 @dataclass
 class Artifacts:
-    """What a target gets to measure and package: the model and its context."""
+    """What a target gets to measure and package: the model and its context.
+
+    `options` is the target's validated `Options` (`Target.parse_options`); None means its defaults.
+    """
 
     tflite: bytes
     graph: object
@@ -99,7 +120,17 @@ class Artifacts:
     eval_ds: object = None
     labels: list[str] | None = None
     source: str | None = None
-    extra: dict = field(default_factory=dict)
+    options: TargetOptions | None = None
+
+
+@dataclass
+class Measured:
+    """What `Target.measure` found: the figures of the report, keyed by name (limit names feed the checks).
+
+    Targets that package what they measured (C sources, a compiler's output) subclass it with typed fields.
+    """
+
+    figures: dict[str, Measurement]
 
 
 class Target(ABC):
@@ -111,6 +142,37 @@ class Target(ABC):
     runtime: ClassVar[str]
     ram_source: ClassVar[str] = "estimated"
     latency_source: ClassVar[str] = "estimated"
+    sections: ClassVar[dict[str, type[BaseModel]]] = {}
+    """Profile sections this target reads: top-level YAML key -> its pydantic model (extra="forbid")."""
+    Options: ClassVar[type[TargetOptions]] = TargetOptions
+    """The options an export may give this target (`exporter.export(..., target_options={...})`)."""
+
+    def parse_options(self, options: dict | TargetOptions | None) -> TargetOptions:
+        """Validate export options for this target.
+
+        Args:
+            options: a mapping (e.g. `{"require_compiled": True}`), an `Options` instance, or None for defaults.
+
+        Returns:
+            The target's `Options`.
+
+        Raises:
+            UsageError: an option the target does not take, or a wrong value, naming it.
+        """
+        if type(options) is self.Options:
+            return options
+        if isinstance(options, TargetOptions):     # another target's options: checked as this target's
+            options = options.model_dump()
+        try:
+            return self.Options.model_validate(options or {})
+        except ValidationError as exc:
+            takes = ", ".join(self.Options.model_fields) or "none"
+            raise UsageError(f"invalid options for target {self.name} (it takes: {takes})\n  "
+                             + "\n  ".join(validation_lines(exc, f"target {self.name}"))) from None
+
+    def options(self, artifacts: Artifacts) -> TargetOptions:
+        """The export's options for this target: `artifacts.options`, or the defaults."""
+        return self.parse_options(artifacts.options)
 
     def policy(self, profile) -> QuantizationPolicy:
         """The quantization policy of `profile` on this target."""
@@ -142,10 +204,10 @@ class Target(ABC):
         return []
 
     @abstractmethod
-    def measure(self, artifacts: Artifacts) -> dict:
-        """Return measurements keyed by name (limit names feed the checks)."""
+    def measure(self, artifacts: Artifacts) -> Measured:
+        """Measure or estimate the model on the device; `Measured.figures` feed the checks and report."""
 
-    def extra_checks(self, artifacts: Artifacts) -> list:
+    def extra_checks(self, artifacts: Artifacts, measured: Measured) -> list[Check]:
         """Checks beyond the profile's limits, e.g. a runtime that cannot run the model at all."""
         return []
 
@@ -155,7 +217,7 @@ class Target(ABC):
 
         return Recipe()
 
-    def package(self, artifacts: Artifacts) -> dict[str, bytes]:
+    def package(self, artifacts: Artifacts, measured: Measured) -> dict[str, bytes]:
         """Return the target-specific files of the bundle (beyond model, labels, report)."""
         return {}
 

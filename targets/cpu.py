@@ -7,10 +7,7 @@ replaces the estimates with figures measured on the device.
 """
 from __future__ import annotations
 
-from exporter.analysis.cost_model import estimate_latency_ms, estimate_ram_bytes
-from exporter.checks import ESTIMATED, Measurement
-from exporter.measure import measure_host
-from targets.base import Artifacts, Target
+from targets.base import Artifacts, Measured, Target
 
 
 class CpuTarget(Target):
@@ -18,7 +15,11 @@ class CpuTarget(Target):
 
     runtime = "LiteRT (ai-edge-litert) / tflite-runtime"
 
-    def measure(self, artifacts: Artifacts) -> dict:
+    def measure(self, artifacts: Artifacts) -> Measured:
+        from exporter.analysis.cost_model import estimate_latency_ms, estimate_ram_bytes
+        from exporter.checks import ESTIMATED, Measurement
+        from exporter.measure import measure_host
+
         profile, graph = artifacts.profile, artifacts.graph
         figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
         figures["latency"] = Measurement(
@@ -29,4 +30,4 @@ class CpuTarget(Target):
             f"tensor liveness of the graph + {profile.name} runtime overhead",
             f"activations {graph.peak_activation_bytes:,} B + weights {graph.weight_bytes:,} B "
             f"+ runtime {int(profile.cost_model.runtime_ram_bytes):,} B")
-        return figures
+        return Measured(figures)

@@ -67,6 +67,7 @@ def test_float_modes_need_no_calibration(tiny_model, tiny_data):
         assert report.mode == mode and report.io_dtype == "float32"
 
 
+@pytest.mark.reliability(13)
 def test_int8_without_calibration_never_falls_back(tiny_model, tiny_data):
     with pytest.raises(DataError, match="calibration"):
         exporter.export(tiny_model, eval=tiny_data, progress=False)
@@ -79,6 +80,7 @@ def test_mode_not_allowed_by_profile_is_refused(tiny_model, tiny_data):
         exporter.export(tiny_model, profile="android-arm64-lowend", quantize="float16", progress=False)
 
 
+@pytest.mark.reliability(12, 15)
 def test_data_that_does_not_fit_the_model_is_refused_before_work(tiny_model):
     with pytest.raises(DataError, match="expects"):
         exporter.export(tiny_model, calib=np.zeros((40, 9, 9, 1), np.float32), progress=False)

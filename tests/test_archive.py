@@ -81,6 +81,7 @@ def _cut_tail(data, infos):
     del data[len(data) - 30:]
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("edit,message", [
     (_encrypted, "encrypted member"),
     (_method(99), "compression method 99"),
@@ -97,6 +98,7 @@ def test_damaged_archive_exits_3_with_one_line(archive, capsys, edit, message):
     assert len(out.err.strip().splitlines()) == 1 and "internal error" not in out.err
 
 
+@pytest.mark.reliability(40)
 def test_every_flipped_byte_is_refused_or_harmless(archive, tmp_path):
     """Flip each byte in turn: IntegrityError, or a pass only where every file still reads the same."""
     data = archive.read_bytes()
@@ -126,6 +128,7 @@ def test_archive_verify_reports_the_export_status(archive, capsys):
 FILES_OK = {"sha256": "0" * 64, "bytes": 1}
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("change,message", [
     (lambda m: m.update(files={"model.tflite": "abc"}), "bad file list"),
     (lambda m: m.update(files=[]), "has no file list"),
@@ -157,6 +160,7 @@ def test_manifest_of_the_wrong_shape_exits_3(tmp_path, capsys, change, message, 
     assert code == 3 and message in result.err and "internal error" not in result.err
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("raw", [b"[]", b"null", b"\xff\xfe", b"[" * 100_000])
 def test_manifest_that_is_not_an_object_exits_3(tmp_path, capsys, raw):
     out = write_bundle(tmp_path / "b", {"model.tflite": b"m"}, {})

@@ -40,6 +40,7 @@ def test_written_bundle_verifies(old_bundle):
     assert verify_bundle(old_bundle)["files"] == 2
 
 
+@pytest.mark.reliability(21)
 @pytest.mark.parametrize("tamper,expected", [
     (lambda b: (b / "model.tflite").write_bytes(b"old modeL"), "changed file: model.tflite"),
     (lambda b: (b / "report.md").unlink(), "missing file: report.md"),
@@ -53,6 +54,7 @@ def test_verify_names_the_bad_file(old_bundle, tamper, expected):
     assert expected in str(err.value) and err.value.exit_code == 3
 
 
+@pytest.mark.reliability(21)
 def test_flipped_byte_is_caught(old_bundle):
     path = old_bundle / "model.tflite"
     data = bytearray(path.read_bytes())
@@ -68,6 +70,7 @@ def test_replacing_keeps_no_temp_files(old_bundle):
     assert [p.name for p in old_bundle.parent.iterdir()] == ["b"]
 
 
+@pytest.mark.reliability(20, 33)
 def test_interrupt_mid_write_leaves_earlier_bundle_intact(old_bundle, monkeypatch):
     before = snapshot(old_bundle)
     real = bundle_mod._write_file
@@ -86,6 +89,7 @@ def test_interrupt_mid_write_leaves_earlier_bundle_intact(old_bundle, monkeypatc
     assert [p.name for p in old_bundle.parent.iterdir()] == ["b"], "temp dir removed"
 
 
+@pytest.mark.reliability(20)
 def test_sigkill_mid_write_leaves_earlier_bundle_intact(old_bundle):
     before = snapshot(old_bundle)
     script = f"""
@@ -105,6 +109,7 @@ bundle.write_bundle(bundle.Path({str(old_bundle)!r}), {{"model.tflite": b"new", 
     assert [p.name for p in old_bundle.parent.iterdir()] == ["b"]
 
 
+@pytest.mark.reliability(36)
 def test_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(UsageError, match="not an edgex bundle"):
@@ -137,6 +142,7 @@ def test_archive_verifies_in_memory(archive):
     assert verify_bundle(archive)["files"] == 2
 
 
+@pytest.mark.reliability(22)
 @pytest.mark.parametrize("make,message", [
     (lambda z, d: setattr(z, "filename", "../evil.sh") or d if z.filename == "report.md" else d, "escapes"),
     (lambda z, d: setattr(z, "filename", "/etc/passwd") or d if z.filename == "report.md" else d, "absolute"),
@@ -151,6 +157,7 @@ def test_hostile_or_damaged_archives_are_refused(archive, tmp_path, make, messag
     assert not (tmp_path / "evil.sh").exists()
 
 
+@pytest.mark.reliability(22)
 def test_symlink_member_is_refused(archive, tmp_path):
     bad = tmp_path / "link.zip"
     rewrite(archive, bad, lambda z, d: d)
@@ -162,6 +169,7 @@ def test_symlink_member_is_refused(archive, tmp_path):
         verify_bundle(bad)
 
 
+@pytest.mark.reliability(23)
 def test_zip_bomb_is_refused_by_declared_ratio(tmp_path):
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
@@ -212,6 +220,7 @@ def verify_in_child(path):
     return proc.returncode, proc.stderr
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("make,kind", [(_fifo, "fifo"), (_socket, "socket"), (_symlink, "symlink"),
                                        (_folder, "directory")])
 def test_verify_refuses_non_regular_device_runs_without_blocking(old_bundle, make, kind):
@@ -221,6 +230,7 @@ def test_verify_refuses_non_regular_device_runs_without_blocking(old_bundle, mak
     assert code == 3 and f"not a regular file in hil/: hil/x.json ({kind})" in err
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("name", ["manifest.json", "model.tflite", "extra"])
 def test_verify_never_opens_a_fifo_in_the_bundle(old_bundle, name):
     (old_bundle / name).unlink(missing_ok=True)
@@ -262,6 +272,7 @@ def test_any_valid_name_works_temp_names_are_shortened(tmp_path):
     assert temps(tmp_path) == []
 
 
+@pytest.mark.reliability(20, 40)
 def test_write_failure_in_the_zip_keeps_both_old_outputs(tmp_path, monkeypatch):
     out = write_bundle(tmp_path / "b", {"model.tflite": b"old"}, {}, make_zip=True)
     before, zipped = snapshot(out), (tmp_path / "b.zip").read_bytes()
@@ -318,6 +329,7 @@ def test_sibling_outputs_written_at_once_leave_each_other_alone(tmp_path, monkey
     assert temps(tmp_path) == []
 
 
+@pytest.mark.reliability(20)
 def test_without_renameat2_a_bundle_moved_aside_by_a_killed_run_is_put_back(tmp_path, monkeypatch):
     monkeypatch.setattr(bundle_mod, "_exchange", lambda a, b: False)
     out = write_bundle(tmp_path / "b", {"model.tflite": b"old"}, {})
@@ -332,6 +344,7 @@ def test_without_renameat2_a_bundle_moved_aside_by_a_killed_run_is_put_back(tmp_
     assert temps(tmp_path) == []
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("path,code", [("a" * 5000, 2), ("bad\0path", 2), ("missing", 3)])
 def test_verify_of_a_path_that_cannot_be_looked_up_is_not_an_internal_error(tmp_path, capsys, path, code):
     from exporter.cli import main

@@ -62,6 +62,7 @@ def test_tiny_model_size_limit_exits_1_naming_the_limit(tmp_path):
     assert (tmp_path / "b" / "model.tflite").is_file(), "the bundle is still written"
 
 
+@pytest.mark.reliability(21)
 def test_flipped_byte_fails_verify_with_3(tmp_path):
     out = tmp_path / "b"
     assert run(["export", "--demo", "--out", str(out), "--quantize", "float32"]).exit_code == 0
@@ -73,6 +74,7 @@ def test_flipped_byte_fails_verify_with_3(tmp_path):
     assert result.exit_code == 3 and "changed file: model.tflite" in result.stderr
 
 
+@pytest.mark.reliability(5, 10)
 @pytest.mark.parametrize("args,code,message", [
     (["export", "--demo", "--out", "X", "--target", "andriod"], 2, "Did you mean 'android'"),
     (["export", "--demo", "--out", "X", "--profile", "nope"], 2, "unknown profile 'nope'"),
@@ -109,6 +111,7 @@ def test_inspect_prints_ops_macs_and_peak_memory(demo_bundle):
     assert data["total_macs"] == sum(op["macs"] for op in data["ops"]) > 0
 
 
+@pytest.mark.reliability(1)
 def test_lambda_model_is_refused_and_its_code_never_runs(keras, tmp_path, monkeypatch):
     canary = tmp_path / "canary"
     canary_path = str(canary)     # the closure is serialized with the lambda: keep it a plain str
@@ -123,6 +126,7 @@ def test_lambda_model_is_refused_and_its_code_never_runs(keras, tmp_path, monkey
     assert not canary.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.reliability(6)
 def test_keras3_model_gets_a_specific_message(tmp_path):
     path = tmp_path / "k3.keras"
     code = ("import keras; m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]); "
@@ -141,6 +145,7 @@ def test_importing_the_package_selects_tf_keras():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.reliability(33)
 def test_ctrl_c_during_export_exits_130_and_writes_nothing(demo, tmp_path):
     import os
     import signal

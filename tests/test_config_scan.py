@@ -137,6 +137,7 @@ def keras3_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.reliability(34)
 def test_keras3_files_scanned_first(keras3_dir, tmp_path):
     with pytest.raises(ModelFileError, match="Keras 3"):   # clean: refused as Keras 3 (exit 2)
         load_model(keras3_dir / "ops.keras")
@@ -243,6 +244,7 @@ def _hostile_cases(target):
 _CASES = [c[0] for c in _hostile_cases(Path("/x/pwned.txt"))]
 
 
+@pytest.mark.reliability(2, 34)
 @pytest.mark.parametrize("case", _CASES)
 def test_hostile_keras_refused_by_cli_nothing_written(base, tmp_path, capsys, case):
     from exporter.cli import main
@@ -259,6 +261,7 @@ def test_hostile_keras_refused_by_cli_nothing_written(base, tmp_path, capsys, ca
     assert sl.in_safe_mode() is not False
 
 
+@pytest.mark.reliability(34)
 @pytest.mark.parametrize("function, kwargs", [("io.write_file", {"contents": "pwned"}),
                                               ("io.gfile.copy", None)])
 def test_hostile_files_are_real(base, tmp_path, function, kwargs):
@@ -275,6 +278,7 @@ def test_hostile_files_are_real(base, tmp_path, function, kwargs):
     assert target.exists()
 
 
+@pytest.mark.reliability(34)
 def test_hostile_h5_config_refused(base, tmp_path):
     import h5py
 
@@ -300,6 +304,7 @@ def test_custom_classes_stay_exit_2(base, tmp_path, module, cls):
         load_model(path)
 
 
+@pytest.mark.reliability(34)
 def test_student_is_scanned_and_never_trusted(base, keras, tmp_path):
     from exporter.stages.base import get_stage
 
@@ -363,6 +368,7 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
                                                         "layers", "x"]), inner, max_size=5), max_leaves=30)
 
 
+@pytest.mark.reliability(42)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_JSON)
 def test_scan_never_crashes(config):

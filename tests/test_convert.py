@@ -48,6 +48,7 @@ def test_int8_sizes_shrink(tiny_model, tiny_data):
     assert sizes["int8"] < sizes["float32"]
 
 
+@pytest.mark.reliability(13)
 def test_too_few_calibration_samples_is_an_error(tiny_model, tiny_data):
     with pytest.raises(DataError, match="at least 32"):
         convert(tiny_model, ConvertConfig(mode="int8"), calib=tiny_data[0][:5])
@@ -55,6 +56,7 @@ def test_too_few_calibration_samples_is_an_error(tiny_model, tiny_data):
         convert(tiny_model, ConvertConfig(mode="int8"), calib=None)
 
 
+@pytest.mark.reliability(16)
 def test_unsupported_op_fails_with_exit_4_listing_it(keras):
     tf = __import__("exporter.tf", fromlist=["tensorflow"]).tensorflow()
 

@@ -34,6 +34,7 @@ def test_one_hot_labels_become_indices(tmp_path):
     assert load_dataset(save(tmp_path, x=np.zeros((3, 2)), y=y), role="e").y.tolist() == [2, 0, 1]
 
 
+@pytest.mark.reliability(11)
 def test_object_arrays_are_refused(tmp_path):
     path = tmp_path / "obj.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -42,6 +43,7 @@ def test_object_arrays_are_refused(tmp_path):
     assert err.value.exit_code == 3
 
 
+@pytest.mark.reliability(14, 15)
 @pytest.mark.parametrize("x,y,message", [
     (np.zeros((0, 4), np.float32), None, "empty"),
     (np.array([[np.nan, 1.0]], np.float32), None, "NaN or Inf"),
@@ -61,6 +63,7 @@ def test_missing_x_and_extra_arrays(tmp_path):
         load_dataset(save(tmp_path, x=np.zeros(3), z=np.zeros(3)), role="calibration")
 
 
+@pytest.mark.reliability(12)
 def test_shape_mismatch_shows_expected_and_got(tmp_path):
     ds = load_dataset(save(tmp_path, x=np.zeros((4, 8, 8), np.float32)), role="calibration")
     with pytest.raises(DataError) as err:
@@ -68,12 +71,14 @@ def test_shape_mismatch_shows_expected_and_got(tmp_path):
     assert "(4, 8, 8)" in str(err.value) and "(N, 8, 8, 1)" in str(err.value)
 
 
+@pytest.mark.reliability(12)
 def test_integer_data_for_float_model_is_refused(tmp_path):
     ds = load_dataset(save(tmp_path, x=np.zeros((4, 8, 8, 1), np.uint8)), role="calibration")
     with pytest.raises(DataError, match="uint8"):
         check_input(ds, shape=(None, 8, 8, 1), dtype="float32")
 
 
+@pytest.mark.reliability(15)
 def test_labels_out_of_range(tmp_path):
     ds = load_dataset(save(tmp_path, x=np.zeros((3, 2), np.float32), y=np.array([0, 1, 5])), role="evaluation")
     with pytest.raises(DataError, match="5"):
@@ -108,6 +113,7 @@ def npz_of(tmp_path, name="d.npz", **members: bytes):
 X3 = np.zeros((3, 2), np.float32)
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("y,message", [
     (np.array(3), "y is a single value"),
     (np.array([["a", "b"]] * 3), "dtype <U1"),
@@ -132,6 +138,7 @@ def test_one_hot_and_column_labels_still_work(tmp_path):
     assert load_dataset(save(tmp_path, x=X3, y=np.array([[2.0], [0.0], [1.0]])), role="e").y.tolist() == [2, 0, 1]
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_huge_declared_arrays_are_refused_before_allocating(tmp_path, suffix):
     data = npy_bytes((2**40,), data=b"\0" * 64)               # 4 TiB of float32 declared
@@ -141,6 +148,7 @@ def test_huge_declared_arrays_are_refused_before_allocating(tmp_path, suffix):
         load_dataset(path, role="calibration")
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_lying_headers_are_refused_before_allocating(tmp_path, suffix):
     data = npy_bytes((2**27,), data=b"\0" * 16)              # declares 512 MiB, holds 16 bytes
@@ -165,6 +173,7 @@ def test_budget_covers_x_and_y_together(tmp_path, monkeypatch):
         load_dataset(path, role="training")
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("name,content", [
     ("garbage.npz", b"this is not a zip file at all" * 10),
     ("garbage.npy", b"this is not a numpy file" * 10),
@@ -183,6 +192,7 @@ def test_garbage_is_not_a_readable_numpy_file(tmp_path, name, content):
     assert err.value.exit_code == 2
 
 
+@pytest.mark.reliability(11)
 def test_object_dtype_in_a_header_is_unsafe(tmp_path):
     path = npz_of(tmp_path, "obj.npz", x=npy_bytes((2,), "|O", b"\x80\x04N."))
     with pytest.raises(UnsafeDataError, match="x: holds object arrays") as err:
@@ -192,6 +202,7 @@ def test_object_dtype_in_a_header_is_unsafe(tmp_path):
         load_dataset(save(tmp_path, x=X3, y=np.array([1, "a", None], dtype=object)), role="evaluation")
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.timeout(20)
 def test_fifo_directory_and_device_data_are_refused_without_hanging(tmp_path):
     os.mkfifo(tmp_path / "fifo.npz")
@@ -202,6 +213,7 @@ def test_fifo_directory_and_device_data_are_refused_without_hanging(tmp_path):
             load_dataset(tmp_path / name, role="calibration")
 
 
+@pytest.mark.reliability(40)
 def test_garbage_eval_file_exits_2_from_the_cli(tmp_path, demo, capsys):
     from exporter.cli import main
 
@@ -217,6 +229,7 @@ _VALID = io.BytesIO()
 np.savez_compressed(_VALID, x=np.arange(24, dtype=np.float32).reshape(4, 6), y=np.arange(4))
 
 
+@pytest.mark.reliability(42)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(suffix=st.sampled_from([".npy", ".npz"]), data=st.binary(max_size=600),
        flips=st.lists(st.tuples(st.integers(0, len(_VALID.getvalue()) - 1), st.integers(0, 255)), max_size=6))

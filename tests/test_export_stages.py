@@ -95,6 +95,7 @@ def test_fine_tuning_needs_training_data(tiny_model, tiny_data):
     assert result.exit_code == 2 and "not both" in result.stderr
 
 
+@pytest.mark.reliability(8)
 def test_profile_refuses_weight_bits_it_gains_nothing_from(tmp_path):
     from exporter.profile import PROFILE_DIR
 

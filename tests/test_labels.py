@@ -18,6 +18,7 @@ def test_names_trailing_blank_lines_and_bom(tmp_path):
     assert load_labels(write(tmp_path, "zébu\tgrey\n".encode())) == ["zébu\tgrey"]
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.timeout(20)
 def test_fifo_device_and_directory_are_refused_without_hanging(tmp_path):
     os.mkfifo(tmp_path / "fifo.txt")

@@ -84,6 +84,7 @@ def _assert_unsafe(excinfo, *needles):
 
 # Rule 1: .keras with a Lambda layer ----------------------------------------
 
+@pytest.mark.reliability(1)
 def test_keras_lambda_refused_without_running_it(files):
     canary = files["canary"]
     canary.unlink(missing_ok=True)
@@ -113,6 +114,7 @@ def test_trust_model_loads_lambda_model(files, keras):
 _FN = {"class_name": "function", "registered_name": None}
 
 
+@pytest.mark.reliability(2)
 @pytest.mark.parametrize("activation, needle", [
     ({**_FN, "module": "keras.src.saving.serialization_lib",
       "config": "enable_unsafe_deserialization"}, "enable_unsafe_deserialization"),
@@ -135,6 +137,7 @@ def test_keras_dangerous_config_refused(files, tmp_path, activation, needle):
     _assert_unsafe(excinfo, needle, "at $.config.layers[3].config.activation")
 
 
+@pytest.mark.reliability(2)
 def test_safe_mode_still_on_afterwards(files, tmp_path, keras, monkeypatch):
     from tf_keras.src.saving import serialization_lib as sl
 
@@ -164,6 +167,7 @@ def test_safe_mode_still_on_afterwards(files, tmp_path, keras, monkeypatch):
 
 # Rule 3: .h5 with a Lambda, refused by our own scan ------------------------
 
+@pytest.mark.reliability(3)
 def test_h5_lambda_refused_by_own_scan(files, keras, monkeypatch):
     def must_not_load(*args, **kwargs):
         raise AssertionError("tf_keras loader called on an unsafe .h5")
@@ -213,12 +217,14 @@ def savedmodels(tmp_path_factory, files):
     return d
 
 
+@pytest.mark.reliability(4)
 def test_savedmodel_refused_without_trust(savedmodels):
     with pytest.raises(UnsafeModelError) as excinfo:
         load_model(savedmodels / "keras_sm")
     _assert_unsafe(excinfo, "SavedModel", "arbitrary")
 
 
+@pytest.mark.reliability(4)
 def test_savedmodel_loads_with_trust(savedmodels, keras):
     loaded = load_model(savedmodels / "keras_sm", trust_model=True)
     assert loaded.kind == "savedmodel" and isinstance(loaded.model, keras.Model)
@@ -236,6 +242,7 @@ def test_directory_without_saved_model_pb(tmp_path):
 
 # Rule 5: bad files -----------------------------------------------------------
 
+@pytest.mark.reliability(5)
 @pytest.mark.parametrize("name, content, message", [
     ("empty.keras", b"", "model file is empty"),
     ("empty.h5", b"", "model file is empty"),
@@ -253,6 +260,7 @@ def test_bad_model_files(tmp_path, name, content, message):
     assert message in str(excinfo.value) and excinfo.value.exit_code == 2
 
 
+@pytest.mark.reliability(5)
 def test_truncated_keras(files, tmp_path):
     data = (files["dir"] / "plain.keras").read_bytes()
     path = tmp_path / "truncated.keras"
@@ -261,6 +269,7 @@ def test_truncated_keras(files, tmp_path):
         load_model(path)
 
 
+@pytest.mark.reliability(5)
 def test_h5_renamed_to_keras_is_not_loaded_as_h5(files, tmp_path):
     # tf_keras would load this via its legacy HDF5 path, ignoring safe_mode.
     path = tmp_path / "lambda.keras"
@@ -285,6 +294,7 @@ def test_weights_only_h5(files, tmp_path):
         load_model(path)
 
 
+@pytest.mark.reliability(5)
 def test_missing_path(tmp_path):
     with pytest.raises(ModelFileError, match="no such model file: .*nope.keras"):
         load_model(tmp_path / "nope.keras")
@@ -311,6 +321,7 @@ def keras3_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.reliability(6)
 @pytest.mark.parametrize("name", ["k3.keras", "k3.h5"])
 def test_keras3_file_refused(keras3_dir, name):
     with pytest.raises(ModelFileError) as excinfo:
@@ -319,6 +330,7 @@ def test_keras3_file_refused(keras3_dir, name):
     assert "Keras 3" in msg and "tf_keras" in msg and "TF_USE_LEGACY_KERAS=1" in msg
 
 
+@pytest.mark.reliability(6)
 def test_keras3_object_refused():
     import keras as keras3  # Keras 3 is importable as `keras` next to tf_keras
 
@@ -343,6 +355,7 @@ def test_tfoplambda_with_tf_ops_is_allowed(files):
     assert "TFOpLambda" in {type(l).__name__ for l in loaded.model.layers}
 
 
+@pytest.mark.reliability(34)
 def test_tfoplambda_writing_files_refused(files, tmp_path):
     def mutate(config):
         _layer(config, "TFOpLambda")["config"]["function"] = "io.write_file"
@@ -435,6 +448,7 @@ _HOSTILE_ARCHIVES = {
 }
 
 
+@pytest.mark.reliability(35)
 @pytest.mark.filterwarnings("ignore:Duplicate name")
 @pytest.mark.parametrize("case", sorted(_HOSTILE_ARCHIVES))
 def test_hostile_keras_archive_refused(files, tmp_path, private_tmp, case):
@@ -446,6 +460,7 @@ def test_hostile_keras_archive_refused(files, tmp_path, private_tmp, case):
     assert not list(private_tmp.iterdir()) and not (tmp_path / "evil.txt").exists()
 
 
+@pytest.mark.reliability(35)
 def test_zip_bomb_refused_by_cli(files, tmp_path, capsys):
     from exporter.cli import main
 
@@ -460,12 +475,14 @@ def test_encrypted_member_refused(files, tmp_path):
         load_model(_patch_central(path, "assets/secret", 8, 2, lambda flags: flags | 0x1))
 
 
+@pytest.mark.reliability(35)
 def test_declared_total_is_capped(files, tmp_path, monkeypatch):
     monkeypatch.setattr(keras_archive, "_MAX_TOTAL_BYTES", 1000)
     with pytest.raises(UnsafeModelError, match=r"declares [\d,]+ bytes \(limit 1,000\)"):
         load_model(files["dir"] / "plain.keras")
 
 
+@pytest.mark.reliability(35, 40)
 def test_lying_zip_headers(files, tmp_path, private_tmp):
     src = (files["dir"] / "plain.keras").read_bytes()
     (tmp_path / "more.keras").write_bytes(src)
@@ -496,6 +513,7 @@ def test_upper_case_suffix(files, tmp_path, name, kind):
 
 # Rule 10: odd paths never reach an internal error ---------------------------------------
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("name", ["a" * 5000 + ".keras", "b" * 300 + ".tflite"])
 def test_over_long_path(tmp_path, capsys, name):
     from exporter.cli import main
@@ -507,6 +525,7 @@ def test_over_long_path(tmp_path, capsys, name):
     assert "internal error" not in capsys.readouterr().err
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", ["fifo.keras", "fifo.h5", "fifo.tflite"])
 def test_fifo_is_not_a_model_file(tmp_path, name):
@@ -521,6 +540,7 @@ def test_directory_named_keras(tmp_path):
         load_model(tmp_path / "dir.keras")
 
 
+@pytest.mark.reliability(24)
 def test_garbage_tflite_by_cli(tmp_path, capsys):
     from exporter.cli import main
 
@@ -544,6 +564,7 @@ def test_tflite_valid(tmp_path, tflite_bytes):
     assert (loaded.kind, loaded.model, loaded.tflite_bytes) == ("tflite", None, tflite_bytes)
 
 
+@pytest.mark.reliability(24)
 @pytest.mark.parametrize("cut", ["half", "garbage", "empty"])
 def test_tflite_invalid(tmp_path, tflite_bytes, cut):
     data = {"half": tflite_bytes[: len(tflite_bytes) // 2], "garbage": b"hello" * 40,
@@ -581,6 +602,7 @@ def test_other_objects_are_usage_errors(obj):
 
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("config, message", [
     ({}, "does not hold a tf_keras model"),
     ({"class_name": "Sequential", "config": None, "module": "keras"}, "no defined inputs or outputs"),

@@ -110,6 +110,7 @@ def _tagged_but_foreign(d):
     (d / "index.html").write_text("<html>mine</html>")
 
 
+@pytest.mark.reliability(36, 40)
 @pytest.mark.parametrize("make,message", [
     (_web_app, "manifest.json is someone else's"),
     (_old_edgex, "older edgex"),
@@ -128,6 +129,7 @@ def test_out_that_is_not_a_replaceable_bundle_is_refused_untouched(tmp_path, exp
     assert tree(out) == before and temps(tmp_path) == []
 
 
+@pytest.mark.reliability(36)
 def test_user_files_are_named_then_kept_with_force(tmp_path, export):
     out = tmp_path / "b"
     assert export(out)[0] == 0
@@ -150,6 +152,7 @@ def test_user_files_are_named_then_kept_with_force(tmp_path, export):
     assert main(["verify", str(out)]) == 3, "verify still names the files the user added"
 
 
+@pytest.mark.reliability(37)
 def test_zip_is_named_after_the_full_out_name(tmp_path, export, capsys):
     unrelated = tmp_path / "android-1.zip"
     unrelated.write_bytes(b"someone's release")
@@ -168,6 +171,7 @@ def _zip_folder(tmp_path):
     (tmp_path / "b.zip" / "keep.txt").write_text("mine")
 
 
+@pytest.mark.reliability(37, 40)
 @pytest.mark.parametrize("out,make,message", [
     ("b.zip", None, "already ends in .zip"),
     ("b", _zip_folder, "which is a directory"),
@@ -183,6 +187,7 @@ def test_zip_target_problems_are_usage_errors_before_any_work(tmp_path, export, 
     assert tree(tmp_path) == before
 
 
+@pytest.mark.reliability(37)
 def test_zip_of_someone_else_is_refused(tmp_path, export, no_work):
     import zipfile
 
@@ -193,6 +198,7 @@ def test_zip_of_someone_else_is_refused(tmp_path, export, no_work):
     assert code == 2 and "not an edgex bundle archive" in err and tree(tmp_path) == before
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("make_out,message", [
     (lambda d: d / "notes.txt" / "b", "notes.txt is a file, not a folder"),
     (lambda d: d / "notes.txt" / "deeper" / "b", "notes.txt is a file, not a folder"),
@@ -209,11 +215,13 @@ def test_bad_out_paths_are_refused_before_any_work(tmp_path, export, no_work, ma
     assert tree(tmp_path) == before
 
 
+@pytest.mark.reliability(40)
 def test_zip_name_over_the_limit_is_refused(tmp_path, export, no_work):
     code, err = export(tmp_path / ("z" * 252), "--zip")
     assert code == 2 and "over this file system's limit" in err and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.reliability(40)
 def test_read_only_folder_is_refused_before_any_work(tmp_path, tmpfs, export, no_work):
     folder = tmpfs("ro", "ro,size=64k")
     if folder is None:
@@ -239,6 +247,7 @@ def _fill(folder):
         os.close(fd)
 
 
+@pytest.mark.reliability(20, 40)
 def test_full_disk_keeps_the_previous_bundle(tmp_path, tmpfs, export, monkeypatch):
     folder = tmpfs("small", "size=1m") or tmp_path / "small"
     out = folder / "b"
@@ -277,6 +286,7 @@ def test_check_output_plans_the_zip_and_the_runs_to_keep(tmp_path):
     assert plan.zip == tmp_path / "b.zip" and plan.carry == ["hil/r.json", "mine.txt"]
 
 
+@pytest.mark.reliability(36)
 def test_force_never_overwrites_a_user_file_with_a_new_bundle_file(tmp_path):
     out = write_bundle(tmp_path / "b", {"model.tflite": b"m"}, {})
     (out / "labels.txt").write_text("my labels")

@@ -10,7 +10,9 @@ from pydantic import BaseModel
 
 from exporter.cli import main
 from exporter.errors import ConfigError
-from exporter.profile import PROFILE_DIR, DeviceProfile, EdgeTpu, list_profiles, load_profile, parse_limit_overrides
+from exporter.profile import (PROFILE_DIR, DeviceProfile, list_profiles, load_profile, parse_limit_overrides,
+                              profile_class, target_names)
+from targets.edgetpu.settings import EdgeTpuSettings
 
 GOOD = (PROFILE_DIR / "android-arm64-midrange.yaml").read_text()
 
@@ -39,6 +41,7 @@ def test_midrange_is_android_default():
     assert p.limits.model_size == 50e6 and p.limits.latency == 33
 
 
+@pytest.mark.reliability(7)
 def test_unknown_key_names_file_and_path(tmp_path):
     path = write(tmp_path, GOOD.replace("  latency: 33ms", "  latncy: 33ms"))
     with pytest.raises(ConfigError) as err:
@@ -46,6 +49,7 @@ def test_unknown_key_names_file_and_path(tmp_path):
     assert "limits.latncy" in str(err.value) and str(path) in str(err.value) and "unknown key" in str(err.value)
 
 
+@pytest.mark.reliability(8)
 @pytest.mark.parametrize("old,new,field", [
     ("  ram: 256MiB", "  ram: -5", "limits.ram"),
     ("  ram: 256MiB", "  ram: lots", "limits.ram"),
@@ -60,6 +64,7 @@ def test_wrong_values_name_the_field(tmp_path, old, new, field):
     assert field in str(err.value)
 
 
+@pytest.mark.reliability(9)
 def test_python_yaml_tags_are_refused(tmp_path):
     path = write(tmp_path, "target: !!python/object/apply:os.system ['touch pwned']\n")
     with pytest.raises(ConfigError):
@@ -67,6 +72,7 @@ def test_python_yaml_tags_are_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.reliability(10)
 def test_unknown_profile_suggests_nearest():
     with pytest.raises(ConfigError) as err:
         load_profile("android-arm64-midrang")
@@ -94,6 +100,7 @@ def billion_laughs(levels: int = 9) -> str:
     return "\n".join(lines) + f"\n  interface: *lol{levels}\n"
 
 
+@pytest.mark.reliability(39)
 def test_alias_bomb_is_refused_quickly_naming_file_and_line(tmp_path, capsys):
     text = CORAL.replace('  interface: "USB 3.0"\n', billion_laughs())
     assert len(text.encode()) < 6000
@@ -108,6 +115,7 @@ def test_alias_bomb_is_refused_quickly_naming_file_and_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1          # one line
 
 
+@pytest.mark.reliability(39)
 @pytest.mark.parametrize("text,message", [
     ("target: &t android\ndevice: *t\n", "anchors and aliases"),
     ("limits:\n  latency: 33ms\n  latency: 12ms\n", "duplicate key 'latency' (first on line 2)"),
@@ -131,6 +139,7 @@ def test_undecodable_and_oversized_profiles_exit_2(tmp_path, capsys):
         load_profile(big)
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.timeout(20)
 def test_fifo_and_device_profiles_are_refused_without_hanging(tmp_path):
     fifo = tmp_path / "fifo.yaml"
@@ -143,8 +152,9 @@ def test_fifo_and_device_profiles_are_refused_without_hanging(tmp_path):
         load_profile(tmp_path)
 
 
+@pytest.mark.reliability(7, 39)
 def test_edgetpu_section_is_typed_and_checked_at_load(tmp_path, capsys):
-    assert isinstance(load_profile("coral-usb").edgetpu, EdgeTpu)
+    assert isinstance(load_profile("coral-usb").section("edgetpu"), EdgeTpuSettings)
     path = write(tmp_path, CORAL.replace("  invoke_overhead_us: 200", "  invoke_overhed_us: 200"))
     with pytest.raises(ConfigError) as err:
         load_profile(path)
@@ -161,8 +171,9 @@ def _models(model: type[BaseModel]):
                 yield from _models(arg)
 
 
+@pytest.mark.reliability(39)
 def test_every_section_is_a_strict_typed_model_with_finite_floats():
-    for model in set(_models(DeviceProfile)):
+    for model in {m for target in target_names() for m in _models(profile_class(target))}:
         assert model.model_config.get("extra") == "forbid", model.__name__
         hints = typing.get_type_hints(model, include_extras=True)
         for name, field in model.model_fields.items():
@@ -173,6 +184,7 @@ def test_every_section_is_a_strict_typed_model_with_finite_floats():
             assert float not in args, f"{model.__name__}.{name} is a bare float (use FiniteFloat)"
 
 
+@pytest.mark.reliability(8)
 @pytest.mark.parametrize("old,new,field", [
     ("  latency: 33ms", "  latency: .inf", "limits.latency"),
     ("  latency: 33ms", "  latency: .nan", "limits.latency"),
@@ -208,6 +220,7 @@ def test_with_limits_validates(tmp_path, capsys):
     assert "latency" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.reliability(42)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(alphabet=":-[]{}&*!|>'\"#%@`,? \n\t0123456789.eE+_abcxyz\xe9/", max_size=200)
        | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
@@ -228,4 +241,48 @@ def test_a_calibrated_profile_keeps_its_nulls(tmp_path):
     profile = load_profile("esp32-s3")
     path = tmp_path / "esp32-s3.calibrated.yaml"
     path.write_text(Calibration(profile, [], "scale", 10.0, 1.0).to_yaml())
-    assert load_profile(path).microcontroller.toolchain is None
+    assert load_profile(path).section("microcontroller").toolchain is None
+
+
+# --- issue 10: sections belong to targets ---------------------------------------------------------
+
+@pytest.mark.parametrize("profile", list_profiles(), ids=lambda p: p.name)
+def test_every_shipped_profile_round_trips(profile, tmp_path):
+    """What the manifest stores (`model_dump(mode="json")`, sections at top level) validates to an equal profile,
+    and so does the YAML that `profiles calibrate` writes from it."""
+    import yaml
+
+    data = profile.model_dump(mode="json")
+    assert set(data) == set(DeviceProfile.model_fields) | set(profile.sections)
+    assert DeviceProfile.model_validate(data) == profile
+    path = write(tmp_path, yaml.safe_dump(data, sort_keys=False), name=f"{profile.name}.yaml")
+    assert load_profile(path) == profile
+
+
+def test_a_section_the_target_does_not_take_is_refused_naming_its_sections(tmp_path):
+    path = write(tmp_path, GOOD + "edgetpu:\n  interface: USB 3.0\n")
+    with pytest.raises(ConfigError) as err:
+        load_profile(path)
+    assert f"{path}: profile p: edgetpu: unknown key" in str(err.value)
+    assert "target 'android'; its sections: none" in str(err.value)
+    mcu = (PROFILE_DIR / "arduino-nano-33-ble.yaml").read_text()
+    with pytest.raises(ConfigError, match="target 'microcontroller'; its sections: microcontroller"):
+        load_profile(write(tmp_path, mcu + "ethos_u: {}\n", name="m.yaml"))
+    with pytest.raises(ConfigError, match="which takes no 'edgetpu' section"):
+        load_profile("arduino-nano-33-ble").section("edgetpu")
+
+
+def test_unknown_target_is_refused_at_load(tmp_path):
+    with pytest.raises(ConfigError, match="target: unknown target 'androd'. Did you mean 'android'"):
+        load_profile(write(tmp_path, GOOD.replace("target: android", "target: androd")))
+
+
+def test_profiles_saved_before_sections_moved_to_targets_still_validate():
+    """Older manifests list every section, null where absent; a non-null foreign section is still refused."""
+    from exporter.profile import DeviceProfile, load_profile
+
+    data = load_profile("android-arm64-midrange").model_dump(mode="json")
+    old = {**data, "microcontroller": None, "ethos_u": None, "edgetpu": None}
+    assert DeviceProfile.model_validate(old) == load_profile("android-arm64-midrange")
+    with pytest.raises(Exception, match="edgetpu"):
+        DeviceProfile.model_validate({**data, "edgetpu": {}})

@@ -8,6 +8,8 @@ import sys
 import tempfile
 import time
 
+import pytest
+
 from exporter.session import Terminated, command_session
 
 
@@ -19,6 +21,7 @@ def _export(demo, out, tmp):
                             env=env, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.reliability(41)
 def test_sigterm_during_export_exits_143_and_leaves_nothing(demo, tmp_path):
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     tmp.mkdir()
@@ -54,6 +57,7 @@ def test_command_session_restores_tempdir_and_removes_its_folder():
     assert tempfile.gettempdir() == before and not tmp.exists()
 
 
+@pytest.mark.reliability(41)
 def test_sigterm_inside_a_session_raises_terminated():
     try:
         with command_session():

@@ -16,6 +16,7 @@ import math
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from exporter.errors import DeviceError
+from exporter.validation import validation_lines
 
 PROTOCOL_VERSION = 1
 MAX_OUTPUT_BYTES = 1 << 20   # an agent's answer is a few KB; more is refused
@@ -82,6 +83,5 @@ def parse_agent_output(data: bytes) -> AgentResult:
     try:
         return AgentResult.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise DeviceError(f"device agent output has an impossible value at {where}: {first['msg']}") from None
+        lines = validation_lines(exc, "agent output")
+        raise DeviceError("device agent output has an impossible value:\n  " + "\n  ".join(lines)) from None

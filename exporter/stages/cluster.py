@@ -13,68 +13,28 @@ Example:
 """
 from __future__ import annotations
 
-import difflib
 from typing import Literal
 
 from pydantic import Field
 
 from exporter import tf as tfmod
 from exporter.errors import ConfigError
-from exporter.stages import training
-from exporter.stages.base import (Stage, StageConfig, StageContext, StageResult, check_plain_model, register,
-                                  refuse_unsupported, unsupported_layers)
+from exporter.stages import tfmot_shim, training
+from exporter.stages.base import (Family, LayerSelection, Stage, StageContext, StageResult, check_plain_model,
+                                  family_ran, register)
 
-PRUNING_STAGES = ("prune", "sparsify")
 _INITS = {"kmeans_plus_plus": "KMEANS_PLUS_PLUS", "linear": "LINEAR",
           "density_based": "DENSITY_BASED", "random": "RANDOM"}
 
 
-class ClusterConfig(StageConfig):
+class ClusterConfig(LayerSelection):
     """Settings of the `cluster` stage."""
 
     clusters: int = Field(16, ge=2, le=256, description="shared values (centroids) per clustered weight tensor")
     init: Literal["kmeans_plus_plus", "linear", "density_based", "random"] = Field(
         "kmeans_plus_plus", description="how the centroids are initialised (TF-MOT CentroidInitialization)")
-    layers: tuple[str, ...] = Field(
-        (), description="names of the layers to cluster; with layer_types, a layer matching either is clustered; "
-                          "both empty = every layer with weights")
-    layer_types: tuple[str, ...] = Field(
-        (), description="layer class names to cluster, e.g. [\"Dense\", \"Conv2D\"]")
     preserve_sparsity: bool | None = Field(
         None, description="keep pruned zeros at zero; unset = on when a prune/sparsify stage ran before")
-
-
-def _selected(layer, config: ClusterConfig) -> bool:
-    if not config.layers and not config.layer_types:
-        return True
-    return layer.name in config.layers or type(layer).__name__ in config.layer_types
-
-
-def _check_names(model, config: ClusterConfig) -> None:
-    names = [layer.name for layer in model.layers]
-    unknown = [n for n in config.layers if n not in names]
-    if unknown:
-        hints = []
-        for n in unknown:
-            near = difflib.get_close_matches(n, names, n=1)
-            hints.append(f"{n!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
-        raise ConfigError(f"stage 'cluster': layers not in the model: {', '.join(hints)}. "
-                          f"Its layers: {', '.join(names)}")
-
-
-def _supports(layer) -> bool:
-    """True when TF-MOT can wrap the layer (a built-in it knows or a ClusterableLayer)."""
-    mot = tfmod.tfmot()
-    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
-
-    return isinstance(layer, mot.clustering.keras.ClusterableLayer) or ClusteringRegistry.supports(layer)
-
-
-def _clusters_nothing(layer) -> bool:
-    """True for layers the registry accepts but whose weights it leaves alone (DepthwiseConv2D, norms)."""
-    from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
-
-    return ClusteringRegistry._LAYERS_WEIGHTS_MAP.get(type(layer)) == []  # noqa: SLF001 (no public API)
 
 
 @register
@@ -89,8 +49,7 @@ class ClusterStage(Stage):
 
     name = "cluster"
     Config = ClusterConfig
-    family = "clustering"
-    order = 2
+    family = Family.CLUSTER
 
     def apply(self, model, ctx: StageContext) -> StageResult:
         """Cluster a clone of `model` and fine-tune it.
@@ -112,37 +71,16 @@ class ClusterStage(Stage):
         """
         check_plain_model(model, self.name)
         config: ClusterConfig = self.config
-        _check_names(model, config)
         mot = tfmod.tfmot()
         keras = tfmod.keras()
         preserve = config.preserve_sparsity
         if preserve is None:
-            preserve = any(p in PRUNING_STAGES for p in ctx.previous)
+            preserve = family_ran(Family.PRUNE, ctx.previous)
         if preserve and config.clusters <= 2:
             raise ConfigError("stage 'cluster': preserve_sparsity needs clusters >= 3 (zero takes one centroid); "
                               f"got clusters={config.clusters}")
-
-        skip = tuple(ctx.skip_layers)
-        candidates = [layer for layer in model.layers if layer.trainable_weights and _selected(layer, config)]
-        refuse_unsupported(self.name, unsupported_layers(
-            model, lambda layer: not _selected(layer, config) or _supports(layer), skip))
-        skipped, chosen = [], set()
-        for layer in candidates:
-            if layer.name in skip:
-                skipped.append({"layer": layer.name, "class": type(layer).__name__,
-                                "reason": "skipped by --skip-layer"})
-            elif _clusters_nothing(layer):
-                skipped.append({"layer": layer.name, "class": type(layer).__name__,
-                                "reason": f"TF-MOT clusters no weights of {type(layer).__name__}"})
-            elif isinstance(layer, keras.layers.Conv2D) and layer.kernel.shape.num_elements() <= config.clusters:
-                skipped.append({"layer": layer.name, "class": type(layer).__name__,
-                                "reason": f"only {layer.kernel.shape.num_elements()} kernel weights, "
-                                          f"not more than {config.clusters} clusters"})
-            else:
-                chosen.add(layer.name)
-        if not chosen:
-            raise ConfigError("stage 'cluster': no layer left to cluster (check `layers`, `layer_types` and "
-                              "skip_layers)")
+        targets, skipped = self.select(model, self._judge, ctx)
+        chosen = {layer.name for layer in targets}
 
         init = getattr(mot.clustering.keras.CentroidInitialization, _INITS[config.init])
         params = {"number_of_clusters": config.clusters, "cluster_centroids_init": init,
@@ -165,3 +103,18 @@ class ClusterStage(Stage):
             notes=[f"clustered {len(chosen)} layer(s) to {config.clusters} shared values per weight tensor"],
             metrics={"clusters": config.clusters, "init": config.init, "preserve_sparsity": bool(preserve),
                      "layers": len(chosen)})
+
+    def _judge(self, layer) -> bool | str:
+        """`select_layers`' verdict: True, cluster; a reason, leave it alone; False, TF-MOT cannot wrap it."""
+        cls = type(layer).__name__
+        if not layer.trainable_weights:
+            return "no trainable weights (frozen)"
+        if not (isinstance(layer, tfmod.tfmot().clustering.keras.ClusterableLayer)
+                or tfmot_shim.registry_supports(layer, "cluster")):
+            return False
+        if tfmot_shim.clusters_nothing(layer):
+            return f"TF-MOT clusters no weights of {cls}"
+        size = layer.kernel.shape.num_elements() if isinstance(layer, tfmod.keras().layers.Conv2D) else None
+        if size is not None and size <= self.config.clusters:
+            return f"only {size} kernel weights, not more than {self.config.clusters} clusters"
+        return True

@@ -34,6 +34,7 @@ class ConvertConfig(BaseModel):
 
 
 def _configure(converter, tf, config: ConvertConfig, calib: np.ndarray | None):
+    """Set the converter's optimizations, types and representative data for `config.mode`."""
     if config.mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -92,6 +93,7 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
 
 
 def _explain(exc: Exception, mode: str) -> str:
+    """A one-line reason for a failed conversion, listing the unsupported TF ops when there are any."""
     text = str(exc)
     ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text)) | set(re.findall(r"\b(tf\.[A-Z][A-Za-z0-9_]+)\b", text)))
     if ops:

@@ -38,7 +38,7 @@ from exporter.data import Dataset, check_labels
 from exporter.errors import ConfigError, ConversionError, ExporterError
 from exporter.progress import progress
 from exporter.stages import training
-from exporter.stages.base import Stage, StageConfig, StageContext, StageResult, check_plain_model, register
+from exporter.stages.base import Family, Stage, StageConfig, StageContext, StageResult, check_plain_model, register
 
 _SCALED = {"Conv1D": "filters", "Conv2D": "filters", "SeparableConv2D": "filters", "Dense": "units"}
 _EPS = 1e-7
@@ -61,6 +61,7 @@ class DistillConfig(StageConfig):
 
     @model_validator(mode="after")
     def _one_student(self):
+        """Exactly one of `width` and `student`."""
         if (self.width is None) == (self.student is None):
             raise PydanticCustomError("student_choice", "give exactly one of `width` (derive the student from "
                                       "the teacher) or `student` (a .keras file)")
@@ -68,7 +69,14 @@ class DistillConfig(StageConfig):
 
 
 def final_activation(model) -> str:
-    """Name of the activation that produces the model's output ("softmax", "linear", ...)."""
+    """Name of the activation that produces the model's output.
+
+    Args:
+        model: a single-output Sequential or functional tf_keras model.
+
+    Returns:
+        "softmax" (a Softmax layer or activation), "linear", or another activation's name.
+    """
     keras = tfmod.keras()
     layer = model.layers[-1] if isinstance(model, keras.Sequential) else model.get_layer(model.output_names[0])
     if isinstance(layer, keras.layers.Softmax):
@@ -78,7 +86,14 @@ def final_activation(model) -> str:
 
 
 def outputs_probabilities(model) -> bool:
-    """True when the model ends in softmax (its outputs are probabilities, not logits)."""
+    """Whether the model ends in softmax.
+
+    Args:
+        model: a single-output tf_keras model.
+
+    Returns:
+        True when its outputs are probabilities, False when they are logits (or anything else).
+    """
     return final_activation(model) == "softmax"
 
 
@@ -193,8 +208,7 @@ class DistillStage(Stage):
 
     name = "distill"
     Config = DistillConfig
-    family = "distillation"
-    order = 0
+    family = Family.DISTILL
     needs_training = True
     int8_only = False
 
@@ -259,6 +273,7 @@ class DistillStage(Stage):
         return StageResult(model=student, notes=notes, metrics=metrics)
 
     def _load_student(self, teacher):
+        """Load `student` safely (never trusted) and check it against the teacher's inputs and classes."""
         from exporter.model_io import load_model
 
         try:   # never trusted: --trust-model covers the exported model only
@@ -303,6 +318,7 @@ class DistillStage(Stage):
 
 
 def _check_classifier(model, role: str) -> None:
+    """Refuse (ConversionError) a teacher or student that is not a one-input softmax/logits classifier."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConversionError(f"stage 'distill': the {role} has {len(model.inputs)} inputs and "
                               f"{len(model.outputs)} outputs; distillation needs a single-input, "

@@ -33,28 +33,29 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from exporter import tf as tfmod
-from exporter.errors import ConfigError
 from exporter.progress import progress
 from exporter.stages import training
-from exporter.stages.base import Stage, StageConfig, StageContext, StageResult, check_plain_model, register
+from exporter.stages.base import (Family, LayerSelection, Stage, StageContext, StageResult, check_plain_model,
+                                  nothing_left, register, skip_entry)
 
-LayerType = Literal["Conv2D", "DepthwiseConv2D", "Dense"]
+KERNEL_CLASSES = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
-class LowBitConfig(StageConfig):
-    """Which kernels to quantize, and to how many bits."""
+class LowBitConfig(LayerSelection):
+    """Which kernels to quantize (Conv2D, DepthwiseConv2D and Dense ones), and to how many bits."""
 
     bits: Literal[4, 2, 1] = Field(..., description="bits per weight: 4 (15 levels), 2 (ternary) or 1 (binary)")
-    layers: tuple[str, ...] | None = Field(
-        None, description="names of the layers to quantize; default: every layer of `layer_types`")
-    layer_types: tuple[LayerType, ...] = Field(
-        ("Conv2D", "DepthwiseConv2D", "Dense"), min_length=1,
-        description="layer classes quantized when `layers` is not given")
     skip_first_and_last: bool = Field(
         False, description="keep the first and last selected layers at full precision (as BinaryNet does)")
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _unset_layers(cls, value):
+        """`layers: null`, as manifests written before LayerSelection hold it, meant "not given": ()."""
+        return () if value is None else value
 
 
 def quantize_kernel(kernel, bits: int, depthwise: bool = False):
@@ -86,7 +87,15 @@ def quantize_kernel(kernel, bits: int, depthwise: bool = False):
 
 
 def unique_values_per_channel(kernel: np.ndarray, depthwise: bool = False) -> int:
-    """The largest number of distinct values in one output channel of a Keras kernel."""
+    """The largest number of distinct values in one output channel of a Keras kernel.
+
+    Args:
+        kernel: a Conv2D, Dense or (with `depthwise`) DepthwiseConv2D kernel.
+        depthwise: True for a depthwise kernel (channels are `in * mult`).
+
+    Returns:
+        The count for the channel with the most values.
+    """
     channels = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
     flat = kernel.reshape(-1, channels)
     return max(len(np.unique(flat[:, c])) for c in range(channels))
@@ -96,15 +105,15 @@ def unique_values_per_channel(kernel: np.ndarray, depthwise: bool = False) -> in
 class LowBitStage(Stage):
     """Fine-tune with 4-, 2- or 1-bit kernels (straight-through estimator), for int8 export.
 
-    Config fields: see `LowBitConfig`. Layers in `ctx.skip_layers` keep float
-    kernels and are listed in `StageResult.skipped`; the layers outside the
-    selection are fine-tuned in float alongside.
+    Config fields: see `LowBitConfig`. Skipped layers and selected layers of other
+    classes than Conv2D, DepthwiseConv2D and Dense keep float weights and are listed
+    in `StageResult.skipped`; the layers outside the selection are fine-tuned in
+    float alongside.
     """
 
     name = "lowbit"
     Config = LowBitConfig
-    family = "quantization"
-    order = 3
+    family = Family.QUANTIZE
     needs_training = True
     int8_only = True
 
@@ -129,7 +138,7 @@ class LowBitStage(Stage):
         check_plain_model(model, self.name)
         self.check_profile(ctx.profile, ctx.mode, ctx.previous)
         work = training.clone(model)
-        selected, skipped = self._select(work, ctx.skip_layers)
+        selected, skipped = self._select(work, ctx)
         kernels = [(layer.depthwise_kernel, True) if _is_depthwise(layer) else (layer.kernel, False)
                    for layer in selected]
         self._train(work, kernels, ctx)
@@ -143,40 +152,32 @@ class LowBitStage(Stage):
                    "layers_quantized": len(selected)}
         return StageResult(model=work, skipped=skipped, notes=notes, metrics=metrics)
 
-    def _select(self, model, skip: tuple[str, ...]):
+    def _select(self, model, ctx: StageContext) -> tuple[list, list[dict]]:
+        """`select_layers` with the kernel classes this stage quantizes, then `skip_first_and_last`.
+
+        Args:
+            model: the working clone.
+            ctx: the StageContext (its `skip_layers`).
+
+        Returns:
+            (layers to quantize, skipped entries).
+
+        Raises:
+            ConfigError: unknown names or classes, or no layer left to quantize (other classes
+                than KERNEL_CLASSES are left alone and listed, never refused).
+        """
         keras = tfmod.keras()
-        classes = {"Conv2D": keras.layers.Conv2D, "DepthwiseConv2D": keras.layers.DepthwiseConv2D,
-                   "Dense": keras.layers.Dense}
-        supported = tuple(classes.values())
-        if self.config.layers is not None:
-            by_name = {layer.name: layer for layer in model.layers}
-            missing = [n for n in self.config.layers if n not in by_name]
-            if missing:
-                raise ConfigError(f"stage {self.name!r}: no layer named {', '.join(map(repr, missing))}; "
-                                  f"the model has {', '.join(by_name)}")
-            wrong = [f"{n} ({type(by_name[n]).__name__})" for n in self.config.layers
-                     if type(by_name[n]) not in supported]
-            if wrong:
-                raise ConfigError(f"stage {self.name!r}: cannot quantize {', '.join(wrong)}; "
-                                  f"supported layers are {', '.join(classes)}")
-            candidates = [layer for layer in model.layers if layer.name in self.config.layers]
-        else:
-            wanted = tuple(classes[t] for t in self.config.layer_types)
-            candidates = [layer for layer in model.layers if type(layer) in wanted]
-        skipped = [{"layer": layer.name, "class": type(layer).__name__, "reason": "in skip_layers"}
-                   for layer in candidates if layer.name in skip]
-        candidates = [layer for layer in candidates if layer.name not in skip]
-        if self.config.skip_first_and_last and candidates:
-            ends = {candidates[0].name, candidates[-1].name}
-            skipped += [{"layer": layer.name, "class": type(layer).__name__,
-                         "reason": "first/last layer kept at full precision (skip_first_and_last)"}
-                        for layer in candidates if layer.name in ends]
-            candidates = [layer for layer in candidates if layer.name not in ends]
-        if not candidates:
-            raise ConfigError(f"stage {self.name!r}: no layer left to quantize (selection: "
-                              f"{list(self.config.layers or self.config.layer_types)}, skipped: "
-                              f"{[s['layer'] for s in skipped] or 'none'})")
-        return candidates, skipped
+        classes = tuple(getattr(keras.layers, name) for name in KERNEL_CLASSES)
+        other = f"{self.name} quantizes the kernels of {', '.join(KERNEL_CLASSES)} layers only"
+        chosen, skipped = self.select(model, lambda layer: type(layer) in classes or other, ctx)
+        if self.config.skip_first_and_last:
+            ends = {chosen[0].name, chosen[-1].name}
+            skipped += [skip_entry(layer, "first/last layer kept at full precision (skip_first_and_last)")
+                        for layer in chosen if layer.name in ends]
+            chosen = [layer for layer in chosen if layer.name not in ends]
+            if not chosen:
+                raise nothing_left(self.name, skipped)
+        return chosen, skipped
 
     def _train(self, model, kernels, ctx: StageContext) -> None:
         """STE fine-tuning: forward with Q(shadow), gradients applied to the shadows."""
@@ -237,4 +238,5 @@ class LowBitStage(Stage):
 
 
 def _is_depthwise(layer) -> bool:
+    """True for a DepthwiseConv2D (exact class), whose kernel is `depthwise_kernel`."""
     return type(layer) is tfmod.keras().layers.DepthwiseConv2D

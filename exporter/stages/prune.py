@@ -14,7 +14,6 @@ Example:
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from typing import Literal
@@ -24,25 +23,15 @@ from pydantic import Field, field_validator
 
 from exporter import tf as tfmod
 from exporter.errors import ConfigError
-from exporter.stages import training
-from exporter.stages.base import (Stage, StageConfig, StageContext, StageResult, check_plain_model,
-                                  refuse_unsupported, register, unsupported_layers)
+from exporter.stages import tfmot_shim, training
+from exporter.stages.base import Family, LayerSelection, Stage, StageContext, StageResult, check_plain_model, register
 
 STRUCTURES = {"2:4": (2, 4)}          # what TF-MOT documents and sparse kernels accelerate
 STRUCTURED_CLASSES = ("Conv2D", "Dense")  # kernels TF-MOT's m-by-n rearrangement maps onto TFLite's layout
 NEAR_ZERO = 1e-3                      # |w| below this counts as "already zero" after L1 training
 
 
-def _layers_field():
-    return Field((), description="names of the layers to transform; with layer_types also empty: every layer "
-                                 "with weights")
-
-
-def _types_field():
-    return Field((), description='layer class names to transform, e.g. ["Conv2D", "Dense"]')
-
-
-class PruneConfig(StageConfig):
+class PruneConfig(LayerSelection):
     """Magnitude pruning: target sparsity, schedule, structure and which layers."""
 
     structure: str | None = Field(None, description='structured sparsity "M:N" (M zeros in every N consecutive '
@@ -57,12 +46,11 @@ class PruneConfig(StageConfig):
     end_step: int | None = Field(None, ge=1, description="step at which the target is reached; default: the "
                                                          "last pruning update within all fine-tuning steps")
     frequency: int = Field(10, ge=1, description="update the pruning masks every this many steps")
-    layers: tuple[str, ...] = _layers_field()
-    layer_types: tuple[str, ...] = _types_field()
 
     @field_validator("structure")
     @classmethod
     def _known_structure(cls, value):
+        """Only the structures in STRUCTURES."""
         if value is not None and value not in STRUCTURES:
             shape = "" if re.fullmatch(r"\d+:\d+", value) else ' (write it as "M:N")'
             raise ValueError(f"unsupported structure {value!r}{shape}; supported: {', '.join(STRUCTURES)}")
@@ -71,6 +59,7 @@ class PruneConfig(StageConfig):
     @field_validator("sparsity")
     @classmethod
     def _sparsity_fits_structure(cls, value, info):
+        """sparsity is required without a structure, and fixed (M/N) by one."""
         structure = info.data.get("structure")
         if structure is None and value is None and "structure" in info.data:
             raise ValueError("required: the target share of zero weights, e.g. 0.8 (or set structure: 2:4)")
@@ -83,6 +72,7 @@ class PruneConfig(StageConfig):
     @field_validator("initial_sparsity")
     @classmethod
     def _initial_below_target(cls, value, info):
+        """initial_sparsity below sparsity."""
         target = info.data.get("sparsity")
         if value and target is not None and value >= target:
             raise ValueError(f"must be below sparsity ({target})")
@@ -91,12 +81,13 @@ class PruneConfig(StageConfig):
     @field_validator("end_step")
     @classmethod
     def _end_after_begin(cls, value, info):
+        """end_step after begin_step."""
         if value is not None and "begin_step" in info.data and value <= info.data["begin_step"]:
             raise ValueError(f"must be greater than begin_step ({info.data['begin_step']})")
         return value
 
 
-class SparsifyConfig(StageConfig):
+class SparsifyConfig(LayerSelection):
     """L1 sparsification: penalty strength, target sparsity, threshold scope and which layers."""
 
     l1: float = Field(1e-4, gt=0, description="L1 penalty on the selected kernels during fine-tuning")
@@ -104,71 +95,16 @@ class SparsifyConfig(StageConfig):
     scope: Literal["layer", "global"] = Field(
         "layer", description="layer: each kernel gets the target share of zeros; global: all selected kernels "
                              "share one magnitude threshold")
-    layers: tuple[str, ...] = _layers_field()
-    layer_types: tuple[str, ...] = _types_field()
 
 
-def _select(model, config, stage: str) -> list:
-    """The layers with weights that `layers` / `layer_types` pick (all of them when both are empty)."""
-    present = {layer.name: layer for layer in model.layers}
-    for name in config.layers:
-        if name not in present:
-            near = difflib.get_close_matches(name, list(present), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"stage {stage!r}: layers: no layer named {name!r}{hint}; layers with weights: "
-                              f"{', '.join(n for n, l in present.items() if l.weights)}")
-        if not present[name].weights:
-            raise ConfigError(f"stage {stage!r}: layers: {name!r} ({type(present[name]).__name__}) has no weights")
-    classes = {type(layer).__name__ for layer in model.layers}
-    missing = [t for t in config.layer_types if t not in classes]
-    if missing:
-        raise ConfigError(f"stage {stage!r}: layer_types: no layer of type {', '.join(missing)}; "
-                          f"the model has {', '.join(sorted(classes))}")
-    chosen = [layer for layer in model.layers if layer.weights and (
-        not (config.layers or config.layer_types)
-        or layer.name in config.layers or type(layer).__name__ in config.layer_types)]
-    if not chosen:
-        raise ConfigError(f"stage {stage!r}: the selection picks no layer with weights")
-    return chosen
-
-
-def _skip(layer, reason: str) -> dict:
-    return {"layer": layer.name, "class": type(layer).__name__, "reason": reason}
-
-
-def _triage(model, chosen, ctx: StageContext, stage: str, supports):
-    """Split `chosen` into layers to transform and user-skipped ones; refuse unsupported layers."""
-    names = {layer.name for layer in chosen}
-    refuse_unsupported(stage, unsupported_layers(
-        model, lambda layer: layer.name not in names or supports(layer), tuple(ctx.skip_layers)))
-    skipped = [_skip(layer, "skipped by --skip-layer") for layer in chosen if layer.name in ctx.skip_layers]
-    return [layer for layer in chosen if layer.name not in ctx.skip_layers], skipped
-
-
-def _nothing_left(stage: str, skipped: list[dict]) -> ConfigError:
-    listed = "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped)
-    return ConfigError(f"stage {stage!r}: no selected layer can be transformed ({listed})")
-
-
-def _tfmot_supports(layer) -> bool:
-    """Whether `prune_low_magnitude` accepts the layer (built-in registry or a PrunableLayer)."""
-    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
-
+def _prunable(layer) -> bool:
+    """Whether `prune_low_magnitude` accepts the layer (a PrunableLayer, or a class TF-MOT's registry knows)."""
     return (isinstance(layer, tfmod.tfmot().sparsity.keras.PrunableLayer)
-            or hasattr(layer, "get_prunable_weights") or PruneRegistry.supports(layer))
-
-
-def _prunes_nothing(layer) -> bool:
-    """True for registry layers TF-MOT wraps without pruning anything (DepthwiseConv2D, BatchNormalization)."""
-    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
-
-    custom = hasattr(layer, "get_prunable_weights")
-    if custom or not PruneRegistry.supports(layer) or PruneRegistry._is_rnn_layer(layer):
-        return False
-    return not PruneRegistry._weight_names(layer)
+            or hasattr(layer, "get_prunable_weights") or tfmot_shim.registry_supports(layer, "prune"))
 
 
 def _zeros(array) -> float:
+    """The share of exact zeros in `array`."""
     return float(np.mean(np.asarray(array) == 0))
 
 
@@ -178,8 +114,7 @@ class PruneStage(Stage):
 
     name = "prune"
     Config = PruneConfig
-    family = "pruning"
-    order = 1
+    family = Family.PRUNE
 
     def apply(self, model, ctx: StageContext) -> StageResult:
         """Prune a clone of `model` layer by layer and fine-tune it.
@@ -200,15 +135,8 @@ class PruneStage(Stage):
         check_plain_model(model, self.name)
         cfg = self.config
         keras, sparsity_api = tfmod.keras(), tfmod.tfmot().sparsity.keras
-        targets, skipped = _triage(model, _select(model, cfg, self.name), ctx, self.name, _tfmot_supports)
-        skipped += [_skip(layer, f"TF-MOT prunes no weights of {type(layer).__name__}")
-                    for layer in targets if _prunes_nothing(layer)]
-        problems = [(layer, self._structure_problem(layer) if cfg.structure else None)
-                    for layer in targets if not _prunes_nothing(layer)]
-        skipped += [_skip(layer, why) for layer, why in problems if why]
-        names = [layer.name for layer, why in problems if not why]
-        if not names:
-            raise _nothing_left(self.name, skipped)
+        targets, skipped = self.select(model, self._judge, ctx)
+        names = [layer.name for layer in targets]
 
         params = self._pruning_params(sparsity_api, ctx)
         wrapped = keras.models.clone_model(training.clone(model), clone_function=lambda layer: (
@@ -227,6 +155,15 @@ class PruneStage(Stage):
                            metrics={"target_sparsity": m / n, "structure": cfg.structure, "schedule": cfg.schedule,
                                     "end_step": params["pruning_schedule"].end_step, "pruned_layers": names,
                                     "sparsity": sparsity})
+
+    def _judge(self, layer) -> bool | str:
+        """`select_layers`' verdict: True, prune; a reason, leave it dense; False, TF-MOT cannot wrap it."""
+        if not _prunable(layer):
+            return False
+        if tfmot_shim.prunes_nothing(layer):
+            return f"TF-MOT prunes no weights of {type(layer).__name__}"
+        problem = self._structure_problem(layer) if self.config.structure else None
+        return problem or True
 
     @staticmethod
     def _structure_problem(layer) -> str | None:
@@ -284,8 +221,7 @@ class SparsifyStage(Stage):
 
     name = "sparsify"
     Config = SparsifyConfig
-    family = "pruning"
-    order = 1
+    family = Family.PRUNE
 
     def apply(self, model, ctx: StageContext) -> StageResult:
         """Fine-tune a clone of `model` with an L1 penalty, then zero its smallest kernel weights.
@@ -306,10 +242,7 @@ class SparsifyStage(Stage):
         check_plain_model(model, self.name)
         cfg = self.config
         keras = tfmod.keras()
-        targets, skipped = _triage(model, _select(model, cfg, self.name), ctx, self.name,
-                                   lambda layer: _kernel_slot(layer) is not None)
-        if not targets:
-            raise _nothing_left(self.name, skipped)
+        targets, skipped = self.select(model, lambda layer: _kernel_slot(layer) is not None, ctx)
         slots = {layer.name: _kernel_slot(layer) for layer in targets}
 
         def regularized(layer):

@@ -18,7 +18,6 @@ Example:
 """
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field
@@ -26,15 +25,13 @@ from pydantic import Field
 from exporter import tf as tfmod
 from exporter.errors import UsageError
 from exporter.stages import training
-from exporter.stages.base import (Stage, StageConfig, StageContext, StageResult, check_plain_model, register,
-                                  refuse_unsupported)
-
-PRUNING_STAGES = ("prune", "sparsify")
-CLUSTERING_STAGES = ("cluster",)
+from exporter.stages import tfmot_shim
+from exporter.stages.base import (Family, LayerSelection, Stage, StageContext, StageResult, check_plain_model,
+                                  family_ran, refuse_unsupported, register)
 
 
-class QatConfig(StageConfig):
-    """Settings of the `qat` stage."""
+class QatConfig(LayerSelection):
+    """Settings of the `qat` stage: the scheme, and which layers are annotated for quantization."""
 
     scheme: Literal["auto", "default", "pqat", "cqat", "pcqat"] = Field(
         "auto", description="quantization scheme: auto picks pqat after pruning, cqat after clustering, "
@@ -54,8 +51,7 @@ def resolve_scheme(scheme: str, previous: list[str]) -> str:
     Raises:
         UsageError: "cqat"/"pcqat" without a clustering stage before, "pqat"/"pcqat" without pruning.
     """
-    pruned = any(p in PRUNING_STAGES for p in previous)
-    clustered = any(p in CLUSTERING_STAGES for p in previous)
+    pruned, clustered = family_ran(Family.PRUNE, previous), family_ran(Family.CLUSTER, previous)
     if scheme == "auto":
         return {(True, True): "pcqat", (True, False): "pqat", (False, True): "cqat"}.get((pruned, clustered),
                                                                                            "default")
@@ -69,6 +65,7 @@ def resolve_scheme(scheme: str, previous: list[str]) -> str:
 
 
 def _scheme_object(scheme: str):
+    """The TF-MOT QuantizeScheme instance of a resolved scheme name."""
     mot = tfmod.tfmot()
     combine = mot.experimental.combine
     if scheme == "pqat":
@@ -80,16 +77,19 @@ def _scheme_object(scheme: str):
     return mot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
 
 
-def _folded(layer, skip: tuple[str, ...]) -> bool:
-    """True for a BatchNormalization TF-MOT folds into the linear Conv2D/DepthwiseConv2D/Dense before it."""
+def _folded(layer, skip) -> bool:
+    """True for a BatchNormalization TF-MOT folds into the linear Conv2D/DepthwiseConv2D/Dense before it.
+
+    Args:
+        layer: a layer of a freshly cloned model (one inbound node per layer).
+        skip: names of the layers left unannotated (a BN cannot fold into one of them).
+
+    Returns:
+        True when `layer` is such a BatchNormalization.
+    """
     if type(layer).__name__ not in ("BatchNormalization", "SyncBatchNormalization"):
         return False
-    nodes = getattr(layer, "_inbound_nodes", [])
-    inbound = nodes[0].inbound_layers if len(nodes) == 1 else []
-    if isinstance(inbound, list):
-        if len(inbound) != 1:
-            return False
-        inbound = inbound[0]
+    inbound = tfmot_shim.single_inbound_layer(layer)
     return (type(inbound).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense") and inbound.name not in skip
             and inbound.get_config().get("activation") == "linear")
 
@@ -102,19 +102,25 @@ class QatStage(Stage):
     wrappers (QuantizeLayer, QuantizeWrapperV2): they hold the fake-quant
     ranges the TFLite converter turns into int8 scales, so stripping them
     would throw QAT away. The model converts with `convert(..., mode="int8")`.
-    Layers in `ctx.skip_layers` are not annotated (they stay float in training
-    and are quantized post-training by the converter) and are listed in
-    `StageResult.skipped`.
+    Layers outside the selection (`layers`, `layer_types`; default: every layer)
+    and skipped ones (`skip_layers`, `ctx.skip_layers`) are not annotated: they
+    stay float in training and are quantized post-training by the converter;
+    the skipped ones are listed in `StageResult.skipped`.
     """
 
     name = "qat"
     Config = QatConfig
-    family = "quantization"
-    order = 3
+    family = Family.QUANTIZE
+    weighted_only = False
     int8_only = True
 
     def check_profile(self, profile, mode: str, previous: list[str]) -> None:
         """Refuse a non-int8 mode, and a collaborative scheme the previous stages did not prepare.
+
+        Args:
+            profile: the resolved DeviceProfile.
+            mode: the conversion mode that follows.
+            previous: names of the stages that run before this one.
 
         Raises:
             UsageError: with the reason.
@@ -145,20 +151,17 @@ class QatStage(Stage):
         scheme = resolve_scheme(self.config.scheme, list(ctx.previous))
         scheme_obj = _scheme_object(scheme)
         registry = scheme_obj.get_quantize_registry()
-        skip = tuple(ctx.skip_layers)
 
         work = training.clone(model)  # fresh layers: one inbound node each, and the caller's model untouched
         layers = [layer for layer in work.layers if not isinstance(layer, keras.layers.InputLayer)]
-        refuse_unsupported(self.name, [{"layer": layer.name, "class": type(layer).__name__} for layer in layers
-                                       if layer.name not in skip and not registry.supports(layer)
-                                       and not _folded(layer, skip)])
-        skipped = [{"layer": layer.name, "class": type(layer).__name__, "reason": "skipped by --skip-layer"}
-                   for layer in layers if layer.name in skip]
+        skip = {*ctx.skip_layers, *self.config.skip_layers}
+        targets, skipped = self.select(work, lambda layer: registry.supports(layer) or _folded(layer, skip), ctx)
+        chosen = {layer.name for layer in targets}
 
         def annotate(layer):
             if isinstance(layer, keras.layers.InputLayer):
                 return layer.__class__.from_config(layer.get_config())
-            if layer.name in skip:
+            if layer.name not in chosen:
                 return layer
             return mot.quantization.keras.quantize_annotate_layer(layer)
 
@@ -169,10 +172,10 @@ class QatStage(Stage):
             with keras.utils.custom_object_scope(custom), mot.quantization.keras.quantize_scope():
                 qat_model = mot.quantization.keras.quantize_apply(annotated, scheme_obj)
         except (RuntimeError, ValueError) as exc:  # a layer the checks above let through, e.g. a lone BN
-            found = re.search(r"Layer ([^\s:]+):<class '[\w.]*?(\w+)'> is not supported", str(exc))
+            found = tfmot_shim.unsupported_in_quantize_error(exc)
             if not found:
                 raise
-            refuse_unsupported(self.name, [{"layer": found.group(1), "class": found.group(2)}])
+            refuse_unsupported(self.name, [{"layer": found[0], "class": found[1]}])
         training.fit(qat_model, ctx, description=f"quantization-aware training ({scheme})")
         return StageResult(model=qat_model, skipped=skipped,
                            notes=[f"QAT scheme {scheme}; quantize wrappers kept for int8 conversion"],

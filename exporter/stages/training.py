@@ -15,9 +15,9 @@ from exporter.progress import progress
 
 
 class TrainingConfig(BaseModel):
-    """How stages fine-tune: epochs, batch size, learning rate, early stopping, seed."""
+    """How stages fine-tune: epochs, batch size, learning rate, early stopping, seed (NaN/Inf refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: int = Field(3, ge=1, le=1000, description="epochs per stage")
     batch_size: int = Field(32, ge=1, description="samples per step")
@@ -28,7 +28,11 @@ class TrainingConfig(BaseModel):
 
 
 def seed_everything(seed: int) -> None:
-    """Make training repeatable: Python, NumPy and TF seeds, deterministic TF ops."""
+    """Make training repeatable: Python, NumPy and TF seeds, deterministic TF ops.
+
+    Args:
+        seed: the seed for every generator.
+    """
     tf = tfmod.tensorflow()
     tfmod.keras().utils.set_random_seed(seed)
     try:
@@ -38,7 +42,14 @@ def seed_everything(seed: int) -> None:
 
 
 def clone(model):
-    """A fresh copy of a tf_keras model with the same weights (TF-MOT transforms consume their input)."""
+    """A fresh copy of a tf_keras model with the same weights (TF-MOT transforms consume their input).
+
+    Args:
+        model: a Sequential or functional tf_keras model.
+
+    Returns:
+        The copy (new layers, one inbound node each).
+    """
     keras = tfmod.keras()
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -46,7 +57,18 @@ def clone(model):
 
 
 def split(ctx_train, config: TrainingConfig):
-    """Split training data into (x, y) and validation (x, y) or None, deterministically."""
+    """Split training data into (x, y) and validation (x, y) or None, deterministically.
+
+    Args:
+        ctx_train: the training Dataset (with labels).
+        config: the TrainingConfig (validation_split, seed).
+
+    Returns:
+        ((x, y), (x_val, y_val) or None).
+
+    Raises:
+        DataError: no training data or no labels.
+    """
     if ctx_train is None or ctx_train.y is None:
         raise DataError("fine-tuning needs labelled training data: pass --train train.npz (arrays x and y)")
     x, y = ctx_train.x, ctx_train.y
@@ -89,7 +111,15 @@ def fit(model, ctx, *, loss="sparse_categorical_crossentropy", callbacks=(), epo
 
 
 def accuracy(model, dataset) -> float | None:
-    """Top-1 accuracy in % of a Keras model on a labelled dataset (None without labels)."""
+    """Top-1 accuracy in % of a Keras model on a labelled dataset.
+
+    Args:
+        model: a tf_keras classifier.
+        dataset: a Dataset, or None.
+
+    Returns:
+        The accuracy, or None without a labelled dataset.
+    """
     if dataset is None or dataset.y is None:
         return None
     probs = model.predict(dataset.x, verbose=0, batch_size=256)

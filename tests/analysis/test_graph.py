@@ -213,6 +213,7 @@ def test_from_file(models, tmp_path):
         Graph.from_file(tmp_path / "missing.tflite")
 
 
+@pytest.mark.reliability(24)
 @pytest.mark.parametrize("mutate", [
     pytest.param(lambda b: b"", id="empty"),
     pytest.param(lambda b: b"\x00" * 3, id="tiny"),
@@ -245,6 +246,7 @@ def _corrupt_names(data: bytes, names) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.reliability(40)
 def test_corrupt_tensor_names_are_refused_as_invalid(models, tmp_path):
     """LiteRT's Python API cannot decode such names; edgex says so up front (exit 2), never exit 70."""
     from tests.test_cli import run
@@ -277,6 +279,7 @@ def test_flatbuffer_strings_are_strict_utf8(raw, ok):
             text(raw, "tensor 1 name")
 
 
+@pytest.mark.reliability(42)
 def test_flipped_bytes_never_escape_as_other_errors(models):
     """Any damage to a real model gives a Graph or ModelFileError (never IndexError, UnicodeDecodeError, ...)."""
     from hypothesis import given, settings

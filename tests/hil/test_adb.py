@@ -187,6 +187,7 @@ def _refused(uri, options, message):
 
 # -- picking the device: never silently ------------------------------------------------------
 
+@pytest.mark.reliability(28)
 def test_no_server_is_a_device_error_not_a_spawned_server():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -195,12 +196,14 @@ def test_no_server_is_a_device_error_not_a_spawned_server():
              f"no adb server at 127.0.0.1:{port}.*adb start-server")
 
 
+@pytest.mark.reliability(28)
 def test_no_device(adb_server):
     server = adb_server([])
     _refused("adb://", _options(server), "no device attached")
     assert "host:devices" in server.requests
 
 
+@pytest.mark.reliability(28)
 def test_several_devices_and_no_serial_lists_them(adb_server):
     server = adb_server([("R58M123ABC", "device"), ("emulator-5554", "device")])
     text = _refused("adb://", _options(server), "2 devices attached")
@@ -208,6 +211,7 @@ def test_several_devices_and_no_serial_lists_them(adb_server):
     assert not any(r.startswith("host:tport") for r in server.requests)   # nothing was opened
 
 
+@pytest.mark.reliability(28)
 @pytest.mark.parametrize("state, advice", [("unauthorized", "accept the 'Allow USB debugging"),
                                            ("offline", "adb reconnect")])
 def test_unusable_state_named_with_advice(adb_server, state, advice):
@@ -216,6 +220,7 @@ def test_unusable_state_named_with_advice(adb_server, state, advice):
     _refused("adb://", _options(server), f"R58M123ABC is {state}")
 
 
+@pytest.mark.reliability(28)
 def test_serial_not_listed(adb_server):
     server = adb_server([("R58M123ABC", "device"), ("emulator-5554", "offline")])
     _refused("adb://192.168.1.20:5555", _options(server),
@@ -244,6 +249,7 @@ def test_push_checks_sha256_and_close_removes_the_dir(adb_server, tmp_path):
     assert list(device_tmp.iterdir()) == []                     # close removed the dir
 
 
+@pytest.mark.reliability(29)
 @pytest.mark.parametrize("fault, message", [("corrupt", "arrived damaged"), ("cut", "push of blob.bin failed")])
 def test_damaged_or_cut_push_leaves_nothing(adb_server, tmp_path, fault, message):
     server = adb_server([("emulator-5554", "device")])
@@ -261,6 +267,7 @@ def test_damaged_or_cut_push_leaves_nothing(adb_server, tmp_path, fault, message
     assert list(device_tmp.iterdir()) == []
 
 
+@pytest.mark.reliability(27)
 def test_hung_command_is_killed_at_the_deadline(adb_server, tmp_path):
     server = adb_server([("emulator-5554", "device")])
     with AdbTransport("adb://emulator-5554", _options(server, tmp_path)) as t:

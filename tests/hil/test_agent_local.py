@@ -66,6 +66,7 @@ def test_flipped_byte_is_refused_before_running(hil_bundle, tmp_path):
     assert parse_agent_output(done.stdout).ok is False
 
 
+@pytest.mark.reliability(24)
 @pytest.mark.parametrize("kind", ["garbage", "corrupt-flatbuffer"])
 def test_invalid_model_with_matching_sha(hil_bundle, tmp_path, kind):
     """Garbage, and a TFL3 file with broken offsets (which crashes tflite-runtime 2.14 when loaded)."""
@@ -108,6 +109,7 @@ def test_local_push_refuses_path_names(tmp_path):
             device.push(tmp_path / "f", "../escape")
 
 
+@pytest.mark.reliability(27)
 def test_hung_command_is_killed_with_its_group(tmp_path):
     marker = f"{os.getpid()}{time.monotonic_ns() % 1000}"
     with LocalTransport("local", TransportOptions()) as device:
@@ -121,6 +123,7 @@ def test_hung_command_is_killed_with_its_group(tmp_path):
     assert left.stdout.strip() == "", "the timed-out processes are gone"
 
 
+@pytest.mark.reliability(31)
 def test_bounded_output(tmp_path):
     with LocalTransport("local", TransportOptions()) as device:
         code, out, err = device.run([sys.executable, "-c", "import sys; sys.stdout.write('x' * (8 << 20))"], 60)

@@ -50,6 +50,7 @@ def evil_bundle(hil_bundle, tmp_path):
     return bundle, canary
 
 
+@pytest.mark.reliability(38)
 def test_the_installed_agent_is_pushed_never_the_bundles(evil_bundle):
     bundle, _ = evil_bundle
     files, argv = agent_invocation(bundle, PLAN, "python3")
@@ -57,6 +58,7 @@ def test_the_installed_agent_is_pushed_never_the_bundles(evil_bundle):
     assert all(bundle / "agent" / AGENT_NAME != path for path in files.values())
 
 
+@pytest.mark.reliability(38)
 def test_no_transport_replaces_the_agent_choice():
     """Every host transport inherits run_bundle, so every one pushes what agent_invocation names."""
     assert {"local", "ssh", "adb", "serial"} <= set(TRANSPORTS.names())
@@ -65,6 +67,7 @@ def test_no_transport_replaces_the_agent_choice():
         assert issubclass(cls, HostTransport) and cls.run_bundle is HostTransport.run_bundle, scheme
 
 
+@pytest.mark.reliability(38)
 def test_local_run_refuses_a_bundle_with_another_agent(evil_bundle):
     bundle, canary = evil_bundle
     with pytest.raises(IntegrityError, match=AGENT_FLAG) as info:
@@ -73,6 +76,7 @@ def test_local_run_refuses_a_bundle_with_another_agent(evil_bundle):
     assert not canary.exists() and not (bundle / "hil").exists()
 
 
+@pytest.mark.reliability(38)
 def test_cli_exit_3_then_the_flag_runs_the_installed_agent(evil_bundle):
     bundle, canary = evil_bundle
     args = ["hil", "run", str(bundle), "--device", "local", "--runs", "3", "--warmup", "1", "--python", sys.executable]
@@ -97,6 +101,7 @@ def test_missing_agent_is_refused_unless_the_flag(hil_bundle, tmp_path):
     assert check_bundle_agent(hil_bundle) is None, "an unchanged bundle needs no flag"
 
 
+@pytest.mark.reliability(38)
 def test_ssh_runs_only_the_installed_agent(sshd, device_venv, evil_bundle):
     bundle, canary = evil_bundle
     options = ssh_options(sshd, python=str(device_venv))
@@ -108,6 +113,7 @@ def test_ssh_runs_only_the_installed_agent(sshd, device_venv, evil_bundle):
     assert not canary.exists()
 
 
+@pytest.mark.reliability(38)
 def test_adb_runs_only_the_installed_agent(adb_server, evil_bundle, tmp_path):  # noqa: F811
     bundle, canary = evil_bundle
     server = adb_server([("emulator-5554", "device")])

@@ -29,6 +29,7 @@ def test_linux_bundle_over_ssh_on_a_tf_free_device(sshd, device_venv, linux_bund
     assert data["estimates"]["latency"]["estimated"] > 0
 
 
+@pytest.mark.reliability(26)
 def test_unknown_host_key_exits_5_and_pushes_nothing(sshd, linux_bundle, tmp_path):
     (tmp_path / "known_hosts").write_text("")
     result = run(["hil", "run", str(linux_bundle), "--device", f"ssh://{sshd.user}@{sshd.host}:{sshd.port}{sshd.home}",
@@ -48,6 +49,7 @@ def test_microcontroller_bundle_over_serial(board, mcu_bundle):  # noqa: F811
     assert data["measurements"]["latency"]["value"] > 0
 
 
+@pytest.mark.reliability(30)
 def test_firmware_disconnect_exits_5(board, mcu_bundle):  # noqa: F811
     port, _ = board(fault="die")
     result = run(["hil", "run", str(mcu_bundle), "--device", f"serial://{port}", "--runs", "10"])

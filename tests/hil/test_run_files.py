@@ -40,6 +40,7 @@ def test_a_good_run_is_reported(bundle):
     assert result.exit_code == 0 and "1.500 ms" in result.stdout
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("content,problem", [
     ("[1, 2]", "an array, not an object"),
     ('"a string"', "a string, not an object"),
@@ -70,6 +71,7 @@ def test_wrong_shaped_runs_are_refused_naming_the_file(bundle, content, problem)
     assert result.exit_code == 3 and "b-bad.json" in result.stderr and "internal error" not in result.stderr
 
 
+@pytest.mark.reliability(40)
 def test_special_files_named_json_are_refused_without_blocking(bundle, tmp_path):
     hil = bundle / "hil"
     os.mkfifo(hil / "fifo.json")     # opening it for reading would wait for a writer forever (timeout: 60 s)
@@ -114,6 +116,7 @@ def test_markup_in_a_run_file_is_shown_literally(bundle):
     assert "[bold]x[/bold]" in result.stdout and "[/x]:[red]" in result.stdout
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("command", [["hil", "report"], ["hil", "run", "--device", "local"]])
 def test_over_long_bundle_paths(tmp_path, command):
     for path in (tmp_path / ("a" * 5000), tmp_path / "/".join(["b" * 200] * 25)):

@@ -73,6 +73,7 @@ def answer(sha, **changes):
     return json.dumps({**data, **changes})
 
 
+@pytest.mark.reliability(31)
 @pytest.mark.parametrize("make,message", [
     (lambda sha: "not json at all", "not JSON"),
     (lambda sha: answer(sha, protocol=7), "protocol 7"),
@@ -88,6 +89,7 @@ def test_bad_agent_answers_are_refused(rpi_bundle, tmp_path, make, message):
         hil_run(rpi_bundle, "local", RunPlan(runs=20), local(python), store=False)
 
 
+@pytest.mark.reliability(32)
 def test_a_run_cut_short_is_never_a_pass(rpi_bundle, tmp_path):
     sha = json.loads((rpi_bundle / "manifest.json").read_text())["files"]["model.tflite"]["sha256"]
     (tmp_path / "a.json").write_text(answer(sha, latency_ms={"p50": 1, "p90": 1, "mean": 1, "runs": 3}))
@@ -96,6 +98,7 @@ def test_a_run_cut_short_is_never_a_pass(rpi_bundle, tmp_path):
     assert not result.passed and result.status == "incomplete" and "3 of 20" in result.notes[0]
 
 
+@pytest.mark.reliability(31)
 def test_oversized_output_is_refused():
     with pytest.raises(DeviceError, match="refusing more than"):
         parse_agent_output(b"x" * (MAX_OUTPUT_BYTES + 1))

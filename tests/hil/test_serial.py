@@ -1,6 +1,6 @@
 """The serial protocol and transport, against the simulated firmware on a real pty with real TFLM.
 
-Each board is `python -m exporter.hil.firmware_sim --fd MASTER` holding the master side of a
+Each board is `python tests/hil/firmware_sim.py --fd MASTER` holding the master side of a
 pty; the host opens the slave path as a serial port. Faults are the simulator's `--fault`s.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from exporter.hil.transports.base import RunPlan, TransportOptions, open_transpo
 from exporter.hil.transports.serial import SerialTransport, parse_uri
 
 ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE_SIM = Path(__file__).resolve().with_name("firmware_sim.py")
 FAST = TransportOptions(retries=2, extra={"serial_reply_timeout": 0.5})
 PLAN = RunPlan(warmup=2, runs=12, timeout=10)
 
@@ -54,7 +55,7 @@ def board(mcu_bundle):
     def start(fault: str | None = None, clock_hz: int = 64_000_000):
         master, slave = pty.openpty()
         tty.setraw(slave)
-        cmd = [sys.executable, "-m", "exporter.hil.firmware_sim", "--fd", str(master),
+        cmd = [sys.executable, str(FIRMWARE_SIM), "--fd", str(master),
                "--model", str(mcu_bundle / "model.tflite"), "--clock-hz", str(clock_hz)]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen(cmd + (["--fault", fault] if fault else []), pass_fds=[master], cwd=ROOT, env=env,
@@ -100,6 +101,7 @@ def test_round_trip_every_type_and_sizes():
         sp.encode(sp.RESULT, 1, bytes(sp.MAX_PAYLOAD + 1))
 
 
+@pytest.mark.reliability(30)
 def test_crc_detects_every_single_byte_flip():
     good = sp.encode(sp.RESULT, 7, bytes(range(64)))
     for i in range(2, len(good)):             # past the magic: any damaged byte is refused
@@ -110,6 +112,7 @@ def test_crc_detects_every_single_byte_flip():
         assert not isinstance(event, sp.Frame), f"flip at byte {i} was accepted"
 
 
+@pytest.mark.reliability(30)
 def test_resync_after_garbage_and_after_a_damaged_frame():
     random.seed(3)
     garbage = random.randbytes(300) + b"\xed" + b"\xed\x6e\x01"    # false starts included
@@ -178,6 +181,7 @@ def test_run_measures_cycles_and_arena(board, mcu_bundle):
     assert who["line"] == {"resent": 0, "nacked": 0, "garbage_bytes": 0}
 
 
+@pytest.mark.reliability(30)
 @pytest.mark.parametrize("fault, line_key", [("corrupt-once", "nacked"), ("drop-byte", "nacked"),
                                              ("garbage", "garbage_bytes")])
 def test_line_faults_are_recovered(board, mcu_bundle, fault, line_key):
@@ -189,6 +193,7 @@ def test_line_faults_are_recovered(board, mcu_bundle, fault, line_key):
     assert who["line"][line_key] >= 1
 
 
+@pytest.mark.reliability(30, 31)
 @pytest.mark.parametrize("fault, message", [
     ("corrupt-always", r"RUN failed after 3 attempts.*CRC-32"),
     ("hang", r"RUN failed after 3 attempts.*no answer within 0.5 s"),
@@ -207,6 +212,7 @@ def test_device_faults_fail_in_bounded_time(board, mcu_bundle, fault, message):
         assert proc.wait(timeout=5) == 3
 
 
+@pytest.mark.reliability(30)
 def test_whole_run_bounded_by_plan_timeout(board, mcu_bundle):
     port, _ = board("hang")
     options = TransportOptions(retries=10, extra={"serial_reply_timeout": 0.4})
@@ -216,6 +222,7 @@ def test_whole_run_bounded_by_plan_timeout(board, mcu_bundle):
     assert time.monotonic() - t0 < 2
 
 
+@pytest.mark.reliability(30)
 def test_port_busy(board):
     import serial
 

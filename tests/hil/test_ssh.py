@@ -56,6 +56,7 @@ def test_missing_python_on_the_device(sshd, hil_bundle):
             device.run_bundle(hil_bundle, RunPlan(warmup=1, runs=1, timeout=30))
 
 
+@pytest.mark.reliability(26)
 def test_unknown_host_key_is_refused_then_accepted_on_request(sshd, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text("")
@@ -81,6 +82,7 @@ def test_accepting_does_not_write_the_default_known_hosts(sshd, tmp_path, monkey
     assert not (tmp_path / ".ssh" / "known_hosts").exists()
 
 
+@pytest.mark.reliability(26)
 def test_changed_host_key_is_always_refused(sshd, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{sshd.port} {other_host_key(tmp_path)}\n")
@@ -97,6 +99,7 @@ def test_wrong_client_key_fails_authentication(sshd, tmp_path):
         SshTransport(uri(sshd), options(sshd, identity_file=tmp_path / "other"))
 
 
+@pytest.mark.reliability(27)
 def test_unreachable_host_is_bounded(sshd):
     with socket.socket() as s:     # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -108,6 +111,7 @@ def test_unreachable_host_is_bounded(sshd):
     assert time.monotonic() - start < opts.connect_timeout * (opts.retries + 1) + 3
 
 
+@pytest.mark.reliability(27)
 def test_server_that_never_speaks_is_bounded(sshd):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -143,6 +147,7 @@ def test_server_that_never_speaks_is_bounded(sshd):
         listener.close()
 
 
+@pytest.mark.reliability(27)
 def test_hung_remote_command_is_killed(sshd):
     sleeper = f"sleep 60.{int(time.time() * 1000) % 100000}"
     with SshTransport(uri(sshd), options(sshd)) as device:
@@ -156,6 +161,7 @@ def test_hung_remote_command_is_killed(sshd):
     assert left.stdout.strip() == "", f"remote sleep still running: {left.stdout}"
 
 
+@pytest.mark.reliability(29)
 def test_corrupted_upload_is_refused_and_removed(sshd, tmp_path, monkeypatch):
     """The file is changed on the device between upload and verification: never renamed, .part removed."""
     payload = tmp_path / "model.tflite"

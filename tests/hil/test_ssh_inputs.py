@@ -74,6 +74,7 @@ def key_files(tmp_path, sshd):
     return paths
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("kind,message", [("binary", "not an SSH private key"), ("text", "not an SSH private key"),
                                           ("empty", "is empty"), ("public", "not an SSH private key"),
                                           ("encrypted", "is encrypted"), ("missing", "does not exist"),
@@ -87,6 +88,7 @@ def test_bad_identity_is_a_usage_error_before_connecting(hil_bundle, key_files, 
     assert str(key_files[kind]) in line and "Traceback" not in result.stderr
 
 
+@pytest.mark.reliability(40)
 @pytest.mark.parametrize("content,message", [(os.urandom(4000) + b"\xff", "not text"),
                                              (b"garbage here\n", "line 1: not a known_hosts entry"),
                                              (b"# ok\nhost ssh-ed25519 !!!notbase64!!!\n", "line 2"),
@@ -121,6 +123,7 @@ def test_identity_loaded_before_connect_is_used(sshd):
         SshTransport(uri(sshd), replace(options(sshd), identity_file=sshd.client_key.with_name("nope")))
 
 
+@pytest.mark.reliability(27, 41)
 def test_no_banner_prints_no_paramiko_traceback(hil_bundle, sshd):
     """A real `edgex` process: paramiko's transport thread logs a traceback per attempt unless silenced."""
     with silent_server() as (port, held):
@@ -135,6 +138,7 @@ def test_no_banner_prints_no_paramiko_traceback(hil_bundle, sshd):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.reliability(41)
 def test_paramiko_logging_follows_debug(monkeypatch):
     logger = logging.getLogger("paramiko")
     monkeypatch.setitem(_settings, "debug", False)

@@ -161,6 +161,7 @@ def custom_model(keras):
     ])
 
 
+@pytest.mark.reliability(17)
 def test_cluster_refuses_unsupported_layer_and_skip_works(custom_model, make_ctx):
     with pytest.raises(ConversionError, match=r"scale \(Scale\).*--skip-layer scale"):
         ClusterStage({"clusters": 8}).apply(custom_model, make_ctx(epochs=1))
@@ -204,6 +205,7 @@ def test_qat_check_profile_refusals():
         QatStage({"scheme": "int4"})
 
 
+@pytest.mark.reliability(17)
 def test_qat_refuses_unsupported_layer_and_skip_works(custom_model, make_ctx, demo):
     with pytest.raises(ConversionError, match=r"scale \(Scale\)"):
         QatStage().apply(custom_model, make_ctx(epochs=1))
@@ -235,6 +237,7 @@ def test_cluster_lists_layers_it_leaves_alone(bn_model, make_ctx):
     assert {s["layer"] for s in result.skipped} == {"bn_folded", "dw", "bn_alone"}
 
 
+@pytest.mark.reliability(17)
 def test_qat_folds_batchnorm_after_linear_conv_and_refuses_a_lone_one(bn_model, make_ctx, demo):
     with pytest.raises(ConversionError, match=r"bn_alone \(BatchNormalization\)") as info:
         QatStage().apply(bn_model, make_ctx(epochs=1))

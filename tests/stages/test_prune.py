@@ -139,6 +139,7 @@ def test_sparsify_global_scope_shares_one_threshold(model, demo):
     assert max(shares) - min(shares) > 0.05, shares    # one threshold: layers end up unequally sparse
 
 
+@pytest.mark.reliability(8)
 @pytest.mark.parametrize("stage, config, words", [
     (PruneStage, {"sparsity": 1.5}, ["sparsity"]),
     (PruneStage, {"sparsity": 1.0}, ["sparsity"]),
@@ -191,6 +192,7 @@ def scaled_model(keras):
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="out")(x))
 
 
+@pytest.mark.reliability(17)
 @pytest.mark.parametrize("stage, config", [(PruneStage, {"sparsity": 0.5}), (SparsifyStage, {})])
 def test_layer_tfmot_cannot_handle_is_refused_then_skippable(scaled_model, demo, stage, config):
     with pytest.raises(ConversionError) as err:

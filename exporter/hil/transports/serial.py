@@ -9,7 +9,7 @@ model, sends RUN and turns the RESULT (cycles per inference) into the agent's JS
 The protocol is described for firmware authors in docs/serial-protocol.md.
 
 URIs: `serial:///dev/ttyACM0`, `serial:///dev/pts/5?baud=115200`, `serial://COM3`.
-`options.extra["serial_reply_timeout"]` (seconds, default 2) bounds the wait for each reply
+The `serial_reply_timeout` key of `options.extra` (seconds, default 2) bounds the wait for each reply
 to start (raise it for boards that reset when the port opens).
 
 Example:
@@ -73,7 +73,7 @@ class SerialTransport(Transport):
     Args:
         uri: `serial:///dev/PORT[?baud=N]`.
         options: `baudrate` (overridden by `?baud=`), `retries`, `connect_timeout`,
-            `extra["serial_reply_timeout"]`.
+            `extra` key `serial_reply_timeout`.
 
     Raises:
         DeviceError: the port is missing, busy or not ours to open.

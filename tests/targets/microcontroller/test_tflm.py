@@ -1,4 +1,4 @@
-"""Tests for exporter.analysis.tflm: op coverage, op resolver, and the arena measured on real TFLM."""
+"""Tests for targets.microcontroller.tflm: op coverage, op resolver, and the arena measured on real TFLM."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from exporter.analysis.graph import Graph, OpInfo
-from exporter.analysis.tflm import (TFLM_OPS, ArenaResult, measure_arena, op_resolver_source,
+from targets.microcontroller.tflm import (TFLM_OPS, ArenaResult, measure_arena, op_resolver_source,
                                     unsupported_ops)
 from exporter.errors import PreflightError, UsageError
 
@@ -119,6 +119,7 @@ def test_op_resolver_source_demo(demo_int8):
         op_resolver_source(graph, name="not an id")
 
 
+@pytest.mark.reliability(18)
 def test_unsupported_op_topk(topk_int8):
     graph = Graph.from_bytes(topk_int8)
     assert unsupported_ops(graph) == ["TOPK_V2"]
@@ -139,6 +140,7 @@ def test_unsupported_custom_ops():
     assert unsupported_ops(graph) == ["CUSTOM:MyOp", "TILE"]
 
 
+@pytest.mark.reliability(19)
 def test_tflm_abort_is_a_finding(mobilenet_int8):
     r = measure_arena(mobilenet_int8)
     assert not r.ok and r.arena_bytes is None and not r.invoked

@@ -2,7 +2,7 @@
 
 Each check takes the op, the graph, the `ModelFacts` of the flatbuffer (or None) and the
 target runtime version, and returns the reason the op cannot be mapped, or None. The
-limitations restate Coral's supported-operations table (see exporter/analysis/edgetpu_ops.py,
+limitations restate Coral's supported-operations table (see targets/edgetpu/ops.py,
 whose `EDGETPU_OPS` names a check per op).
 
 Example:

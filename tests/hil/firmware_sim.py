@@ -1,9 +1,11 @@
 """A simulated microcontroller: the firmware side of the serial protocol, on a pty, with real TFLM.
 
 Usage:
-    python -m exporter.hil.firmware_sim --port /dev/pts/N --model model.tflite \\
+    python tests/hil/firmware_sim.py --port /dev/pts/N --model model.tflite \\
         [--clock-hz 64000000] [--arena-size 1048576] [--fault NAME]
-    python -m exporter.hil.firmware_sim --fd N --model model.tflite ...   # an inherited pty master
+    python tests/hil/firmware_sim.py --fd N --model model.tflite ...   # an inherited pty master
+
+(from the repository root, with it on PYTHONPATH: it imports `exporter` and `targets`).
 
 It behaves as firmware built from a bundle's `mcu/` sources should (docs/serial-protocol.md):
 HELLO is answered with INFO (the sha256 of its model, its clock, its arena size and the arena
@@ -41,7 +43,7 @@ class Model:
         from tflite_micro.python.tflite_micro import runtime
 
         from exporter.analysis.graph import Graph
-        from exporter.analysis.tflm_probe import _capture_native, _parse_allocations
+        from targets.microcontroller.tflm_probe import capture_native, parse_allocations
 
         graph = Graph.from_bytes(data)
         self.n_outputs = len(graph.outputs)
@@ -53,7 +55,7 @@ class Model:
             details = self.interpreter.get_input_details(i)
             self.interpreter.set_input(np.zeros(tuple(details["shape"]), dtype=details["dtype"]), i)
         self.interpreter.invoke()
-        self.arena_used = _parse_allocations(_capture_native(self.interpreter.print_allocations))["arena_bytes"]
+        self.arena_used = parse_allocations(capture_native(self.interpreter.print_allocations))["arena_bytes"]
 
     def output_digest(self) -> bytes:
         h = hashlib.sha256()
@@ -166,7 +168,7 @@ class Firmware:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m exporter.hil.firmware_sim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tests/hil/firmware_sim.py", description=__doc__.split("\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="tty to serve (e.g. /dev/pts/5)")
     where.add_argument("--fd", type=int, help="inherited pty master file descriptor")

@@ -1,7 +1,7 @@
 """Running Coral's `edgetpu_compiler` and collecting what it made (model, log, operation log).
 
 The compiler is only installable from Coral's apt repository (x86-64 Debian/Ubuntu); where it is
-missing, targets/edgetpu.py writes the exact command into the bundle instead.
+missing, targets/edgetpu/target.py writes the exact command into the bundle instead.
 
 Example:
     >>> result = compile_for_edgetpu(tflite_bytes, runtime_version=14)
@@ -50,7 +50,7 @@ class CompileResult:
     stdout: str = field(repr=False)
     operation_log: str | None = field(repr=False)
     compiled_tflite: bytes = field(repr=False)
-    log: object = None  # edgetpu_log.CompilerLog
+    log: object = None  # targets.edgetpu.log.CompilerLog
 
     def log_text(self) -> str:
         text = self.stdout
@@ -67,7 +67,7 @@ def compile_for_edgetpu(tflite_bytes: bytes, runtime_version: int, *, compiler: 
         ConversionError: the compiler is missing, timed out, crashed, failed or wrote no model
             (with its error lines or the tail of its output).
     """
-    from exporter.analysis.edgetpu_log import parse_compiler_log
+    from targets.edgetpu.log import parse_compiler_log
 
     compiler = compiler or compiler_path()
     if compiler is None:

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter import codegen, toolchain
-from exporter.codegen import arduino_library, arena_header, c_identifier, model_data_sources
+from targets.microcontroller import codegen, toolchain
+from targets.microcontroller.arduino import arduino_library
+from targets.microcontroller.codegen import arena_header, c_identifier, model_data_sources
 from exporter.errors import ConfigError, ConversionError, UsageError
-from exporter.toolchain import compile_model_data, find_arm_gcc
+from targets.microcontroller.toolchain import compile_model_data, find_arm_gcc
 
 HOSTILE = ["model.tflite", "123-model", "my model (v2).tflite", "int", "class", "__init", "_Bad",
            "ümlaut.tflite", "", 'evil*/\n#include "x"', 'evil*/\n#include "x".tflite', "register", "new",
@@ -99,6 +100,7 @@ def _readelf(obj: str, flag: str) -> str:
                           check=True).stdout
 
 
+@pytest.mark.reliability(25)
 def test_identifiers_of_hostile_names_are_valid_and_unreserved():
     idents = [c_identifier(name) for name in HOSTILE]
     for name, ident in zip(HOSTILE, idents):
@@ -118,6 +120,7 @@ def test_identifiers_of_hostile_names_are_valid_and_unreserved():
         assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.reliability(25)
 @pytest.mark.parametrize("name", HOSTILE)
 def test_model_data_compiles_for_each_core_with_exact_size_and_alignment(tflite_bytes, tmp_path, name):
     files = model_data_sources(tflite_bytes, name=name)
@@ -229,6 +232,7 @@ def _code_identifiers(text: str) -> set[str]:
     return set(re.findall(r"\b[A-Za-z_][A-Za-z0-9_]*\b", text))
 
 
+@pytest.mark.reliability(25)
 @pytest.mark.parametrize("name", RESERVED_TRAPS)
 def test_generated_names_are_never_reserved_and_compile(name, tmp_path):
     """Every identifier edgex writes is unreserved ("__" anywhere, "_" + capital first) and builds."""

@@ -10,7 +10,7 @@
 
 TFLM aborts the whole process on some models (a failed `TFLITE_CHECK` inside a
 kernel's Prepare), so the interpreter runs in a child process
-(`python -m exporter.analysis.tflm_probe`) with a timeout; a crash, a hang or
+(`python -m targets.microcontroller.tflm_probe`) with a timeout; a crash, a hang or
 an error becomes `ArenaResult(ok=False, finding=...)`, never an exception.
 A known abort: an int8 SOFTMAX whose input scale is at most 2**-26 (TFLM's
 softmax needs `beta * scale * 2**26 > 1`), as in an untrained Keras
@@ -46,7 +46,7 @@ from exporter.errors import PreflightError, UsageError
 
 # Builtin ops of tensorflow/tflite-micro tensorflow/lite/micro/micro_mutable_op_resolver.h
 # (Add* methods registering a builtin). Every one has a `Register_<OP>` kernel in the
-# installed tflite_micro `_runtime.so` (checked by tests/analysis/test_tflm.py).
+# installed tflite_micro `_runtime.so` (checked by tests/targets/microcontroller/test_tflm.py).
 _BUILTIN_METHODS = (
     "ABS:AddAbs ADD:AddAdd ADD_N:AddAddN ARG_MAX:AddArgMax ARG_MIN:AddArgMin "
     "ASSIGN_VARIABLE:AddAssignVariable AVERAGE_POOL_2D:AddAveragePool2D BATCH_MATMUL:AddBatchMatMul "
@@ -179,7 +179,7 @@ def _run_probe(path: Path, arena_size: int, timeout: float) -> _Run:
     """Run the probe child once and read its JSON lines."""
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    cmd = [sys.executable, "-m", "exporter.analysis.tflm_probe", str(path), str(arena_size)]
+    cmd = [sys.executable, "-m", "targets.microcontroller.tflm_probe", str(path), str(arena_size)]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=max(timeout, 0.001), env=env,
                               stdin=subprocess.DEVNULL)
@@ -260,7 +260,7 @@ def measure_arena(tflite_bytes: bytes, *, timeout: float = 120, arena_size: int 
     """Measure the tensor arena a model needs on TFLM, in a child process.
 
     The model is written to a temp file (removed afterwards) and run once with
-    zero inputs by `exporter.analysis.tflm_probe`. Without `arena_size` the
+    zero inputs by `targets.microcontroller.tflm_probe`. Without `arena_size` the
     arena is 16 MiB, retried once with 256 MiB if TFLM reports it too small.
 
     Args:

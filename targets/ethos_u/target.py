@@ -7,16 +7,37 @@ plan and its cycle estimate turned into latency at the profile's NPU clock (ops 
 on the CPU are added from the cost model). The bundle holds the Vela-optimised model,
 Vela's summary and the C array of the optimised model, compiled with arm-none-eabi-gcc
 for the profile's core to measure its flash.
+
+A profile has the `microcontroller:` section (the Cortex-M) and the `ethos_u:` section
+(`EthosUSettings`); `measure` returns `EthosUMeasured`, which `package` reads.
 """
 from __future__ import annotations
 
-from exporter.analysis.cost_model import estimate_latency_ms
-from exporter.analysis.graph import Graph
-from exporter.checks import ESTIMATED, MEASURED, Measurement
-from exporter.errors import ConfigError
-from exporter.measure import measure_host
-from targets.base import Artifacts, register
-from targets.microcontroller import MicrocontrollerTarget, model_identifier
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from targets.base import Artifacts, Measured, register
+from targets.ethos_u.settings import EthosUSettings
+from targets.microcontroller.settings import MicrocontrollerSettings
+from targets.microcontroller.target import MicrocontrollerTarget, model_identifier
+
+if TYPE_CHECKING:
+    from targets.ethos_u.vela import VelaResult
+    from targets.microcontroller.toolchain import SizeResult
+
+
+@dataclass
+class EthosUMeasured(Measured):
+    """The figures, plus what the bundle is made from.
+
+    `vela`: Vela's output (optimised model, summary, log, command); `c_sources`: `mcu/` file name -> bytes of
+    the optimised model's C array and op resolver; `compiled`: arm-none-eabi-gcc's section sizes of that model
+    data, None when the profile has no toolchain.
+    """
+
+    vela: VelaResult
+    c_sources: dict[str, bytes]
+    compiled: SizeResult | None
 
 
 @register
@@ -29,26 +50,27 @@ class EthosUTarget(MicrocontrollerTarget):
     runtime = "TFLM + Ethos-U driver (Vela)"
     ram_source = "estimated (Vela SRAM plan)"
     latency_source = "estimated (Vela cycles)"
-
-    def _npu(self, profile):
-        if profile.ethos_u is None:
-            raise ConfigError(f"profile {profile.name} has no 'ethos_u' section (accelerator_config, ...)")
-        return profile.ethos_u
+    sections = {"microcontroller": MicrocontrollerSettings, "ethos_u": EthosUSettings}
 
     def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
-        self._npu(profile)
+        profile.section("ethos_u")
         return super().preflight(graph, profile, mode, tflite)
 
-    def measure(self, artifacts: Artifacts) -> dict:
-        from exporter.analysis.tflm import op_resolver_source
-        from exporter.analysis.vela import compile_for_ethos_u
-        from exporter.codegen import model_data_sources
+    def measure(self, artifacts: Artifacts) -> EthosUMeasured:
+        from exporter.analysis.cost_model import estimate_latency_ms
+        from exporter.analysis.graph import Graph
+        from exporter.checks import ESTIMATED, MEASURED, Measurement
+        from exporter.measure import measure_host
+        from targets.ethos_u.vela import compile_for_ethos_u
+        from targets.microcontroller.codegen import model_data_sources
+        from targets.microcontroller.tflm import op_resolver_source
 
-        profile, npu, mcu = artifacts.profile, self._npu(artifacts.profile), self._mcu(artifacts.profile)
+        profile = artifacts.profile
+        npu: EthosUSettings = profile.section("ethos_u")
+        mcu: MicrocontrollerSettings = profile.section("microcontroller")
         figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
         vela = compile_for_ethos_u(artifacts.tflite, accelerator_config=npu.accelerator_config,
                                    system_config=npu.system_config, memory_mode=npu.memory_mode)
-        artifacts.extra["vela"] = vela
         optimised = Graph.from_bytes(vela.optimised_tflite)
         on = f"Vela {npu.accelerator_config}, {npu.system_config}/{npu.memory_mode}"
         figures["npu_ops"] = Measurement("npu_ops", vela.npu_ops, "ops", MEASURED, on, "ops placed on the NPU")
@@ -66,18 +88,18 @@ class EthosUTarget(MicrocontrollerTarget):
         figures["latency"] = Measurement(
             "latency", npu_ms + cpu_ms, "ms", ESTIMATED, f"{on} cycle estimate at {npu.npu_clock_mhz} MHz",
             f"NPU {vela.cycles:,} cycles = {npu_ms:.4f} ms; CPU ops {cpu_ms:.4f} ms (cost model)")
-        ident = model_identifier(artifacts)
-        sources = model_data_sources(vela.optimised_tflite, name=ident)
-        figures.update(self._flash(artifacts, sources, mcu))
-        artifacts.extra["c_sources"] = {**sources, "op_resolver.h": op_resolver_source(optimised).encode("utf-8")}
-        return figures
+        sources = model_data_sources(vela.optimised_tflite, name=model_identifier(artifacts))
+        flash, compiled = self.flash_figures(artifacts, sources, mcu)
+        figures.update(flash)
+        c_sources = {**sources, "op_resolver.h": op_resolver_source(optimised).encode("utf-8")}
+        return EthosUMeasured(figures, vela=vela, c_sources=c_sources, compiled=compiled)
 
-    def extra_checks(self, artifacts: Artifacts) -> list:
+    def extra_checks(self, artifacts: Artifacts, measured: EthosUMeasured) -> list:
         return []
 
-    def package(self, artifacts: Artifacts) -> dict[str, bytes]:
-        vela = artifacts.extra["vela"]
-        files = {f"mcu/{name}": data for name, data in artifacts.extra["c_sources"].items()}
+    def package(self, artifacts: Artifacts, measured: EthosUMeasured) -> dict[str, bytes]:
+        vela = measured.vela
+        files = {f"mcu/{name}": data for name, data in measured.c_sources.items()}
         files["ethos_u/model_vela.tflite"] = vela.optimised_tflite
         files["ethos_u/vela_summary.csv"] = vela.summary_csv.encode("utf-8")
         files["ethos_u/vela.log"] = vela.log.encode("utf-8")
@@ -88,5 +110,7 @@ class EthosUTarget(MicrocontrollerTarget):
 class CpuPart:
     """The ops of a Vela-optimised graph that stay on the CPU (all but the ethos-u custom op)."""
 
-    def __init__(self, graph: Graph):
-        self.ops = [op for op in graph.ops if op.name != "CUSTOM:ethos-u"]
+    def __init__(self, graph):
+        from targets.ethos_u.vela import ETHOS_U_OP
+
+        self.ops = [op for op in graph.ops if op.name != ETHOS_U_OP]

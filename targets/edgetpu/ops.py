@@ -36,7 +36,7 @@ authoritative, and edgex reads it whenever the compiler runs.
 
 The check functions see the `OpInfo`, the `Graph` and, when the flatbuffer bytes are at hand,
 `ModelFacts` (builtin options and small constant tensors read with the `tflite` package; the checks
-are in exporter/analysis/edgetpu_checks.py);
+are in targets/edgetpu/checks.py);
 without facts the checks that need options or constants are skipped.
 
 Example:
@@ -51,8 +51,8 @@ from typing import Callable
 
 import tflite
 
-from exporter.analysis import edgetpu_checks as checks
-from exporter.analysis.edgetpu_checks import ModelFacts
+from targets.edgetpu import checks
+from targets.edgetpu.checks import ModelFacts
 from exporter.analysis.graph import Graph, OpInfo
 
 COMPILER_VERSION = "16.0"

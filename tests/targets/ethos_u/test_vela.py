@@ -1,4 +1,4 @@
-"""Tests for exporter.analysis.vela: the real Vela CLI on real models."""
+"""Tests for targets.ethos_u.vela: the real Vela CLI on real models."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,9 +11,9 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np
 import pytest
 
-from exporter.analysis import vela as vela_mod
+from targets.ethos_u import vela as vela_mod
 from exporter.analysis.graph import Graph
-from exporter.analysis.vela import compile_for_ethos_u, cpu_operator_count, vela_available
+from targets.ethos_u.vela import compile_for_ethos_u, cpu_operator_count, vela_available
 from exporter.errors import ConfigError, ConversionError, UsageError
 
 
@@ -174,6 +174,7 @@ def test_missing_vela_names_the_pip_package(gather_model, monkeypatch):
         compile_for_ethos_u(gather_model, **CORSTONE_300)
 
 
+@pytest.mark.reliability(19)
 def test_vela_crash_is_a_conversion_error(tmp_path):
     """Real vela segfaults on this almost-TFLite file (compile_for_ethos_u refuses it before
     vela runs); the child-process runner turns the crash into a ConversionError."""

@@ -94,3 +94,20 @@ def estimate(split: Split, settings, cost, *, on_chip: int | None = None,
                            "cache_bytes": int(settings.parameter_cache_bytes)},
             "boundary_bytes": split.boundary_bytes, "host_tensor_bytes": split.host_tensor_bytes,
             "split_source": split.source}
+
+
+def split_as_compiled(graph, mapping, result) -> Split:
+    """The split an estimate works from: the compiled model's if it has an Edge TPU op, else the static mapping's.
+
+    Args:
+        graph: the int8 model's graph; mapping: its static `Mapping`.
+        result: the compiler's `CompileResult`, or None when it did not run.
+    """
+    from exporter.analysis.graph import Graph
+
+    split = split_from_mapping(graph, mapping)
+    if result is not None:
+        compiled_graph = Graph.from_bytes(result.compiled_tflite)
+        if any(op.name == EDGETPU_CUSTOM_OP for op in compiled_graph.ops):
+            split = split_from_compiled(graph, compiled_graph, result.log.tpu_ops or 0, split.param_bytes)
+    return split

@@ -163,6 +163,32 @@ def _run(command: list[str], cwd: Path, timeout: float) -> str:
     return log
 
 
+def _graph(data: bytes, problem: str) -> Graph:
+    """Parse a model for Vela; an invalid one is a ConversionError saying `problem` (vela segfaults on garbage)."""
+    try:
+        return Graph.from_bytes(data)
+    except ModelFileError as e:
+        raise ConversionError(f"{problem}: {e}") from e
+
+
+def _compile(tflite_bytes: bytes, command: list[str], timeout: float) -> tuple[bytes, str, str]:
+    """Run `command` (vela on `model.tflite`, output in `out/`) in a temporary directory.
+
+    Returns:
+        The optimised model, Vela's summary CSV and its output.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgex-vela-") as tmp:
+        work = Path(tmp)
+        (work / "model.tflite").write_bytes(tflite_bytes)
+        log = _run(command, work, timeout)
+        optimised_path = work / "out" / "model_vela.tflite"
+        summaries = sorted((work / "out").glob("model_summary_*.csv"))
+        if not optimised_path.is_file() or not summaries:
+            raise ConversionError("vela exited 0 but wrote no optimised model or summary CSV; "
+                                  f"last output:\n{tail(log)}")
+        return optimised_path.read_bytes(), summaries[0].read_text(encoding="utf-8"), log
+
+
 def compile_for_ethos_u(tflite_bytes: bytes, *, accelerator_config: str, system_config: str,
                         memory_mode: str, timeout: float = 300,
                         config_file: Path | None = None) -> VelaResult:
@@ -195,32 +221,14 @@ def compile_for_ethos_u(tflite_bytes: bytes, *, accelerator_config: str, system_
     if vela is None:
         raise ConversionError(f"the Vela compiler is not installed: pip install {PIP_PACKAGE} "
                               f"(no 'vela' next to {sys.executable} nor on PATH)")
-    try:  # also guards vela, whose native reader can segfault on garbage
-        source = Graph.from_bytes(tflite_bytes)
-    except ModelFileError as e:
-        raise ConversionError(f"vela cannot compile this model: {e}") from e
-    config = _config_args(system_config, memory_mode, config_file)
-
-    with tempfile.TemporaryDirectory(prefix="edgex-vela-") as tmp:
-        work = Path(tmp)
-        (work / "model.tflite").write_bytes(bytes(tflite_bytes))
-        command = [str(vela), "model.tflite", "--accelerator-config", accelerator_config, *config,
-                   "--system-config", system_config, "--memory-mode", memory_mode,
-                   "--output-dir", "out", "--output-format", "tflite", "--show-cpu-operations"]
-        log = _run(command, work, timeout)
-        optimised_path = work / "out" / "model_vela.tflite"
-        summaries = sorted((work / "out").glob("model_summary_*.csv"))
-        if not optimised_path.is_file() or not summaries:
-            raise ConversionError("vela exited 0 but wrote no optimised model or summary CSV; "
-                                  f"last output:\n{tail(log)}")
-        optimised = optimised_path.read_bytes()
-        summary_csv = summaries[0].read_text(encoding="utf-8")
-
+    source = _graph(tflite_bytes, "vela cannot compile this model")  # also guards vela's native reader
+    command = [str(vela), "model.tflite", "--accelerator-config", accelerator_config,
+               *_config_args(system_config, memory_mode, config_file),
+               "--system-config", system_config, "--memory-mode", memory_mode,
+               "--output-dir", "out", "--output-format", "tflite", "--show-cpu-operations"]
+    optimised, summary_csv, log = _compile(bytes(tflite_bytes), command, timeout)
     row = _parse_summary(summary_csv)
-    try:
-        out_graph = Graph.from_bytes(optimised)
-    except ModelFileError as e:
-        raise ConversionError(f"vela wrote an unreadable model: {e}") from e
+    out_graph = _graph(optimised, "vela wrote an unreadable model")
     cpu_names = [op.name for op in out_graph.ops if op.name != ETHOS_U_OP]
     return VelaResult(
         optimised_tflite=optimised,

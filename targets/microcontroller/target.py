@@ -7,25 +7,47 @@ arm-none-eabi-gcc for the profile's core and reading `arm-none-eabi-size`.
 Estimated: latency, from MACs per op and the profile's cycles per MAC at its
 clock. The bundle holds the C array, the arena header, an op resolver that
 registers exactly the model's ops, and an Arduino library.
+
+The profile's `microcontroller:` section is `MicrocontrollerSettings`; `measure` returns
+`McuMeasured`, which `extra_checks` and `package` read.
 """
 from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from exporter.analysis.cost_model import estimate_latency_ms
-from exporter.checks import ESTIMATED, MEASURED, Check, Measurement
-from exporter.errors import ConfigError, PreflightError
-from exporter.measure import measure_host
-from targets.base import Artifacts, Target, register
+from exporter.errors import PreflightError
+from targets.base import Artifacts, Measured, Target, register
+from targets.microcontroller.settings import MicrocontrollerSettings
+
+if TYPE_CHECKING:
+    from exporter.checks import Check, Measurement
+    from targets.microcontroller.tflm import ArenaResult
+    from targets.microcontroller.toolchain import SizeResult
 
 
 def model_identifier(artifacts: Artifacts) -> str:
     """The C identifier of the model, from its source file name."""
-    from exporter.codegen import c_identifier
+    from targets.microcontroller.codegen import c_identifier
 
     return c_identifier(Path(artifacts.source or "model").stem)
+
+
+@dataclass
+class McuMeasured(Measured):
+    """The figures, plus what the bundle is made from.
+
+    `arena`: what TFLM made of the model (`ok` False with a finding when it could not run it);
+    `c_sources`: `mcu/` file name -> bytes (model data, arena header when measured, op resolver);
+    `compiled`: arm-none-eabi-gcc's section sizes of the model data, None when the profile has no toolchain.
+    """
+
+    arena: ArenaResult
+    c_sources: dict[str, bytes]
+    compiled: SizeResult | None
 
 
 @register
@@ -38,33 +60,33 @@ class MicrocontrollerTarget(Target):
     runtime = "TensorFlow Lite Micro"
     ram_source = "measured (TFLM arena)"
     latency_source = "estimated (cycles/MAC)"
-
-    def _mcu(self, profile):
-        if profile.microcontroller is None:
-            raise ConfigError(f"profile {profile.name} has no 'microcontroller' section (cpu, runtime_flash_bytes)")
-        return profile.microcontroller
+    sections = {"microcontroller": MicrocontrollerSettings}
 
     def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
-        from exporter.analysis.tflm import unsupported_ops
+        from targets.microcontroller.tflm import unsupported_ops
 
-        self._mcu(profile)
+        profile.section("microcontroller")
         missing = unsupported_ops(graph)
         if missing:
             raise PreflightError(f"pre-flight for {self.name} ({profile.name}) failed: TFLM has no kernel for "
                                  f"{', '.join(missing)}. Replace these layers, or choose another target")
         return super().preflight(graph, profile, mode, tflite)
 
-    def measure(self, artifacts: Artifacts) -> dict:
-        from exporter.analysis.tflm import measure_arena, op_resolver_source
-        from exporter.codegen import arena_header, model_data_sources
+    def measure(self, artifacts: Artifacts) -> McuMeasured:
+        from exporter.analysis.cost_model import estimate_latency_ms
+        from exporter.checks import ESTIMATED, MEASURED, Measurement
+        from exporter.measure import measure_host
+        from targets.microcontroller.codegen import arena_header, model_data_sources
+        from targets.microcontroller.tflm import measure_arena, op_resolver_source
 
-        profile, graph, mcu = artifacts.profile, artifacts.graph, self._mcu(artifacts.profile)
+        profile, graph = artifacts.profile, artifacts.graph
+        mcu: MicrocontrollerSettings = profile.section("microcontroller")
         figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
         ident = model_identifier(artifacts)
         sources = model_data_sources(artifacts.tflite, name=ident)
-        figures.update(self._flash(artifacts, sources, mcu))
+        flash, compiled = self.flash_figures(artifacts, sources, mcu)
+        figures.update(flash)
         arena = measure_arena(artifacts.tflite)
-        artifacts.extra["arena"] = arena
         on = "TFLM interpreter on this host (RecordingMicroAllocator)"
         overhead = int(profile.cost_model.runtime_ram_bytes)
         if arena.ok:
@@ -81,11 +103,16 @@ class MicrocontrollerTarget(Target):
         if arena.ok:
             files["model_arena.h"] = arena_header(arena.arena_bytes, mcu.arena_margin, name=ident)
         files["op_resolver.h"] = op_resolver_source(graph).encode("utf-8")
-        artifacts.extra["c_sources"] = files
-        return figures
+        return McuMeasured(figures, arena=arena, c_sources=files, compiled=compiled)
 
-    def _flash(self, artifacts, sources, mcu) -> dict:
-        from exporter.toolchain import compile_model_data
+    def flash_figures(self, artifacts: Artifacts, sources: dict[str, bytes],
+                      mcu: MicrocontrollerSettings) -> tuple[dict[str, Measurement], SizeResult | None]:
+        """The flash figures of `sources` (the model data) and, when compiled, the compiler's section sizes.
+
+        Without a toolchain in the profile, flash is estimated as model bytes + the runtime's flash.
+        """
+        from exporter.checks import ESTIMATED, MEASURED, Measurement
+        from targets.microcontroller.toolchain import compile_model_data
 
         model_bytes = len(artifacts.tflite)
         runtime = int(mcu.runtime_flash_bytes)
@@ -93,40 +120,39 @@ class MicrocontrollerTarget(Target):
             return {"flash": Measurement(
                 "flash", model_bytes + runtime, "bytes", ESTIMATED, "model.tflite size + profile runtime",
                 f"model {model_bytes:,} B + runtime {runtime:,} B; not compiled: no compiler for {mcu.cpu} "
-                "can be installed here")}
+                "can be installed here")}, None
         with tempfile.TemporaryDirectory(prefix="edgex-cc-") as tmp:
             for name, data in sources.items():
                 (Path(tmp) / name).write_bytes(data)
             size = compile_model_data(Path(tmp), cpu=mcu.cpu, fpu=mcu.fpu)
-        artifacts.extra["compiled"] = size
         on = f"arm-none-eabi-gcc -mcpu={mcu.cpu}, arm-none-eabi-size"
         return {
             "model_flash": Measurement("model_flash", size.flash, "bytes", MEASURED, on,
                                        f"model_data.o; model.tflite is {model_bytes:,} B"),
             "flash": Measurement("flash", size.flash + runtime, "bytes", MEASURED, on,
                                  f"model_data.o {size.flash:,} B (measured) + runtime {runtime:,} B (profile)"),
-        }
+        }, size
 
-    def extra_checks(self, artifacts: Artifacts) -> list[Check]:
-        arena = artifacts.extra.get("arena")
-        if arena is None or arena.ok:
+    def extra_checks(self, artifacts: Artifacts, measured: McuMeasured) -> list[Check]:
+        from exporter.checks import MEASURED, Check
+
+        if measured.arena.ok:
             return []
         return [Check("tflm_run", "fail", None, 0, "", MEASURED, "TFLM interpreter on this host", None,
-                      arena.finding)]
+                      measured.arena.finding)]
 
-    def package(self, artifacts: Artifacts) -> dict[str, bytes]:
-        from exporter.codegen import arduino_library
+    def package(self, artifacts: Artifacts, measured: McuMeasured) -> dict[str, bytes]:
+        from targets.microcontroller.arduino import arduino_library
 
-        files = {f"mcu/{name}": data for name, data in artifacts.extra.get("c_sources", {}).items()}
-        arena = artifacts.extra.get("arena")
-        if arena is not None and arena.ok:
+        files = {f"mcu/{name}": data for name, data in measured.c_sources.items()}
+        arena = measured.arena
+        if arena.ok:
             graph = artifacts.graph
             inp = graph.input_details()[0]
             files.update(arduino_library(
-                name=model_identifier(artifacts), model_files=artifacts.extra["c_sources"],
-                resolver_source=artifacts.extra["c_sources"]["op_resolver.h"].decode("utf-8"),
-                arena_bytes=arena.arena_bytes, margin=artifacts.profile.microcontroller.arena_margin,
+                name=model_identifier(artifacts), model_files=measured.c_sources,
+                resolver_source=measured.c_sources["op_resolver.h"].decode("utf-8"),
+                arena_bytes=arena.arena_bytes, margin=artifacts.profile.section("microcontroller").arena_margin,
                 version="1.0.0", input_shape=inp.shape, input_dtype=inp.dtype,
                 output_size=math.prod(graph.output_details()[0].shape)))
         return files
-

@@ -1,7 +1,7 @@
-"""Child process of `exporter.analysis.tflm.measure_arena`: run one model on TFLM.
+"""Child process of `targets.microcontroller.tflm.measure_arena`: run one model on TFLM.
 
 Usage:
-    python -m exporter.analysis.tflm_probe MODEL_PATH ARENA_SIZE
+    python -m targets.microcontroller.tflm_probe MODEL_PATH ARENA_SIZE
 
 The TFLM Python interpreter (`tflite_micro`) aborts the whole process on some
 models, so it only ever runs here, never inside edgex. The probe creates the
@@ -42,7 +42,7 @@ def _flush_c_stdio() -> None:
         pass
 
 
-def _capture_native(fn) -> str:
+def capture_native(fn) -> str:
     """Call `fn()` with fds 1 and 2 pointed at a temp file; return what was written."""
     with tempfile.TemporaryFile() as f:
         sys.stdout.flush()
@@ -63,7 +63,7 @@ def _capture_native(fn) -> str:
         return f.read().decode("utf-8", "replace").replace("\r\n", "\n")
 
 
-def _parse_allocations(text: str) -> dict:
+def parse_allocations(text: str) -> dict:
     """Read total/head/tail bytes from `print_allocations()` output."""
     found = {kind: int(n) for kind, n in _ALLOCATION.findall(text)}
     if "total" not in found:
@@ -110,9 +110,9 @@ def probe(model_path: str, arena_size: int, emit) -> dict:
 
         stage = "reading the allocations"
         emit({"stage": stage})
-        log = _capture_native(interpreter.print_allocations)
+        log = capture_native(interpreter.print_allocations)
         return {"ok": True, "invoked": True, "arena_size": arena_size, "log": log,
-                **_parse_allocations(log)}
+                **parse_allocations(log)}
     except Exception as e:  # every failure is reported to the parent, never raised
         return {"ok": False, "invoked": invoked, "stage": stage, "error": f"{type(e).__name__}: {e}"}
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if len(args) != 2 or not args[1].isdigit():
         emit({"result": {"ok": False, "invoked": False, "stage": "reading the arguments",
-                         "error": "usage: python -m exporter.analysis.tflm_probe MODEL_PATH ARENA_SIZE"}})
+                         "error": "usage: python -m targets.microcontroller.tflm_probe MODEL_PATH ARENA_SIZE"}})
         return 2
     result = probe(args[0], int(args[1]), emit)
     emit({"result": result})

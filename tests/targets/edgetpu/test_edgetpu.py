@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 import exporter
-import targets.edgetpu  # noqa: F401  registers the target (also listed in targets.base.BUILTIN_TARGET_MODULES)
-from exporter.analysis.edgetpu_log import parse_compiler_log, parse_size
-from exporter.analysis.edgetpu_ops import EDGETPU_OPS, MAX_OP_VERSION, ModelFacts, map_graph
+from targets.edgetpu.log import parse_compiler_log, parse_size
+from targets.edgetpu.ops import EDGETPU_OPS, MAX_OP_VERSION, ModelFacts, map_graph
 from exporter.analysis.graph import Graph
 from exporter.errors import ConfigError, PreflightError
 from exporter.profile import load_profile
 from targets.base import Artifacts, get_target
-from targets.edgetpu import edgetpu_settings, requirement_problems
+from targets.edgetpu.settings import EdgeTpuSettings
+from targets.edgetpu.target import requirement_problems
 from tests.test_cli import run
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "edgetpu"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROFILES = ["coral-usb", "coral-dev-board"]
 
 
@@ -55,7 +55,8 @@ def leaky_model(keras):
 def test_profiles_validate_and_take_8_bit_only():
     for name in PROFILES:
         profile = load_profile(name)
-        settings = edgetpu_settings(profile)
+        settings = profile.section("edgetpu")
+        assert isinstance(settings, EdgeTpuSettings)
         assert profile.target == "edgetpu" and profile.quantization.allowed == ("int8",)
         assert profile.quantization.int8_io == "uint8" and profile.quantization.weight_bits == (8,)
         assert settings.parameter_cache_bytes == 8 * 1024**2 and settings.runtime_version == 14
@@ -69,7 +70,7 @@ def test_bad_edgetpu_section_names_profile_and_field(tmp_path):
     bad = text.replace("tpu_int8_gmacs: 115", "tpu_int8_gmacs: -1\n  turbo: true")
     (tmp_path / "bad.yaml").write_text(bad)
     with pytest.raises(ConfigError) as err:
-        edgetpu_settings(load_profile(tmp_path / "bad.yaml"))
+        load_profile(tmp_path / "bad.yaml")
     assert "profile bad: edgetpu.tpu_int8_gmacs" in str(err.value) and "edgetpu.turbo: unknown key" in str(err.value)
     (tmp_path / "none.yaml").write_text(text.split("edgetpu:\n")[0])
     with pytest.raises(ConfigError, match="no 'edgetpu' section"):
@@ -150,6 +151,7 @@ def test_float_io_is_refused_naming_the_input(demo, keras, tmp_path):
     assert "output" in str(err.value) and err.value.exit_code == 4 and not (tmp_path / "b").exists()
 
 
+@pytest.mark.reliability(18)
 def test_float_model_lists_every_problem_and_dynamic_shapes(tiny_model, keras):
     """A float model with a dynamic batch: every problem in one error, naming tensors and ops."""
     tf = __import__("exporter.tf", fromlist=["tensorflow"]).tensorflow()
@@ -222,11 +224,17 @@ def test_require_compiled_refuses_without_compiler(bundles, monkeypatch, tmp_pat
     monkeypatch.setenv("PATH", str(tmp_path))
     _, out = bundles["coral-usb"]
     data = (out / "model.tflite").read_bytes()
+    target = get_target("edgetpu")
     artifacts = Artifacts(tflite=data, graph=Graph.from_bytes(data), profile=load_profile("coral-usb"), mode="int8",
-                          extra={"require_compiled": True})
+                          options=target.parse_options({"require_compiled": True}))
     with pytest.raises(PreflightError, match="edgetpu_compiler not found") as err:
-        get_target("edgetpu").measure(artifacts)
-    assert err.value.exit_code == 4 and "edgetpu_compile" not in artifacts.extra
+        target.measure(artifacts)
+    assert err.value.exit_code == 4
+    result = run(["export", "--demo", "--target", "edgetpu", "--require-compiled", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 4 and "--require-compiled: edgetpu_compiler not found" in result.stderr
+    assert not (tmp_path / "b").exists()
+    result = run(["export", "--demo", "--target", "android", "--require-compiled", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "require_compiled: unknown key" in result.stderr
 
 
 def test_compiled_bundle_with_a_stand_in_compiler(tmp_path, monkeypatch, demo):

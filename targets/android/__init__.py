@@ -1,0 +1,1 @@
+"""Android phones running LiteRT on the CPU."""

@@ -1,0 +1,1 @@
+"""Arm Ethos-U NPUs: target, `ethos_u:` section, Vela."""

@@ -1,0 +1,1 @@
+"""Linux single-board computers running tflite-runtime on the CPU."""

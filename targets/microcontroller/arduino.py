@@ -1,0 +1,192 @@
+"""An Arduino library for a microcontroller bundle: the model, its op resolver, arena size and a sketch.
+
+The library's C++ comes from `targets.microcontroller.codegen` (identifiers, model data, arena
+header); only identifiers made by `c_identifier`, sizes and dtypes reach generated source.
+
+Example:
+    >>> files = arduino_library(name="digits.tflite", model_files=model_data_sources(data, name="digits.tflite"),
+    ...                         resolver_source=resolver, arena_bytes=5000, margin=0.1, version="1.0.0",
+    ...                         input_shape=(1, 8, 8, 1), input_dtype="int8", output_size=10)
+    >>> "arduino/DigitsModel/library.properties" in files
+    True
+"""
+from __future__ import annotations
+
+import math
+import operator
+import re
+from string import Template
+
+from exporter.errors import UsageError
+from targets.microcontroller.codegen import arena_header, arena_size, banner, c_identifier, camel_case, library_name
+
+TFLM_ARDUINO_LIBRARY = "Arduino_TensorFlowLite"
+"""The Arduino port of TFLM (github.com/tensorflow/tflite-micro-arduino-examples): the
+sketch uses its current API (MicroInterpreter without an ErrorReporter,
+`#include <TensorFlowLite.h>`), not the old 2.4.0-ALPHA build of the Library Manager."""
+RESOLVER_CONTRACT = ("op_resolver.h must define a type `OpResolver` (e.g. "
+                     "`using OpResolver = tflite::MicroMutableOpResolver<N>;`) and "
+                     "`TfLiteStatus RegisterOps(OpResolver& resolver)`")
+_DTYPES = {"int8": "kTfLiteInt8", "uint8": "kTfLiteUInt8", "int16": "kTfLiteInt16", "float32": "kTfLiteFloat32"}
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,30}$")
+
+
+def _count(value, what: str) -> int:
+    try:
+        number = operator.index(value)  # int or numpy integer, not bool/float
+    except TypeError:
+        number = 0
+    if isinstance(value, bool) or number <= 0:
+        raise UsageError(f"{what} must be positive whole numbers, got {value!r}")
+    return number
+
+
+def _check_library_args(model_files, resolver_source, version, input_shape, input_dtype, output_size):
+    for fname in model_files:
+        if not _SAFE_FILE.match(fname) or fname.rsplit(".", 1)[-1] not in ("h", "cc", "cpp"):
+            raise UsageError(f"model source file name {fname!r} must be a plain .h/.cc/.cpp name")
+    if "model_data.h" not in model_files:
+        raise UsageError("model_files must hold model_data.h (from model_data_sources)")
+    if "RegisterOps" not in resolver_source or "OpResolver" not in resolver_source:
+        raise UsageError(RESOLVER_CONTRACT)
+    if not _VERSION.match(str(version)):
+        raise UsageError(f"library version {version!r} must look like 1.2.3 (letters, digits, . + -)")
+    dims = [_count(d, f"input shape {input_shape!r}") for d in input_shape]
+    if not dims:
+        raise UsageError("input shape must not be empty")
+    if str(input_dtype) not in _DTYPES:
+        raise UsageError(f"input dtype {input_dtype!r} is not one of {sorted(_DTYPES)}")
+    return dims, str(input_dtype), _count(output_size, "output size")
+
+
+def arduino_library(*, name: str, model_files: dict[str, bytes], resolver_source: str, arena_bytes: int,
+                    margin: float, version: str, input_shape, input_dtype: str,
+                    output_size: int) -> dict[str, bytes]:
+    """An Arduino library holding the model, its op resolver, arena size and an example sketch.
+
+    Layout under `arduino/<LibName>/`: `library.properties`, `src/<LibName>.h`,
+    `src/model_data.h`, `src/model_data.cpp`, `src/model_arena.h`, `src/op_resolver.h`,
+    `examples/RunInference/RunInference.ino`. `.cc` files are renamed `.cpp`: older
+    Arduino IDEs and arduino-cli compile only `.c`, `.cpp` and `.S` in libraries.
+    The library depends on Arduino_TensorFlowLite (see `TFLM_ARDUINO_LIBRARY`).
+
+    Args:
+        name: the model file name; the library is `library_name(name)`.
+        model_files: `model_data_sources(...)`.
+        resolver_source: the text of op_resolver.h; see `RESOLVER_CONTRACT`.
+        arena_bytes: the arena measured on the host; margin: share added (`arena_header`).
+        version: the library version for library.properties.
+        input_shape, input_dtype: of the model's input ("int8", "uint8", "int16", "float32").
+        output_size: number of output values (classes) for the top-1 of the sketch.
+
+    Returns:
+        Bundle-relative paths mapped to file contents.
+
+    Raises:
+        UsageError: a bad argument, named.
+    """
+    dims, input_dtype, output_size = _check_library_args(model_files, resolver_source, version, input_shape,
+                                                         input_dtype, output_size)
+    ident, lib = c_identifier(name), library_name(name)
+    camel, root = camel_case(ident), f"arduino/{lib}"
+    files = {f"{root}/src/{f[:-3] + '.cpp' if f.endswith('.cc') else f}": bytes(data)
+             for f, data in model_files.items()}
+    files[f"{root}/src/model_arena.h"] = arena_header(arena_bytes, margin, name=name)
+    files[f"{root}/src/op_resolver.h"] = resolver_source.encode()
+    size = arena_size(arena_bytes, margin)
+    files[f"{root}/library.properties"] = (
+        f"name={lib}\nversion={version}\nauthor=edgex\nmaintainer=edgex\n"
+        f"sentence=The {ident} TensorFlow Lite model with its op resolver and tensor arena size.\n"
+        f"paragraph=Generated by edgex. Model data in flash, aligned to 16 bytes; tensor arena "
+        f"{size} bytes (measured {arena_bytes} with TFLM on the host, plus {float(margin):.0%}). "
+        f"Needs the {TFLM_ARDUINO_LIBRARY} library (github.com/tensorflow/tflite-micro-arduino-examples).\n"
+        "category=Data Processing\nurl=https://github.com/tensorflow/tflite-micro-arduino-examples\n"
+        f"architectures=*\ndepends={TFLM_ARDUINO_LIBRARY}\nincludes={lib}.h\n").encode()
+    guard = f"EDGEX_{ident.upper()}_LIBRARY_H_"
+    files[f"{root}/src/{lib}.h"] = (
+        f"{banner(ident, 'Arduino library')}#ifndef {guard}\n#define {guard}\n\n"
+        '#include "model_data.h"\n#include "model_arena.h"\n#include "op_resolver.h"\n\n'
+        f"// Input: shape [{', '.join(map(str, dims))}], {input_dtype}. Output: {output_size} values.\n"
+        f"constexpr int k{camel}InputSize = {math.prod(dims)};\n"
+        f"constexpr int k{camel}OutputSize = {output_size};\n\n#endif  // {guard}\n").encode()
+    files[f"{root}/examples/RunInference/RunInference.ino"] = SKETCH.substitute(
+        ident=ident, camel=camel, lib=lib, library=TFLM_ARDUINO_LIBRARY, input_dtype=input_dtype,
+        dtype_enum=_DTYPES[input_dtype]).encode()
+    return files
+
+
+SKETCH = Template("""// RunInference: runs model `${ident}` on an all-zero input once a second and prints
+// the latency of Invoke(), the arena used and the top-1 index over Serial (115200 baud).
+// Generated by edgex. Needs the ${library} library.
+#include <TensorFlowLite.h>
+#include <string.h>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include <${lib}.h>
+
+namespace {
+alignas(16) uint8_t tensor_arena[k${camel}ArenaSize];
+OpResolver resolver;
+tflite::MicroInterpreter* interpreter = nullptr;
+}  // namespace
+
+static void Halt(const char* message) {
+  Serial.println(message);
+  while (true) delay(1000);
+}
+
+static float OutputValue(const TfLiteTensor* output, int i) {
+  switch (output->type) {
+    case kTfLiteInt8: return (output->data.int8[i] - output->params.zero_point) * output->params.scale;
+    case kTfLiteUInt8: return (output->data.uint8[i] - output->params.zero_point) * output->params.scale;
+    case kTfLiteInt16: return output->data.i16[i] * output->params.scale;
+    default: return output->data.f[i];
+  }
+}
+
+void setup() {
+  Serial.begin(115200);
+  while (!Serial && millis() < 3000) {}
+  const tflite::Model* model = tflite::GetModel(g_${ident}_model_data);
+  if (model->version() != TFLITE_SCHEMA_VERSION) Halt("model schema version not supported");
+  if (RegisterOps(resolver) != kTfLiteOk) Halt("RegisterOps failed");
+  static tflite::MicroInterpreter static_interpreter(model, resolver, tensor_arena, k${camel}ArenaSize);
+  interpreter = &static_interpreter;
+  if (interpreter->AllocateTensors() != kTfLiteOk) Halt("AllocateTensors failed: arena too small?");
+  if (interpreter->input(0)->type != ${dtype_enum}) Halt("input is not ${input_dtype} as exported");
+  Serial.print("arena used: ");
+  Serial.print((unsigned long)interpreter->arena_used_bytes());
+  Serial.print(" of ");
+  Serial.println((unsigned long)k${camel}ArenaSize);
+}
+
+void loop() {
+  TfLiteTensor* input = interpreter->input(0);
+  // Zeros: the real value 0.0, i.e. the zero point of a quantized (${input_dtype}) input.
+  if (input->type == kTfLiteInt8 || input->type == kTfLiteUInt8) {
+    memset(input->data.raw, input->params.zero_point, input->bytes);
+  } else {
+    memset(input->data.raw, 0, input->bytes);
+  }
+  unsigned long start = micros();
+  TfLiteStatus status = interpreter->Invoke();
+  unsigned long elapsed = micros() - start;
+  if (status != kTfLiteOk) Halt("Invoke failed");
+  TfLiteTensor* output = interpreter->output(0);
+  int top = 0;
+  for (int i = 1; i < k${camel}OutputSize; ++i) {
+    if (OutputValue(output, i) > OutputValue(output, top)) top = i;
+  }
+  Serial.print("latency_us: ");
+  Serial.print(elapsed);
+  Serial.print(" arena_used: ");
+  Serial.print((unsigned long)interpreter->arena_used_bytes());
+  Serial.print(" top1: ");
+  Serial.println(top);
+  delay(1000);
+}
+""")
+"""RunInference.ino: one timed inference a second on zeros, printed over Serial. Placeholders:
+ident, camel, lib (this library), library (TFLM's Arduino library), input_dtype, dtype_enum."""
