@@ -27,8 +27,10 @@ sysdeps:
 demo: $(STAMP) sysdeps
 	$(VENV)/bin/edgex export --demo --target android --out build/demo-android
 
+# The tests and the docstring examples in one session (the demo is trained once, see conftest.py).
+# --doctest-modules also reaches tests/, which holds no `>>>` examples: nothing is collected twice.
 test: $(STAMP) sysdeps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests --doctest-modules exporter targets
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -5,10 +5,13 @@ TensorFlow, and imports nothing heavy itself.
 
 Example:
     >>> import exporter
-    >>> report = exporter.export("model.keras", target="android",
-    ...                          calib="calib.npz", eval="eval.npz", out="build/android")
-    >>> report.passed
-    True
+    >>> files = demo.model_path.parent           # the demo's model.keras, calib.npz, eval.npz
+    >>> report = exporter.export(files / "model.keras", target="android", calib=files / "calib.npz",
+    ...                          eval=files / "eval.npz", out="build/android", progress=False)
+    >>> report.passed, report.mode
+    (True, 'int8')
+    >>> exporter.verify("build/android")["status"]
+    'pass'
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ A damaged archive (flipped bytes, a truncated file, a local header that disagree
 central directory) is an IntegrityError too, whatever zipfile or zlib raise on it.
 
 Example:
-    >>> verify_archive(Path("build/android.zip"))["files"]
-    6
+    >>> result = verify_archive(bundle.with_name("android.zip"))     # build/android.zip, beside the bundle
+    >>> result["files"], result["status"]
+    (6, 'pass')
 """
 from __future__ import annotations
 

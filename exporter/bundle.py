@@ -10,9 +10,10 @@ leaves a half bundle and never damages an earlier bundle at that path. Device ru
 the earlier bundle are carried into the new one.
 
 Example:
-    >>> write_bundle(Path("build/android"), {"model.tflite": data}, manifest)
-    >>> verify_bundle(Path("build/android"))["files"]
-    3
+    >>> out = write_bundle(Path("build/tiny"), {"model.tflite": tiny_tflite}, {"status": "pass"})
+    >>> result = verify_bundle(out)
+    >>> result["files"], result["status"], result["runs"]
+    (1, 'pass', 0)
 """
 from __future__ import annotations
 

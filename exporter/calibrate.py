@@ -7,10 +7,16 @@ non-negative least squares; otherwise the cost model is scaled by the median rat
 measured to estimated latency. The result is a new profile file whose header states the
 estimate's error before and after.
 
-Example:
-    >>> result = calibrate("raspberry-pi-4", ["build/rpi"])
-    >>> result.error_before_pct, result.error_after_pct
-    (212.5, 3.1)
+Example (one run on this machine as the device; with a single run the cost model is scaled):
+    >>> import sys
+    >>> from exporter.hil.runner import hil_run
+    >>> from exporter.hil.transports.base import RunPlan, TransportOptions
+    >>> run = hil_run(bundle, "local", RunPlan(runs=5, warmup=1), TransportOptions(python=sys.executable))
+    >>> result = calibrate("android-arm64-midrange", [bundle])
+    >>> len(result.points), result.method.startswith("scaled by the median"), result.error_after_pct < 1
+    (1, True, True)
+    >>> result.write("phone.yaml").name
+    'phone.yaml'
 """
 from __future__ import annotations
 
@@ -45,6 +51,23 @@ class Calibration:
                   "# Every other figure is as in the original profile, whose comments give the sources.\n")
         data = self.profile.model_dump(mode="json")   # keep nulls: `toolchain: null` must not fall back to its default
         return header + yaml.safe_dump(data, sort_keys=False)
+
+    def write(self, out: str | Path | None = None) -> Path:
+        """Write the calibrated profile as YAML (fsynced) and return its path.
+
+        Args:
+            out: where to write it. Default: `<profile name>.calibrated.yaml` in the current folder.
+        """
+        from exporter.bundle import _write_file
+
+        path = Path(out or f"{self.profile.name}.calibrated.yaml")
+        _write_file(path, self.to_yaml().encode("utf-8"))
+        return path
+
+    def summary(self, path: str | Path) -> dict:
+        """What `edgex profiles calibrate --json` prints: the profile written, runs, method, errors."""
+        return {"profile": str(path), "runs": len(self.points), "method": self.method,
+                "latency_error_before_pct": self.error_before_pct, "latency_error_after_pct": self.error_after_pct}
 
 
 def _features(graph: Graph) -> tuple[float, float, float]:

@@ -4,9 +4,19 @@ Every figure is a `Measurement` that says whether it was measured or
 estimated, and on what. A `Check` compares one measurement with one limit.
 
 Example:
-    >>> m = Measurement("model_size", 3720, "bytes", "measured", "bundle file model.tflite")
-    >>> run_checks(profile.limits, {"model_size": m})[0].status
-    'pass'
+    >>> from exporter.profile import load_profile
+    >>> limits = load_profile("android-arm64-midrange").limits
+    >>> size = Measurement("model_size", 3264, "bytes", "measured", "model.tflite file")
+    >>> latency = Measurement("latency", 41.5, "ms", "estimated", "cost model of android-arm64-midrange")
+    >>> checks = run_checks(limits, {"model_size": size, "latency": latency}, {"ram": "no estimate"})
+    >>> [(c.name, c.status) for c in checks]           # in the order of LIMIT_UNITS; unset limits absent
+    [('model_size', 'pass'), ('ram', 'skip'), ('latency', 'fail'), ('accuracy_drop', 'skip')]
+    >>> for check in checks:
+    ...     print(check.summary())
+    model_size: 3.2 KiB within limit 47.68 MiB (measured on model.tflite file)
+    ram: skipped (no estimate)
+    latency: 41.50 ms OVER limit 33.00 ms (estimated on cost model of android-arm64-midrange)
+    accuracy_drop: skipped (no figure)
 """
 from __future__ import annotations
 

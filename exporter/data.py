@@ -9,8 +9,16 @@ holds is refused before anything is allocated. Arrays are then read with
 `allow_pickle=False`. Labels files are bounded to `MAX_LABELS_BYTES` (1 MiB).
 
 Example:
+    >>> np.savez("eval.npz", x=np.zeros((4, 8, 8, 1)), y=np.array([0, 1, 2, 1]))
     >>> ds = load_dataset("eval.npz", role="evaluation")
-    >>> check_input(ds, shape=(None, 8, 8, 1), dtype="float32")
+    >>> len(ds), ds.x.dtype, ds.y.tolist()
+    (4, dtype('float64'), [0, 1, 2, 1])
+    >>> check_input(ds, shape=(None, 8, 8, 1), dtype="float32").x.dtype    # float64 cast losslessly
+    dtype('float32')
+    >>> check_input(ds, shape=(None, 28, 28, 1), dtype="float32", role="evaluation")
+    Traceback (most recent call last):
+    ...
+    exporter.errors.DataError: eval.npz: evaluation samples have shape (4, 8, 8, 1); the model expects (N, 28, 28, 1)
 """
 from __future__ import annotations
 

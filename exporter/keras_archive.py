@@ -7,7 +7,10 @@ expansion ratio bounded (zip bombs). The members are then re-written into a priv
 read stopping at its declared size, so a lying header cannot expand further. Loaders open that copy.
 
 Example:
-    >>> config, metadata = checked_copy(Path("model.keras"), Path(tmp) / "model.keras")
+    >>> import json
+    >>> config, metadata = checked_copy(demo.model_path, tmp / "model.keras")   # the demo's model.keras
+    >>> json.loads(config)["class_name"], json.loads(config)["config"]["name"]
+    ('Sequential', 'digits_cnn')
 """
 from __future__ import annotations
 

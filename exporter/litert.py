@@ -5,9 +5,13 @@ point when its input is int8/uint8; outputs are dequantized likewise, so
 predictions compare directly with the Keras model's.
 
 Example:
-    >>> runner = LiteRTRunner(tflite_bytes)
-    >>> probs = runner.predict(x)          # (N, classes) float32
-    >>> runner.latency_ms(runs=50)         # {"p50": ..., "p90": ...}
+    >>> runner = LiteRTRunner(tiny_tflite)                  # int8 in, int8 out
+    >>> probs = runner.predict(np.zeros((3, 8, 8, 1), np.float32))
+    >>> probs.shape, probs.dtype, bool(np.allclose(probs.sum(axis=1), 1, atol=0.05))   # dequantized softmax
+    ((3, 10), dtype('float32'), True)
+    >>> timing = runner.latency_ms(runs=20)                 # after 10 warm-up invokes
+    >>> sorted(timing), timing["runs"]
+    (['mean', 'p50', 'p90', 'runs'], 20)
 """
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
-"""The manifest of a bundle: edgex's format tag, and checks of what a manifest says.
+"""The manifest of a bundle: what an export records, edgex's format tag, checks of what it says.
 
 Every manifest edgex writes carries `"format": "edgex-bundle"` and `"format_version": 1`, so a
 folder or archive is known as an edgex bundle by its manifest, not by the mere presence of a file
 called manifest.json. Its file list maps safe relative POSIX paths to
 `{"sha256": <64 hex digits>, "bytes": <int >= 0>}`; device runs (`hil/<run>.json`) are never in it.
+The rest is what the export recorded (`manifest_for`): status, resolved profile and recipe,
+stages, checks, measurements, graph, notes and library versions.
 
 Example:
     >>> body = stamp({"status": "pass"}, {"model.tflite": b"m"})
@@ -48,6 +50,27 @@ def stamp(manifest: dict, files: dict[str, bytes]) -> dict:
     listed = {name: {"sha256": sha256(data), "bytes": len(data)} for name, data in sorted(files.items())}
     return dict(manifest, format=FORMAT, format_version=FORMAT_VERSION, schema_version=SCHEMA_VERSION,
                 files=listed)
+
+
+def manifest_for(report, profile) -> dict:
+    """What an export records in its bundle's manifest (`stamp` adds the format tag and file list).
+
+    Args:
+        report: the export's Report (status, versions, recipe, stages, checks, measurements, graph, notes).
+        profile: the resolved DeviceProfile, recorded whole so that the export can be re-run.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    return {
+        "tool": "edgex", "status": report.status, "created": report.created, "versions": report.versions,
+        "target": report.target, "profile": profile.model_dump(mode="json"),
+        "recipe": {**report.recipe, "convert": {"mode": report.mode, "io_dtype": report.io_dtype}},
+        "stages": report.stages,
+        "source": report.model, "checks": [c.to_dict() for c in report.checks],
+        "measurements": {k: m.to_dict() for k, m in report.measurements.items()}, "graph": report.graph,
+        "notes": report.notes,
+    }
 
 
 def encode(body: dict) -> bytes:

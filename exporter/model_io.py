@@ -7,10 +7,12 @@ member and re-written into a private temp dir with size-bounded reads; its confi
 it; anything that could run code is refused unless `trust_model=True` (`--trust-model`).
 
 Example:
-    >>> from exporter.model_io import load_model
-    >>> loaded = load_model("model.keras")
-    >>> loaded.kind
-    'keras'
+    >>> loaded = load_model(demo.model_path)          # the demo's model.keras
+    >>> loaded.kind, loaded.model.name
+    ('keras', 'digits_cnn')
+    >>> _ = Path("model.tflite").write_bytes(tiny_tflite)
+    >>> load_model("model.tflite").kind                   # bundled as it is, never run by Python
+    'tflite'
 """
 from __future__ import annotations
 

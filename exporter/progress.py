@@ -21,13 +21,38 @@ _real_stderr = None
 
 
 def set_enabled(flag: bool) -> None:
-    """Turn progress bars and status lines on or off for this process."""
+    """Turn progress bars and status lines on or off for this process (`scoped` for one block)."""
     _settings["enabled"] = flag
 
 
 def set_debug(flag: bool) -> None:
-    """In debug mode native log lines are shown, not hidden."""
+    """In debug mode native log lines are shown, not hidden (`scoped` for one block)."""
     _settings["debug"] = flag
+
+
+@contextlib.contextmanager
+def scoped(*, enabled: bool | None = None, debug: bool | None = None):
+    """Change the settings for the block only; the previous ones are restored however it ends.
+
+    Args:
+        enabled: show progress bars and status lines; None keeps the current setting.
+        debug: show native log lines; None keeps the current setting.
+
+    Example:
+        >>> with scoped(enabled=False):
+        ...     _settings["enabled"]
+        False
+    """
+    saved = dict(_settings)
+    if enabled is not None:
+        _settings["enabled"] = enabled
+    if debug is not None:
+        _settings["debug"] = debug
+    try:
+        yield
+    finally:
+        _settings.clear()
+        _settings.update(saved)
 
 
 def _stderr():

@@ -4,7 +4,12 @@ Rendered as JSON (`--json`), Markdown (`report.md` in the bundle) and a rich
 table on the terminal.
 
 Example:
-    >>> print(report.to_markdown())
+    >>> report.status, [c.name for c in report.failed_checks()]     # the demo exported for android
+    ('pass', [])
+    >>> print(report.to_markdown().splitlines()[0])
+    # edgex export report: PASS
+    >>> report.to_dict()["measurements"]["model_size"]["source"]
+    'measured'
 """
 from __future__ import annotations
 

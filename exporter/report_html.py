@@ -5,7 +5,10 @@ Charts (when the recipe has stages): size (.tflite and gzip), accuracy (Keras an
 stages, and the per-layer sparsity of the weights that ship.
 
 Example:
-    >>> Path("report.html").write_text(render_html(report))
+    >>> page = render_html(report)                       # the demo exported for android
+    >>> page.startswith("<!doctype html>"), "data:image/png" in page    # no stages ran: no charts
+    (True, False)
+    >>> _ = Path("report.html").write_text(page, encoding="utf-8")
 """
 from __future__ import annotations
 

@@ -7,9 +7,14 @@ memory, and a file over its cap is refused before it is read. YAML is parsed wit
 (so no "billion laughs" expansion), without duplicate keys and with bounded nesting.
 
 Example:
-    >>> data = load_yaml_file("device_profiles/coral-usb.yaml", what="profile")
-    >>> data["target"]
+    >>> from exporter.profile import PROFILE_DIR
+    >>> load_yaml_file(PROFILE_DIR / "coral-usb.yaml", what="profile")["target"]
     'edgetpu'
+    >>> _ = Path("recipe.yaml").write_text("{base: &b {epochs: 1}, prune: *b}")
+    >>> load_yaml_file("recipe.yaml", what="recipe")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    exporter.errors.ConfigError: recipe.yaml, line 1: YAML anchors and aliases (&name, *name) are not accepted; ...
 """
 from __future__ import annotations
 

@@ -25,20 +25,35 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM; unwinds like Ctrl-C."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+_received: list[int] = []     # signals seen in this session; native code may hide the exception they raise
+
+
+def _on_signal(signum, frame):
+    _received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def interrupted_by() -> int | None:
+    """The first SIGINT or SIGTERM received in the current session, or None.
+
+    TensorFlow turns a KeyboardInterrupt raised inside its native code into another exception
+    (a TypeError, say); the CLI asks this to report such an error as the interruption it was.
+    """
+    return _received[0] if _received else None
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
+def _signals_raise():
+    _received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield                              # signal handlers can only be set from the main thread
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -60,10 +75,10 @@ def _private_tempdir():
 
 @contextlib.contextmanager
 def command_session():
-    """Run a command with SIGTERM raising `Terminated` and all temp files in a private folder.
+    """Run a command with SIGTERM raising `Terminated` (SIGINT: KeyboardInterrupt), temp files in a private folder.
 
     Yields:
         The private temp folder (removed on exit).
     """
-    with _sigterm_raises(), _private_tempdir() as tmp:
+    with _signals_raise(), _private_tempdir() as tmp:
         yield tmp

@@ -1,7 +1,15 @@
 """Running an external compiler (Vela, edgetpu_compiler) as a bounded child process.
 
 Example:
-    >>> code, output = run_tool(["vela", "model.tflite"], cwd=tmp, timeout=300, name="vela")
+    >>> import sys
+    >>> code, output = run_tool([sys.executable, "-c", "print('compiled'); raise SystemExit(3)"], cwd=tmp,
+    ...                         timeout=60, name="compiler")
+    >>> code, output.strip()
+    (3, 'compiled')
+    >>> run_tool(["no-such-tool", "model.tflite"], cwd=tmp, timeout=60, name="tool", hint="; is it on PATH?")
+    Traceback (most recent call last):
+    ...
+    exporter.errors.ConversionError: cannot run tool (no-such-tool): No such file or directory; is it on PATH?
 """
 from __future__ import annotations
 

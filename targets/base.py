@@ -6,16 +6,20 @@ pydantic model per top-level YAML key), the options an export may give it
 `QuantizationPolicy`), which ops it can run (`preflight`), how to measure or
 estimate a model on it (`measure`, returning a typed `Measured`) and which files
 go into its bundle (`package`, which receives that result). Targets register by
-name; a duplicate name is refused. Target modules import nothing heavy at module
-level: validating a profile imports them all.
+name through the `edgex.targets` entry-point group and are imported only when named
+(a duplicate name is refused). Target modules import nothing heavy at module level.
 
 Example:
+    >>> from exporter.analysis.graph import Graph
+    >>> from exporter.profile import load_profile
     >>> target = get_target("android")
-    >>> target.policy(profile).resolve(None)
-    'int8'
+    >>> profile = load_profile(target.default_profile)
+    >>> profile.name, target.policy(profile).resolve(None)        # None: the profile's preferred mode
+    ('android-arm64-midrange', 'int8')
+    >>> artifacts = Artifacts(tflite=tiny_tflite, graph=Graph.from_bytes(tiny_tflite), profile=profile, mode="int8")
     >>> measured = target.measure(artifacts)
-    >>> measured.figures["model_size"].source
-    'measured'
+    >>> measured.figures["model_size"].source, measured.figures["latency"].source
+    ('measured', 'estimated')
 """
 from __future__ import annotations
 
@@ -32,24 +36,34 @@ from exporter.validation import validation_lines
 if TYPE_CHECKING:
     from exporter.checks import Check, Measurement
 
-BUILTIN_TARGET_MODULES = ("targets.android.target", "targets.microcontroller.target", "targets.ethos_u.target",
-                          "targets.edgetpu.target", "targets.linux.target")
-
-
-TARGETS = Registry("target", key="name", modules=BUILTIN_TARGET_MODULES, error=UsageError)
+TARGETS = Registry("target", key="name", group="edgex.targets", base="targets.base:Target", error=UsageError)
+"""Targets by name: the `edgex.targets` entry points (imported when named) and classes registered in code."""
 register = TARGETS.register
 
 
 def all_targets() -> list["Target"]:
-    """Return one instance of every registered target, sorted by name."""
-    return [TARGETS.get(name)() for name in TARGETS.names()]
+    """One instance of every target, sorted by name (imports every target module).
+
+    Returns:
+        The targets.
+
+    Raises:
+        UsageError: an entry point that does not load or names a class of another name.
+    """
+    return [cls() for cls in TARGETS.classes()]
 
 
 def get_target(name: str) -> "Target":
-    """Return the registered target called `name`.
+    """The target called `name`, importing only its module.
+
+    Args:
+        name: a target name (`edgex targets`).
+
+    Returns:
+        An instance of its Target class.
 
     Raises:
-        UsageError: unknown name, listing the known ones with the nearest first.
+        UsageError: unknown name (the nearest match and the known ones), or a broken entry point.
     """
     return TARGETS.get(name)()
 

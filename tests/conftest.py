@@ -1,36 +1,12 @@
-"""Shared fixtures: the demo (trained once per session into a session cache) and tiny models."""
+"""Shared fixtures: tiny models and a demo bundle.
+
+The environment (TF_USE_LEGACY_KERAS=1, no progress bars), the session cache and the `demo` and
+`keras` fixtures are in the repository's root conftest.py, which the docstring examples share.
+"""
 from __future__ import annotations
-
-import os
-
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ["EDGEX_NO_PROGRESS"] = "1"
 
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="session", autouse=True)
-def edgex_cache(tmp_path_factory):
-    """Every test session trains the demo once, into its own cache."""
-    path = tmp_path_factory.mktemp("edgex-cache")
-    os.environ["EDGEX_CACHE_DIR"] = str(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def demo(edgex_cache):
-    from exporter.demo import load_demo
-
-    return load_demo()
-
-
-@pytest.fixture(scope="session")
-def keras():
-    from exporter import tf as tfmod
-
-    return tfmod.keras()
 
 
 @pytest.fixture(scope="session")

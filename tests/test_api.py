@@ -106,3 +106,33 @@ def test_existing_tflite_is_measured_and_bundled_as_is(demo_bundle, demo, tmp_pa
     assert [c.status for c in report.checks if c.name == "accuracy_drop"] == ["skip"]
     with pytest.raises(UsageError, match="as it is"):
         exporter.export(tmp_path / "given.tflite", quantize="float32", progress=False)
+
+
+def test_export_progress_setting_is_scoped_to_the_call(tiny_model, tiny_data, monkeypatch):
+    """`export(progress=False)` turns progress off for the call only, also when it raises."""
+    from exporter import progress
+
+    monkeypatch.setitem(progress._settings, "enabled", True)
+    seen = []
+    real_status = progress.status
+    monkeypatch.setattr(progress, "status", lambda message: (seen.append(progress._settings["enabled"]),
+                                                             real_status(message)))
+    exporter.export(tiny_model, eval=tiny_data, quantize="float32", progress=False)
+    assert seen and not any(seen), "progress was off during the export"
+    assert progress._settings["enabled"] is True, "and is on again after it"
+    with pytest.raises(UsageError):
+        exporter.export(tiny_model, profile="android-arm64-lowend", quantize="float16", progress=False)
+    assert progress._settings["enabled"] is True
+
+
+def test_progress_scoped_restores_nested_settings_on_error():
+    from exporter import progress
+
+    before = dict(progress._settings)
+    with pytest.raises(RuntimeError):
+        with progress.scoped(enabled=not before["enabled"], debug=True):
+            with progress.scoped(debug=False):
+                assert progress._settings == {"enabled": not before["enabled"], "debug": False}
+            assert progress._settings["debug"] is True
+            raise RuntimeError("boom")
+    assert progress._settings == before

@@ -22,13 +22,17 @@ def run(args):
     return CliRunner().invoke(edgex, args, catch_exceptions=False)
 
 
-def test_help_does_not_import_tensorflow():
-    code = ("import sys; from exporter.cli import main; rc = main(['--help']); "
-            "assert 'tensorflow' not in sys.modules and 'pydantic' not in sys.modules, 'heavy import'; "
-            "sys.exit(rc)")
+def help_without_imports(args, modules=("tensorflow", "pydantic", "rich"), before=""):
+    """stdout of `edgex ARGS` run in a fresh interpreter, asserting that none of `modules` was imported."""
+    code = (f"import sys; {before}from exporter.cli import main; rc = main({list(args)!r}); "
+            f"loaded = [m for m in {tuple(modules)!r} if m in sys.modules]; assert not loaded, loaded; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "Exit codes" in proc.stdout
+    return proc.stdout
+
+
+def test_help_does_not_import_tensorflow():
+    assert "Exit codes" in help_without_imports(["--help"])
 
 
 def test_profiles_and_targets():
@@ -100,6 +104,89 @@ def test_errors_have_one_message_and_an_exit_code(args, code, message, tmp_path,
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(Exception, match="unknown profile"):
         main(["--debug", "export", "--demo", "--out", str(tmp_path / "x"), "--profile", "nope"])
+
+
+def test_debug_state_lives_in_the_click_context_for_one_run(tmp_path):
+    """--debug sets the CliState main() passes as the context object; the next run starts fresh."""
+    from exporter import progress
+    from exporter.cli import CliState, cli
+    from exporter.errors import IntegrityError
+
+    before = dict(progress._settings)
+    with pytest.raises(IntegrityError, match="not a bundle"):
+        main(["--debug", "verify", str(tmp_path / "nowhere")])
+    assert progress._settings == before, "--debug is restored when the command ends"
+    assert main(["verify", str(tmp_path / "nowhere")]) == 3, "no --debug left over from the run before"
+    state = CliState()
+    cli.main(["--debug", "profiles", "--help"], prog_name="edgex", standalone_mode=False, obj=state)
+    assert state.debug
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_debug_flag_decides_traceback_or_one_line(debug, tmp_path):
+    args = [sys.executable, "-m", "exporter", *(["--debug"] if debug else []), "export",
+            str(tmp_path / "missing.keras"), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    if debug:
+        assert proc.returncode == 1 and "Traceback" in proc.stderr and "ModelFileError" in proc.stderr
+    else:
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"edgex: error: no such model file: {tmp_path / 'missing.keras'}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_help_lists_its_options_in_groups():
+    result = run(["export", "--help"])
+    assert result.exit_code == 0
+    headings = [line[:-1] for line in result.output.splitlines() if line and not line[0].isspace() and
+                line.endswith(":")]
+    assert headings == ["Target and profile", "Model and data", "Output", "Compression stages", "Fine-tuning",
+                        "Other options"]
+    from exporter.cli import cli
+
+    ungrouped = [p.name for p in cli.commands["export"].params
+                 if isinstance(p, click.Option) and not getattr(p, "help_group", None)]
+    assert ungrouped == []
+
+
+def test_an_option_group_hands_the_command_one_dataclass():
+    from exporter.cli_options import OutputOptions, SectionedCommand, output_options, training_options
+
+    seen = []
+
+    @click.command(cls=SectionedCommand)
+    @click.argument("name")
+    @output_options
+    @training_options
+    def command(name, output, training):
+        seen.append((name, output, training.overrides()))
+
+    result = CliRunner().invoke(command, ["m", "--out", "b", "--zip", "--epochs", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen == [("m", OutputOptions(out="b", make_zip=True, force=False, as_json=False), {"epochs": 2})]
+
+
+def test_profiles_calibrate_lives_with_profiles_and_loads_lazily():
+    """`profiles calibrate` is a command of the profiles group; hil's CLI has only hil commands, and neither
+    `edgex profiles calibrate --help` nor importing hil's CLI imports exporter.calibrate (nor hil.runner)."""
+    from exporter.cli import cli
+    from exporter.hil import cli as hil_cli
+
+    assert "calibrate" in cli.commands["profiles"].commands
+    assert set(hil_cli.hil.commands) == {"run", "report"} and not hasattr(hil_cli, "calibrate_command")
+    out = help_without_imports(["profiles", "calibrate", "--help"], before="import exporter.hil.cli; ",
+                               modules=("exporter.calibrate", "exporter.hil.runner", "tensorflow", "pydantic", "rich"))
+    assert "--from" in out
+
+
+def test_profiles_calibrate_without_device_runs_exits_2_writing_nothing(demo_bundle, tmp_path):
+    import shutil
+
+    bundle, out = tmp_path / "bundle", tmp_path / "cal.yaml"    # a copy: other tests store runs in demo_bundle
+    shutil.copytree(demo_bundle[1], bundle, ignore=shutil.ignore_patterns("hil"))
+    result = run(["profiles", "calibrate", "android-arm64-midrange", "--from", str(bundle), "--out", str(out)])
+    assert result.exit_code == 2 and "no complete device runs" in result.stderr
+    assert not out.exists()
 
 
 def test_inspect_prints_ops_macs_and_peak_memory(demo_bundle):

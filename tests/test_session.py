@@ -67,3 +67,21 @@ def test_sigterm_inside_a_session_raises_terminated():
     except Terminated:
         pass
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.reliability(33, 41)
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_whose_exception_native_code_replaced_is_still_an_interruption(monkeypatch, capsys, sig, code):
+    """TensorFlow's native code turns a KeyboardInterrupt into e.g. a TypeError: still 130/143, not 70."""
+    from exporter import cli
+
+    def native_code(**kwargs):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise TypeError("an error TensorFlow raised instead") from None
+
+    monkeypatch.setattr(cli.cli, "main", native_code)
+    assert cli.main(["targets"]) == code
+    assert "internal error" not in capsys.readouterr().err

@@ -7,8 +7,13 @@ dynamic-range kernels), run at the profile's int8 rate; the rest at its float
 rate. It is an estimate: a device run (`edgex hil run`) measures the real one.
 
 Example:
-    >>> estimate_latency_ms(graph, profile.cost_model)
-    0.41
+    >>> from exporter.profile import load_profile
+    >>> graph = Graph.from_bytes(tiny_tflite)
+    >>> cost = load_profile("android-arm64-midrange").cost_model
+    >>> round(estimate_latency_ms(graph, cost), 4)     # 2,096 MACs at 10 GMAC/s + 6 ops x 5 us
+    0.0302
+    >>> estimate_ram_bytes(graph, cost)               # 208 B activations + 272 B weights + 4 MiB runtime
+    4194784
 """
 from __future__ import annotations
 

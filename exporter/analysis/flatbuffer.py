@@ -7,10 +7,15 @@ UnicodeDecodeError on anything else, so such a file is refused up front as "not 
 model" (ModelFileError, exit 2) rather than failing half-way through an export.
 
 Example:
-    >>> model = tflite.Model.GetRootAs(data, 0)
-    >>> check_strings(model, data)            # raises ModelFileError on a corrupt name
+    >>> import tflite
+    >>> model = tflite.Model.GetRootAs(tiny_tflite, 0)
+    >>> check_strings(model, tiny_tflite)           # raises ModelFileError on a corrupt name
     >>> text(model.Subgraphs(0).Name(), "subgraph 0 name")
     'main'
+    >>> text("conv_é".encode("latin-1"), "subgraph 0 tensor 3 name")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    exporter.errors.ModelFileError: not a valid TFLite model: subgraph 0 tensor 3 name is not UTF-8 text ...
 """
 from __future__ import annotations
 

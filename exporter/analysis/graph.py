@@ -26,11 +26,14 @@ a simple arena planner without in-place reuse needs; TFLite's own planner can
 need less.
 
 Example:
+    >>> _ = Path("model.tflite").write_bytes(tiny_tflite)
     >>> g = Graph.from_file("model.tflite")
     >>> g.op_counts()
-    {'CONV_2D': 1, 'DEPTHWISE_CONV_2D': 1, 'MAX_POOL_2D': 1, 'RESHAPE': 1, 'FULLY_CONNECTED': 1}
+    {'CONV_2D': 1, 'DEPTHWISE_CONV_2D': 1, 'MAX_POOL_2D': 1, 'RESHAPE': 1, 'FULLY_CONNECTED': 1, 'SOFTMAX': 1}
     >>> g.total_macs, g.weight_bytes, g.peak_activation_bytes
-    (2096, 952, 832)
+    (2096, 272, 208)
+    >>> g.input_details()[0].shape, g.input_details()[0].dtype
+    ((1, 8, 8, 1), 'int8')
 """
 from __future__ import annotations
 

@@ -6,10 +6,12 @@ from the flatbuffer's buffers (the `tflite` package), so the figures are
 measured on what ships.
 
 Example:
-    >>> keras_weight_stats(model)["dense"]["sparsity"]
-    0.8
-    >>> tflite_weight_stats(tflite_bytes)["sequential/dense/MatMul"]["unique_per_channel_max"]
-    16
+    >>> dense = keras_weight_stats(model)["dense"]          # the demo CNN, before any stage
+    >>> dense["class"], dense["params"], dense["sparsity"]
+    ('Dense', 32768, 0.0)
+    >>> kernel = tflite_weight_stats(tiny_tflite)["tiny/dense/MatMul1"]
+    >>> kernel["dtype"], kernel["shape"], kernel["unique_per_channel_max"]   # 16 weights per output channel
+    ('int8', [10, 16], 16)
 """
 from __future__ import annotations
 

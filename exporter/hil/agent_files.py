@@ -8,9 +8,12 @@ never executed, whatever its manifest says. A bundle whose agent differs from th
 run this edgex's agent anyway (`--use-installed-agent`).
 
 Example:
-    >>> files, argv = agent_invocation(Path("build/rpi"), RunPlan(runs=50), "python3")
-    >>> files["edgex_agent.py"] == AGENT_SOURCE, argv[:2]
-    (True, ['python3', 'edgex_agent.py'])
+    >>> from exporter.hil.transports.base import RunPlan
+    >>> files, argv = agent_invocation(bundle, RunPlan(runs=50), "python3")    # the demo's android bundle
+    >>> files["edgex_agent.py"] == AGENT_SOURCE, sorted(files)
+    (True, ['edgex_agent.py', 'manifest.json', 'model.tflite'])
+    >>> " ".join(argv)
+    'python3 edgex_agent.py --model model.tflite --manifest manifest.json --warmup 10 --runs 50'
 """
 from __future__ import annotations
 

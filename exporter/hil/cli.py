@@ -1,17 +1,13 @@
-"""The `edgex hil` commands and `edgex profiles calibrate`; registered on the main CLI group."""
+"""The `edgex hil` commands: run a bundle on a device, summarise stored runs (registered by exporter/cli.py)."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from exporter.cli_show import print_json
 from exporter.errors import EXIT_LIMIT
-
-
-def _print_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _cell(value) -> str:
@@ -64,7 +60,7 @@ def hil_run_command(bundle, device, runs, warmup, eval_samples, timeout, connect
     run = hil_run(bundle, device, RunPlan(warmup=warmup, runs=runs, eval_samples=eval_samples, timeout=timeout),
                   options, use_installed_agent=use_installed_agent)
     if as_json:
-        _print_json(run.to_dict())
+        print_json(run.to_dict())
     else:
         _show_run(run)
     if not run.passed:
@@ -106,7 +102,7 @@ def hil_report_command(bundles, as_json):
 
     rows = [(b, r) for b in bundles for r in load_runs(b)]
     if as_json:
-        _print_json([{"bundle": b, **r} for b, r in rows])
+        print_json([{"bundle": b, **r} for b, r in rows])
         return
     table = Table(title=f"device runs in {len(bundles)} bundle(s)")
     for col in ("bundle", "device", "when", "runtime", "latency p50", "est. error", "ram", "accuracy", "status"):
@@ -123,25 +119,3 @@ def hil_report_command(bundles, as_json):
                       "" if ram is None else f"{ram / 1024:.0f} KiB",
                       "" if res.get("accuracy") is None else f"{res['accuracy']:.2f} %", _cell(r.get("status", "")))
     Console(width=None if sys.stdout.isatty() else 180).print(table)
-
-
-@click.command("calibrate")
-@click.argument("profile")
-@click.option("--from", "bundles", multiple=True, required=True, help="A bundle with stored device runs (repeat).")
-@click.option("--out", "-o", help="Where to write the calibrated profile (default: PROFILE.calibrated.yaml).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def calibrate_command(profile, bundles, out, as_json):
-    """Fit PROFILE's latency cost model to device runs stored in bundles."""
-    from exporter.bundle import _write_file
-    from exporter.calibrate import calibrate
-
-    result = calibrate(profile, list(bundles))
-    path = Path(out or f"{result.profile.name}.calibrated.yaml")
-    _write_file(path, result.to_yaml().encode("utf-8"))
-    summary = {"profile": str(path), "runs": len(result.points), "method": result.method,
-               "latency_error_before_pct": result.error_before_pct, "latency_error_after_pct": result.error_after_pct}
-    if as_json:
-        _print_json(summary)
-    else:
-        click.echo(f"wrote {path}: latency estimate error {result.error_before_pct:.1f} % -> "
-                   f"{result.error_after_pct:.1f} % over {len(result.points)} run(s) ({result.method})")

@@ -1,12 +1,21 @@
-"""What a device run returns, validated strictly before edgex believes any of it.
+r"""What a device run returns, validated strictly before edgex believes any of it.
 
 Agents (the Python agent on phones and boards, the firmware on microcontrollers) send
 one JSON object. It is read with a size bound, must carry this protocol version, and
 every figure must be finite and in range; anything else is a DeviceError (exit 5).
 
 Example:
-    >>> parse_agent_output(b'{"protocol": 1, ...}')
-    AgentResult(...)
+    >>> answer = json.dumps({"protocol": 1, "ok": True, "runtime": "tflite_runtime", "runtime_version": "2.14.0",
+    ...                      "model_sha256": "ab" * 32,
+    ...                      "latency_ms": {"p50": 4.1, "p90": 4.4, "mean": 4.2, "runs": 50}})
+    >>> result = parse_agent_output(b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n" + answer.encode())
+    >>> result.ok, result.latency_ms.p50, result.latency_ms.runs
+    (True, 4.1, 50)
+    >>> parse_agent_output(answer.replace('"p50": 4.1', '"p50": -1').encode())
+    Traceback (most recent call last):
+    ...
+    exporter.errors.DeviceError: device agent output has an impossible value:
+      agent output: latency_ms.p50: Input should be greater than or equal to 0
 """
 from __future__ import annotations
 

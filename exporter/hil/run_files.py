@@ -9,8 +9,13 @@ that fails is refused with IntegrityError (exit 3) naming it, as `edgex verify` 
 whose names start with "." are temporaries of a run being written and are skipped.
 
 Example:
-    >>> [run["status"] for run in load_runs("build/rpi")]
-    ['pass', 'incomplete']
+    >>> load_runs(bundle)                                # the demo's android bundle: no device run yet
+    []
+    >>> from exporter.hil.runner import hil_run
+    >>> from exporter.hil.transports.base import RunPlan
+    >>> path = hil_run(bundle, "local", RunPlan(warmup=2, runs=20)).path     # stored under bundle/hil/
+    >>> [(run["status"], run["path"] == path) for run in load_runs(bundle)]
+    [('pass', True)]
 """
 from __future__ import annotations
 

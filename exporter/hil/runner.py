@@ -12,9 +12,14 @@ the bundle; a bundle whose copy differs is refused unless `use_installed_agent` 
 (exporter/hil/agent_files.py).
 
 Example:
-    >>> run = hil_run("build/rpi", "ssh://pi@raspberrypi.local", RunPlan(runs=50))
-    >>> run.passed, run.checks[0].source
-    (True, 'measured')
+    >>> run = hil_run(bundle, "local", RunPlan(warmup=5, runs=20, eval_samples=100))   # the demo's android bundle
+    >>> run.complete, {c.name: c.source for c in run.checks}      # the device's figures decide the checks
+    (True, {'model_size': 'measured', 'ram': 'measured', 'latency': 'measured', 'accuracy_drop': 'measured'})
+    >>> run.path.startswith(str(bundle / "hil"))
+    True
+    >>> run = hil_run(bundle, "ssh://pi@raspberrypi.local", RunPlan(runs=50))    # doctest: +SKIP
+    >>> run.device["transport"], run.device["id"]                                # doctest: +SKIP
+    ('ssh', 'pi@raspberrypi.local:22')
 """
 from __future__ import annotations
 

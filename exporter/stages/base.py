@@ -10,8 +10,15 @@ only through exporter/stages/tfmot_shim.py.
 
 Example:
     >>> stage = get_stage("prune")({"sparsity": 0.8, "skip_layers": ["conv2d"]})
-    >>> stage.family, stage.apply(model, context).model     # pruned, stripped, ready to convert
-    (<Family.PRUNE: 1>, <tf_keras.src.engine.sequential.Sequential ...>)
+    >>> stage.family, stage.needs_training
+    (<Family.PRUNE: 1>, True)
+    >>> result = stage.apply(model, ctx)           # the demo CNN: pruned, stripped, ready to convert
+    >>> type(result.model).__name__, [s["layer"] for s in result.skipped]
+    ('Sequential', ['conv2d'])
+    >>> get_stage("prnue")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    exporter.errors.ConfigError: unknown stage 'prnue'. Did you mean 'prune'? ...
 """
 from __future__ import annotations
 
@@ -30,14 +37,10 @@ from exporter.stages.selection import (GLOBAL_SKIP, LayerSelection, check_select
                                        refuse_unsupported, select_layers, skip_entry)
 from exporter.validation import validation_lines
 
-__all__ = ["BUILTIN_STAGE_MODULES", "GLOBAL_SKIP", "Family", "LayerSelection", "STAGES", "Stage", "StageConfig",
+__all__ = ["GLOBAL_SKIP", "Family", "LayerSelection", "STAGES", "Stage", "StageConfig",
            "StageContext", "StageResult", "check_plain_model", "check_selection", "family_order", "family_ran",
            "get_stage", "nothing_left", "refuse_unsupported", "register", "select_layers", "skip_entry",
            "stage_names"]
-
-BUILTIN_STAGE_MODULES = ("exporter.stages.distill", "exporter.stages.prune", "exporter.stages.cluster",
-                         "exporter.stages.qat", "exporter.stages.lowbit")
-
 
 class Family(IntEnum):
     """What a stage does; the value is its place in a recipe: distill 0 → prune 1 → cluster 2 → quantize 3.
@@ -104,7 +107,7 @@ class StageResult:
     metrics: dict = field(default_factory=dict)
 
 
-STAGES = Registry("stage", key="name", modules=BUILTIN_STAGE_MODULES, error=ConfigError)
+STAGES = Registry("stage", key="name", group="edgex.stages", base="exporter.stages.base:Stage", error=ConfigError)
 register = STAGES.register
 
 
@@ -112,7 +115,7 @@ def stage_names() -> list[str]:
     """Names of every registered stage.
 
     Returns:
-        The names, sorted (built-in stages loaded first).
+        The names, sorted (read from the `edgex.stages` entry points: no stage module is imported).
     """
     return STAGES.names()
 

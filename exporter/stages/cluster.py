@@ -6,10 +6,13 @@ clustered kernel compresses well (few unique values) and, after a pruning
 stage, can keep its zeros (`preserve_sparsity`).
 
 Example:
+    >>> from exporter.analysis.weights import keras_weight_stats
     >>> stage = ClusterStage({"clusters": 16})
-    >>> result = stage.apply(model, ctx)
+    >>> result = stage.apply(model, ctx)                # the demo CNN, 1 epoch
     >>> result.metrics
     {'clusters': 16, 'init': 'kmeans_plus_plus', 'preserve_sparsity': False, 'layers': 4}
+    >>> keras_weight_stats(result.model)["dense"]["unique"]     # 32,768 weights, 16 values
+    16
 """
 from __future__ import annotations
 

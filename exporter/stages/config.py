@@ -1,9 +1,23 @@
 """The base of every stage config: strict, frozen and finite.
 
 Example:
+    >>> from pydantic import Field
     >>> class MyConfig(StageConfig):
     ...     strength: float = Field(1.0, gt=0, description="how hard")
-    >>> MyConfig(strength=float("inf"))        # ValidationError: Input should be a finite number
+    >>> MyConfig(strength=2).strength
+    2.0
+    >>> MyConfig(strength=float("inf"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for MyConfig
+    strength
+      Input should be a finite number ...
+    >>> MyConfig(strenght=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for MyConfig
+    strenght
+      Extra inputs are not permitted ...
 """
 from __future__ import annotations
 

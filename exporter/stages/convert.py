@@ -8,7 +8,15 @@ Modes (as in the TFLite post-training quantization guide):
              representative data set, with int8, uint8 or float32 I/O.
 
 Example:
-    >>> tflite_bytes = convert(model, ConvertConfig(mode="int8", io_dtype="int8"), calib=x)
+    >>> from exporter.analysis.graph import Graph
+    >>> tflite_bytes = convert(model, ConvertConfig(mode="int8", io_dtype="int8"), calib=demo.calib.x)
+    >>> graph = Graph.from_bytes(tflite_bytes)
+    >>> graph.input_details()[0].shape, graph.input_details()[0].dtype
+    ((1, 8, 8, 1), 'int8')
+    >>> convert(model, ConvertConfig(mode="int8"), calib=demo.calib.x[:10])
+    Traceback (most recent call last):
+    ...
+    exporter.errors.DataError: int8 needs at least 32 calibration samples (--calib); got 10
 """
 from __future__ import annotations
 

@@ -23,10 +23,12 @@ flatbuffer. BinaryNet keeps the first and last layers at full precision
 (accuracy drops most there); `skip_first_and_last` does that, off by default.
 
 Example:
-    >>> stage = get_stage("lowbit")({"bits": 1, "skip_first_and_last": True})
-    >>> result = stage.apply(model, ctx)      # then convert with mode="int8"
+    >>> stage = LowBitStage({"bits": 1, "skip_first_and_last": True})
+    >>> result = stage.apply(model, ctx)      # the demo CNN, 1 epoch; then convert with mode="int8"
     >>> result.metrics["unique_values_per_channel_max"]
     2
+    >>> [s["layer"] for s in result.skipped]     # the first and last stay float
+    ['conv2d', 'probs']
 """
 from __future__ import annotations
 

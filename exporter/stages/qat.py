@@ -12,9 +12,13 @@ a collaborative scheme keeps what they achieved:
 | pcqat   | pruning + cluster  | Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)  |
 
 Example:
-    >>> result = QatStage({"scheme": "auto"}).apply(model, ctx)   # ctx.previous == ["prune", "cluster"]
+    >>> resolve_scheme("auto", ["prune", "cluster"])        # the stages that ran before pick the scheme
+    'pcqat'
+    >>> result = QatStage({"scheme": "auto"}).apply(model, ctx)   # the demo CNN; nothing ran before it
     >>> result.metrics
-    {'scheme': 'pcqat'}
+    {'scheme': 'default'}
+    >>> type(result.model.get_layer("quant_dense")).__name__      # kept for int8 conversion
+    'QuantizeWrapperV2'
 """
 from __future__ import annotations
 

@@ -5,10 +5,18 @@ targeting schema spread into every algorithm); `select_layers` applies it with t
 everywhere (see its docstring); each stage only says what it can do with one layer.
 
 Example:
+    >>> from exporter.stages.prune import PruneConfig
     >>> chosen, skipped = select_layers(model, PruneConfig(sparsity=0.5, skip_layers=("conv2d",)),
-    ...                                 lambda layer: True, ctx, stage="prune")
+    ...                                 lambda layer: True, ctx, stage="prune")    # the demo CNN
+    >>> [layer.name for layer in chosen]
+    ['conv2d_1', 'dense', 'probs']
     >>> skipped
     [{'layer': 'conv2d', 'class': 'Conv2D', 'reason': "in the skip_layers of stage 'prune'"}]
+    >>> select_layers(model, PruneConfig(sparsity=0.5, layers=("dens",)), lambda layer: True, ctx,
+    ...               stage="prune")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    exporter.errors.ConfigError: stage 'prune': layers: no layer named 'dens' (did you mean 'dense'?); ...
 """
 from __future__ import annotations
 

@@ -17,7 +17,10 @@ fails naming the symbol, and this file is the only one to fix.
 | `single_inbound_layer`          | tf_keras `Layer._inbound_nodes`                                         |
 
 Example:
+    >>> keras = tfmod.keras()
     >>> prunes_nothing(keras.layers.DepthwiseConv2D(3))      # TF-MOT wraps it but prunes no weight
+    True
+    >>> registry_supports(keras.layers.Dense(4), "cluster")
     True
 """
 from __future__ import annotations

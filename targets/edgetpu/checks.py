@@ -6,8 +6,12 @@ limitations restate Coral's supported-operations table (see targets/edgetpu/ops.
 whose `EDGETPU_OPS` names a check per op).
 
 Example:
-    >>> softmax(op, graph, ModelFacts(tflite_bytes), 14)
-    'input [1, 20000]: at most 16,000 elements'
+    >>> graph = Graph.from_bytes(tiny_tflite)
+    >>> op = graph.ops[-1]                                       # SOFTMAX over 10 classes
+    >>> op.name, softmax(op, graph, ModelFacts(tiny_tflite), 14)
+    ('SOFTMAX', None)
+    >>> ModelFacts(tiny_tflite).options(0).StrideW()            # the CONV_2D's builtin options
+    1
 """
 from __future__ import annotations
 

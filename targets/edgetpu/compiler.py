@@ -4,8 +4,11 @@ The compiler is only installable from Coral's apt repository (x86-64 Debian/Ubun
 missing, targets/edgetpu/target.py writes the exact command into the bundle instead.
 
 Example:
-    >>> result = compile_for_edgetpu(tflite_bytes, runtime_version=14)
-    >>> result.log.tpu_ops, result.log.cpu_ops
+    >>> " ".join(compile_command(14))                       # what edgex runs, and writes into COMPILE.md
+    'edgetpu_compiler -s -m 14 -o ../edgetpu-compiled model.tflite'
+    >>> result = compile_for_edgetpu(tiny_tflite, runtime_version=14)    # doctest: +SKIP
+    >>> result.log.tpu_ops, result.log.cpu_ops                           # doctest: +SKIP
+    (6, 0)
 """
 from __future__ import annotations
 

@@ -6,9 +6,19 @@ latency = TPU MACs / the profile's effective TPU rate + tensors crossing the hos
           one, supplies the split and the on-chip / streamed parameter bytes.
 
 Example:
+    >>> from exporter.analysis.graph import Graph
+    >>> from exporter.profile import load_profile
+    >>> from targets.edgetpu.ops import map_graph
+    >>> profile = load_profile("coral-usb")
+    >>> settings = profile.section("edgetpu")
+    >>> graph = Graph.from_bytes(tiny_tflite)
+    >>> mapping = map_graph(graph, settings.runtime_version)
     >>> parts = estimate(split_from_mapping(graph, mapping), settings, profile.cost_model)
-    >>> parts["latency_ms"]["total"]
-    0.203
+    >>> {name: round(ms, 4) for name, ms in parts["latency_ms"].items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'tpu_compute': 0.0, 'transfers': 0.0002, 'streamed_parameters': 0.0, 'invoke_overhead': 0.2,
+     'cpu_fallback': 0.0, 'total': 0.2002}
+    >>> parts["parameters"]                   # 272 bytes of weights fit the 8 MiB on-chip cache
+    {'tpu_bytes': 272, 'on_chip_bytes': 272, 'streamed_bytes': 0, 'cache_bytes': 8388608}
 """
 from __future__ import annotations
 

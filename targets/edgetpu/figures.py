@@ -5,7 +5,15 @@ it ran, the estimate) into `Measurement`s that say where they come from: the com
 `measured`, edgex's op table and cost model are `estimated`.
 
 Example:
-    >>> figures = placement_figures(graph, mapping, None, settings)
+    >>> from exporter.analysis.graph import Graph
+    >>> from exporter.profile import load_profile
+    >>> from targets.edgetpu.ops import map_graph
+    >>> settings = load_profile("coral-usb").section("edgetpu")
+    >>> graph = Graph.from_bytes(tiny_tflite)
+    >>> mapping = map_graph(graph, settings.runtime_version)
+    >>> figures = placement_figures(graph, mapping, None, settings)    # None: the compiler did not run
+    >>> figures["tpu_ops"].value, figures["tpu_ops"].source
+    (6, 'estimated')
     >>> figures["cpu_ops"].note
     'none: every op maps to the Edge TPU; no cut'
 """

@@ -28,9 +28,26 @@ A row whose status is "Mapped to Edge TPU" runs on the TPU; every other status m
 CPU. Sizes ("4.21MiB", "80.00KiB", "0.00B") become bytes with binary prefixes.
 
 Example:
+    >>> from pathlib import Path
+    >>> _ = Path("compile.log").write_text('''Edge TPU Compiler version 16.0.384591198
+    ... Model compiled successfully in 1524 ms.
+    ... On-chip memory used for caching model parameters: 4.21MiB
+    ... Off-chip memory used for streaming uncached model parameters: 0.00B
+    ... Number of operations that will run on Edge TPU: 264
+    ... Number of operations that will run on CPU: 3
+    ...
+    ... Operator                       Count      Status
+    ...
+    ... CONV_2D                        262        Mapped to Edge TPU
+    ... MEAN                           2          Mapped to Edge TPU
+    ... LEAKY_RELU                     1          Operation not supported
+    ... CONV_2D                        2          More than one subgraph is not supported
+    ... ''')
     >>> log = parse_compiler_log(Path("compile.log").read_text())
-    >>> log.compiler_version, log.tpu_ops, log.cpu_ops, log.off_chip_bytes
-    ('16.0.384591198', 264, 3, 0)
+    >>> log.compiler_version, log.tpu_ops, log.cpu_ops, log.on_chip_bytes, log.off_chip_bytes
+    ('16.0.384591198', 264, 3, 4414505, 0)
+    >>> [row.name for row in log.cpu_rows()]
+    ['LEAKY_RELU', 'CONV_2D']
 """
 from __future__ import annotations
 

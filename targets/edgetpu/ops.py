@@ -40,9 +40,14 @@ are in targets/edgetpu/checks.py);
 without facts the checks that need options or constants are skipped.
 
 Example:
-    >>> m = map_graph(graph, runtime_version=14, facts=ModelFacts(tflite_bytes))
-    >>> m.cut_index, [o.name for o in m.cpu_ops]
-    (2, ['LEAKY_RELU', 'CONV_2D', 'MEAN', 'FULLY_CONNECTED', 'SOFTMAX', 'QUANTIZE'])
+    >>> graph = Graph.from_bytes(tiny_tflite)             # int8: CONV_2D ... FULLY_CONNECTED, SOFTMAX
+    >>> m = map_graph(graph, runtime_version=14, facts=ModelFacts(tiny_tflite))
+    >>> m.cut_index, len(m.tpu_ops), len(m.cpu_ops)
+    (None, 6, 0)
+    >>> print(op_problem(graph.ops[0], graph, runtime_version=14))      # CONV_2D: no problem
+    None
+    >>> EDGETPU_OPS["SOFTMAX"].constraints, "LEAKY_RELU" in EDGETPU_OPS   # a LEAKY_RELU would be the cut
+    ('1-D input of at most 16,000 elements.', False)
 """
 from __future__ import annotations
 

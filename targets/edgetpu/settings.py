@@ -1,8 +1,10 @@
 """The `edgetpu:` section of a device profile: the Edge TPU, its runtime and compiler, and the host link.
 
 Example:
-    >>> load_profile("coral-usb").section("edgetpu").bandwidth_bytes_per_s
-    320000000.0
+    >>> from exporter.profile import load_profile
+    >>> settings = load_profile("coral-usb").section("edgetpu")
+    >>> settings.runtime_version, settings.bandwidth_bytes_per_s
+    (14, 320000000.0)
 """
 from __future__ import annotations
 

@@ -36,10 +36,13 @@ unless `config_file` names another. "internal-default" lets Vela pick a
 per-NPU default (U55: Ethos_U55_High_End_Embedded + Shared_Sram).
 
 Example:
-    >>> r = compile_for_ethos_u(tflite_bytes, accelerator_config="ethos-u55-128",
+    >>> int8 = (bundle / "model.tflite").read_bytes()        # the demo CNN, int8
+    >>> r = compile_for_ethos_u(int8, accelerator_config="ethos-u55-128",
     ...     system_config="Ethos_U55_High_End_Embedded", memory_mode="Shared_Sram")
-    >>> r.npu_ops, r.cpu_ops, r.sram_bytes, r.latency_ms(500.0)
+    >>> r.npu_ops, r.cpu_ops, r.sram_bytes, round(r.latency_ms(500.0), 6)
     (7, 0, 3072, 0.087218)
+    >>> " ".join(r.command[:4])
+    'vela model.tflite --accelerator-config ethos-u55-128'
 """
 from __future__ import annotations
 

@@ -4,11 +4,19 @@ The library's C++ comes from `targets.microcontroller.codegen` (identifiers, mod
 header); only identifiers made by `c_identifier`, sizes and dtypes reach generated source.
 
 Example:
-    >>> files = arduino_library(name="digits.tflite", model_files=model_data_sources(data, name="digits.tflite"),
-    ...                         resolver_source=resolver, arena_bytes=5000, margin=0.1, version="1.0.0",
-    ...                         input_shape=(1, 8, 8, 1), input_dtype="int8", output_size=10)
-    >>> "arduino/DigitsModel/library.properties" in files
-    True
+    >>> from exporter.analysis.graph import Graph
+    >>> from targets.microcontroller.codegen import model_data_sources
+    >>> from targets.microcontroller.tflm import op_resolver_source
+    >>> sources = model_data_sources(tiny_tflite, name="digits.tflite")
+    >>> resolver = op_resolver_source(Graph.from_bytes(tiny_tflite))
+    >>> files = arduino_library(name="digits.tflite", model_files=sources, resolver_source=resolver,
+    ...                         arena_bytes=5000, margin=0.1, version="1.0.0", input_shape=(1, 8, 8, 1),
+    ...                         input_dtype="int8", output_size=10)
+    >>> sorted(files)  # doctest: +NORMALIZE_WHITESPACE
+    ['arduino/DigitsModel/examples/RunInference/RunInference.ino', 'arduino/DigitsModel/library.properties',
+     'arduino/DigitsModel/src/DigitsModel.h', 'arduino/DigitsModel/src/model_arena.h',
+     'arduino/DigitsModel/src/model_data.cpp', 'arduino/DigitsModel/src/model_data.h',
+     'arduino/DigitsModel/src/op_resolver.h']
 """
 from __future__ import annotations
 

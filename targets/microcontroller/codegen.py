@@ -7,9 +7,11 @@ with `arm-none-eabi-gcc -x c++` (see `targets.microcontroller.toolchain`). The A
 library built from them is `targets.microcontroller.arduino`.
 
 Example:
-    >>> files = model_data_sources(tflite_bytes, name="digits.tflite")
+    >>> files = model_data_sources(tiny_tflite, name="digits.tflite")
     >>> sorted(files)
     ['model_data.cc', 'model_data.h']
+    >>> [line for line in files["model_data.h"].decode().splitlines() if line.startswith("extern")]
+    ['extern const unsigned char g_digits_model_data[];']
     >>> b"constexpr size_t kDigitsArenaSize = 5504;" in arena_header(5_000, 0.1, name="digits.tflite")
     True
 """

@@ -7,9 +7,13 @@
 is `const` and lands in `.rodata`. `.bss` takes RAM only.
 
 Example:
-    >>> result = compile_model_data(Path("bundle/src"), cpu="cortex-m4", fpu="fpv4-sp-d16")
-    >>> result.rodata, result.flash
-    (3720, 3720)
+    >>> from targets.microcontroller.codegen import model_data_sources
+    >>> Path("src").mkdir()
+    >>> for name, text in model_data_sources(tiny_tflite, name="digits.tflite").items():
+    ...     _ = (Path("src") / name).write_bytes(text)
+    >>> result = compile_model_data(Path("src"), cpu="cortex-m4", fpu="fpv4-sp-d16")
+    >>> len(tiny_tflite), result.rodata, result.flash       # the model array is all the flash it takes
+    (3264, 3264, 3264)
 """
 from __future__ import annotations
 

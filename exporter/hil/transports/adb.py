@@ -19,8 +19,12 @@ URIs: `adb://SERIAL` (as `adb devices` lists it, e.g. `adb://R58M123ABC`,
 /data/local/tmp).
 
 Example:
-    >>> with AdbTransport("adb://emulator-5554", TransportOptions(python="/data/local/tmp/py/bin/python3")) as t:
+    >>> from exporter.hil.transports.base import RunPlan
+    >>> options = TransportOptions(python="/data/local/tmp/py/bin/python3", extra={"adb_port": 5037})
+    >>> with AdbTransport("adb://emulator-5554", options) as t:          # doctest: +SKIP
     ...     raw = t.run_bundle(Path("build/android"), RunPlan(runs=50))
+    ...     t.describe()["id"]
+    'emulator-5554'
 """
 from __future__ import annotations
 

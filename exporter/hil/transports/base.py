@@ -5,11 +5,14 @@ A transport reaches one device named by a URI (`local`, `ssh://user@host:port`,
 devices (local, SSH, adb) get the Python agent and the model pushed, run it and
 return its JSON; microcontrollers (serial) speak a framed protocol to firmware
 that already holds the model. Every call is bounded in time; every fault is a
-DeviceError (exit 5).
+DeviceError (exit 5). Transports are declared by the `edgex.transports` entry
+points, keyed by URI scheme, and imported only when a URI names them: `local`
+imports no SSH, adb or serial library.
 
 Example:
-    >>> with open_transport("ssh://pi@127.0.0.1:2222", options) as t:
-    ...     raw = t.run_bundle(Path("build/rpi"), RunPlan(runs=50))
+    >>> with open_transport("local") as t:      # ssh://pi@host:2222, adb://SERIAL, serial:///dev/ttyACM0
+    ...     t.describe()["transport"]
+    'local'
 """
 from __future__ import annotations
 
@@ -21,9 +24,6 @@ from urllib.parse import urlsplit
 
 from exporter.errors import DeviceError, UsageError
 from exporter.registry import Registry
-
-BUILTIN_TRANSPORT_MODULES = ("exporter.hil.transports.local", "exporter.hil.transports.ssh",
-                             "exporter.hil.transports.adb", "exporter.hil.transports.serial")
 
 
 @dataclass(frozen=True)
@@ -64,23 +64,45 @@ class TransportOptions:
     extra: dict = field(default_factory=dict)
 
 
-TRANSPORTS = Registry("device", key="scheme", modules=BUILTIN_TRANSPORT_MODULES, error=UsageError)
+TRANSPORTS = Registry("device", key="scheme", group="edgex.transports",
+                      base="exporter.hil.transports.base:Transport", error=UsageError)
+"""Transports by URI scheme: the `edgex.transports` entry points (imported when named) and classes in code."""
 register = TRANSPORTS.register
+_URI_FORMS = {"local": "local", "ssh": "ssh://user@host[:port]", "adb": "adb://SERIAL", "serial": "serial:///dev/PORT"}
 
 
 def transport_class(uri: str) -> type["Transport"]:
-    """The registered class for a device URI's scheme ("local" has none).
+    """The class for a device URI's scheme ("local" has none), importing only its module.
+
+    `local` imports no SSH, adb or serial library: each transport module imports its own.
+
+    Args:
+        uri: `local`, `ssh://user@host[:port]`, `adb://SERIAL`, `serial:///dev/PORT`, or a plugin's scheme.
+
+    Returns:
+        The Transport subclass.
 
     Raises:
-        UsageError: unknown scheme, listing the known ones.
+        UsageError: unknown scheme (listing the known ones), or a broken entry point.
     """
     scheme = "local" if uri == "local" else urlsplit(uri).scheme
-    return TRANSPORTS.get(scheme, shown=uri, hint="Use one of: local, ssh://user@host[:port], adb://SERIAL, "
-                                                  "serial:///dev/PORT")
+    forms = [_URI_FORMS.get(name, f"{name}://...") for name in TRANSPORTS.names()]
+    return TRANSPORTS.get(scheme, shown=uri, hint=f"Use one of: {', '.join(forms)}")
 
 
 def open_transport(uri: str, options: TransportOptions | None = None) -> "Transport":
-    """Create and connect the transport for `uri`."""
+    """Create and connect the transport for `uri`.
+
+    Args:
+        uri: the device (see `transport_class`).
+        options: connection settings; None gives the defaults.
+
+    Returns:
+        The connected transport (a context manager that closes it).
+
+    Raises:
+        UsageError: unknown scheme or bad URI. DeviceError: the device cannot be reached.
+    """
     return transport_class(uri)(uri, options or TransportOptions())
 
 

@@ -6,8 +6,14 @@ interpreter running edgex when that is unset (None, "" or the default "python3")
 so `--device local` works in edgex's own venv.
 
 Example:
-    >>> with LocalTransport("local", TransportOptions()) as t:
-    ...     raw = t.run_bundle(Path("build/android"), RunPlan(runs=50))
+    >>> from exporter.hil.result import parse_agent_output
+    >>> from exporter.hil.transports.base import RunPlan
+    >>> with LocalTransport("local", TransportOptions()) as t:          # the demo's android bundle
+    ...     raw = t.run_bundle(bundle, RunPlan(warmup=2, runs=20))
+    ...     who = t.describe()
+    >>> answer = parse_agent_output(raw)
+    >>> answer.ok, answer.latency_ms.runs, who["transport"]
+    (True, 20, 'local')
 """
 from __future__ import annotations
 

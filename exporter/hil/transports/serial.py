@@ -13,7 +13,10 @@ The `serial_reply_timeout` key of `options.extra` (seconds, default 2) bounds th
 to start (raise it for boards that reset when the port opens).
 
 Example:
-    >>> with SerialTransport("serial:///dev/ttyACM0", TransportOptions()) as t:
+    >>> parse_uri("serial:///dev/ttyACM0?baud=921600", 115200), parse_uri("serial://COM3", 115200)
+    (('/dev/ttyACM0', 921600), ('COM3', 115200))
+    >>> from exporter.hil.transports.base import RunPlan
+    >>> with SerialTransport("serial:///dev/ttyACM0", TransportOptions()) as t:   # doctest: +SKIP
     ...     raw = t.run_bundle(Path("build/nano33"), RunPlan(warmup=5, runs=20))
 """
 from __future__ import annotations

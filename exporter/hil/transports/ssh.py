@@ -12,8 +12,12 @@ and renamed only when the sha256 matches. Commands run under a deadline; on expi
 process group is killed. Every fault is a DeviceError naming the device.
 
 Example:
-    >>> with SshTransport("ssh://pi@127.0.0.1:2222", TransportOptions(identity_file=key)) as t:
-    ...     raw = t.run_bundle(Path("build/rpi"), RunPlan(runs=50))
+    >>> parse_uri("ssh://pi@raspberrypi.local:2222/~/edgex")      # user, host, port, remote dir
+    ('pi', 'raspberrypi.local', 2222, 'edgex')
+    >>> from exporter.hil.transports.base import RunPlan
+    >>> options = TransportOptions(identity_file=Path("~/.ssh/id_ed25519"))
+    >>> with SshTransport("ssh://pi@raspberrypi.local", options) as t:   # doctest: +SKIP
+    ...     raw = t.run_bundle(Path("build/linux"), RunPlan(runs=50))
 """
 from __future__ import annotations
 

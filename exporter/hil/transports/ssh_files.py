@@ -13,8 +13,19 @@ want them can set `exporter.progress.set_debug(True)` or configure the `paramiko
 the transport is created.
 
 Example:
-    >>> key = load_identity(Path("~/.ssh/id_ed25519"))
-    >>> entries = read_known_hosts(Path("~/.ssh/known_hosts").expanduser())
+    >>> key = paramiko.ECDSAKey.generate()                  # stands in for ~/.ssh/id_ecdsa
+    >>> key.write_private_key_file("id_ecdsa")
+    >>> load_identity(Path("id_ecdsa")).get_name()
+    'ecdsa-sha2-nistp256'
+    >>> _ = Path("known_hosts").write_text(f"raspberrypi.local {key.get_name()} {key.get_base64()}")
+    >>> [entry.hostnames for entry in read_known_hosts(Path("known_hosts"))]
+    [['raspberrypi.local']]
+    >>> read_known_hosts(Path("no_such_file"))                # a missing known_hosts has no entries
+    []
+    >>> load_identity(Path("known_hosts"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    exporter.errors.UsageError: identity file known_hosts is not an SSH private key edgex can read (...)
 """
 from __future__ import annotations
 

@@ -1,0 +1,121 @@
+"""How the `edgex` commands print: JSON on stdout, or rich tables.
+
+rich is imported inside each function, never at module level: `edgex --help` must not import it.
+Text from outside (model paths, layer, op and tensor names) is printed literally: markup is off.
+
+Example:
+    >>> print_json({"status": "pass"})
+    {
+      "status": "pass"
+    }
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def console():
+    """A rich Console on stdout: 160 columns when not a terminal, markup and highlighting off."""
+    from rich.console import Console
+
+    # markup off: model paths, layer, op and tensor names come from outside and may hold "[...]"
+    return Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False)
+
+
+def print_json(data) -> None:
+    """Print `data` as indented JSON on stdout (anything not JSON-ready as its str)."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _table(title: str, columns):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    return table
+
+
+def _stage_table(report):
+    from exporter.units import format_value
+
+    table = _table(f"stages (each converted as {report.mode}; latency: device estimated / host measured)",
+                   ("stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", ".tflite", "gzip",
+                    "est. latency", "host latency"))
+    pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
+    for r in report.stages:
+        table.add_row(r["stage"], f"{r['params']:,}", f"{r['nonzero']:,}", f"{r['unique']:,}",
+                      pct(r["keras_accuracy"]), pct(r["tflite_accuracy"]), format_value(r["tflite_bytes"], "bytes"),
+                      format_value(r["gzip_bytes"], "bytes"), format_value(r["est_latency_ms"], "ms"),
+                      format_value(r["host_latency_ms"], "ms"))
+    return table
+
+
+def show_report(report) -> None:
+    """Print an export's checks, figures, stages, notes and bundle as tables."""
+    from rich.text import Text
+
+    from exporter.units import format_value
+
+    out = console()
+    table = _table(f"{report.target} · {report.profile} · {report.mode} (I/O {report.io_dtype})",
+                   ("check", "status", "value", "limit", "headroom", "source", "on"))
+    colours = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    for c in report.checks:
+        value = c.note if c.status == "skip" else format_value(c.value, c.unit)
+        head = "" if c.headroom is None else format_value(c.headroom, c.unit)
+        table.add_row(c.name, Text(c.status, style=colours[c.status]), value, format_value(c.limit, c.unit),
+                      head, c.source, c.on)
+    out.print(table)
+    figures = _table("figures", ("figure", "value", "source", "on"))
+    for m in report.measurements.values():
+        figures.add_row(m.name, m.pretty(), m.source, m.on)
+    out.print(figures)
+    if report.stages:
+        out.print(_stage_table(report))
+    for note in report.notes:
+        out.print(f"note: {note}")
+    if report.bundle:
+        out.print(Text.assemble(f"bundle: {report.bundle} (", (report.status, "bold"), ")"))
+
+
+def show_graph(model: str, graph) -> None:
+    """Print the op table of a .tflite and a line of totals."""
+    from exporter.units import format_bytes
+
+    out = console()
+    table = _table(f"{model} (estimated from the flatbuffer)", ("#", "op", "v", "compute", "MACs", "outputs"))
+    for op in graph.ops:
+        outs = ", ".join(f"{graph.tensors[i].dtype}{list(graph.tensors[i].shape)} {format_bytes(graph.tensors[i].nbytes)}"
+                         for i in op.outputs if i >= 0)
+        table.add_row(str(op.index), op.name, str(op.version), op.compute_dtype, f"{op.macs:,}", outs)
+    out.print(table)
+    out.print(f"ops {len(graph.ops)} · MACs {graph.total_macs:,} · weights {format_bytes(graph.weight_bytes)} · "
+              f"peak activation memory {format_bytes(graph.peak_activation_bytes)} (tensor liveness, estimated) · "
+              f"subgraphs {graph.subgraph_count}")
+
+
+def show_profiles(items) -> None:
+    """Print a table of device profiles: limits and quantization modes."""
+    from exporter.units import format_value
+
+    table = _table("device profiles", ("name", "target", "model_size", "ram", "latency", "accuracy_drop",
+                                       "quantization"))
+    for p in items:
+        lim = p.limits
+        table.add_row(p.name, p.target, format_value(lim.model_size, "bytes"), format_value(lim.ram, "bytes"),
+                      format_value(lim.latency, "ms"), format_value(lim.accuracy_drop, "points"),
+                      ", ".join(p.quantization.allowed) + f" (default {p.quantization.preferred})")
+    console().print(table)
+
+
+def show_targets(rows) -> None:
+    """Print the `edgex targets` table from the targets' `supports()` rows."""
+    table = _table("targets", ("target", "runtime", "quantization", "default profile", "profiles", "ram", "latency"))
+    for r in rows:
+        table.add_row(r["target"], r["runtime"], ", ".join(r["quantization"]), r["default_profile"],
+                      ", ".join(r["profiles"]), r["ram"], r["latency"])
+    console().print(table)

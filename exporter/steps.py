@@ -1,0 +1,241 @@
+"""The named steps of one export: resolve → load → check data → build → assess → package.
+
+`exporter.api.export` runs them in this order. Each step takes the small dataclasses the steps
+before it returned and returns its own, so a step can be read (and tested) alone:
+
+    ExportArgs ─resolve─► ExportRequest ─load─► Inputs ─check_data─► Inputs (with data)
+      ─build─► Built ─assess─► Assessment ─make_report─► Report ─package─► the bundle
+
+`resolve` and its dataclasses are in exporter/request.py, `load` and `check_data` in
+exporter/inputs.py; this module has the rest and gathers all of them. Every problem a user can
+fix (bad arguments, data that does not fit the model, a mode the profile refuses) is found
+before `build` starts converting. Nothing heavy is imported at module level.
+
+Example:
+    >>> request = resolve(ExportArgs(sources=Sources(demo=True), output=Output(out="build/android")))
+    >>> inputs = check_data(request, load(request))
+    >>> built = build(request, inputs)
+    >>> assessment = assess(request, inputs, built)
+    >>> report = make_report(request, inputs, built, assessment)
+    >>> report.passed, built.mode, [c.name for c in assessment.checks]
+    (True, 'int8', ['model_size', 'ram', 'latency', 'accuracy_drop'])
+    >>> package(request, inputs, built, assessment, report).name
+    'android'
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from exporter import __version__
+from exporter import progress as progress_mod
+from exporter.errors import UsageError
+from exporter.inputs import Inputs, check_data, load
+from exporter.request import ExportArgs, ExportRequest, Output, Sources, resolve
+
+if TYPE_CHECKING:
+    from exporter.analysis.graph import Graph
+    from exporter.checks import Check
+    from exporter.report import Report
+    from targets.base import Artifacts, Measured
+
+__all__ = ["Assessment", "Built", "ExportArgs", "ExportRequest", "Inputs", "Output", "Sources", "assess", "build",
+           "check_data", "library_versions", "load", "make_report", "package", "resolve"]
+
+_LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy")
+
+
+@dataclass(frozen=True)
+class Built:
+    """The .tflite to measure and bundle, its graph and mode, per-stage records and notes."""
+
+    tflite: bytes
+    graph: Graph
+    mode: str
+    records: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the target found: its pre-flight notes, the measured figures and the checks."""
+
+    artifacts: Artifacts
+    measured: Measured
+    checks: list[Check]
+    notes: list[str] = field(default_factory=list)
+
+
+def library_versions() -> dict:
+    """Versions of edgex, Python and the libraries that shape a bundle (None for one not installed)."""
+    out = {"edgex": __version__, "python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _detect_mode(graph) -> str:
+    """The conversion mode a given .tflite was made with, read from its ops and constants."""
+    if all(op.compute_dtype in ("int8", "uint8") for op in graph.ops if op.macs):
+        return "int8"
+    if any(op.compute_dtype == "hybrid" for op in graph.ops):
+        return "dynamic"
+    if any(t.dtype == "float16" and t.is_constant for t in graph.tensors):
+        return "float16"
+    return "float32"
+
+
+def _pass_through(request: ExportRequest, inputs: Inputs) -> Built:
+    """A given .tflite, bundled as it is once its mode is one the profile allows."""
+    from exporter.analysis.graph import Graph
+
+    tflite = inputs.loaded.tflite_bytes
+    graph = Graph.from_bytes(tflite)
+    mode = _detect_mode(graph)
+    policy = request.policy
+    if mode not in policy.allowed:
+        raise UsageError(f"the given .tflite is {mode}, which profile {request.profile.name} does not allow "
+                         f"(allowed: {', '.join(policy.allowed)})")
+    return Built(tflite, graph, mode, notes=[f"input was a .tflite ({mode}); it is measured and bundled as it is"])
+
+
+def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tuple[bytes, list[dict], list[str]]:
+    """Run the recipe's stages, converting after each; (final .tflite, stage records, notes)."""
+    from exporter.pipeline import run_stages
+    from exporter.stages.base import StageContext
+
+    recipe = request.recipe
+    ctx = StageContext(train=inputs.train, eval=inputs.eval, training=recipe.training, profile=request.profile,
+                       mode=inputs.mode, skip_layers=recipe.skip_layers, teacher=inputs.loaded.model)
+    _, tflite, records = run_stages(inputs.loaded.model, request.stages, ctx, config, calib_x)
+    notes = [f"{s['stage']}: skipped {k['layer']} ({k['class']}): {k.get('reason', '')}"
+             for s in records for k in s["skipped"]]
+    return tflite, records, notes
+
+
+def build(request: ExportRequest, inputs: Inputs) -> Built:
+    """Make the .tflite: a given .tflite as it is, a plain conversion, or the recipe's stages.
+
+    Args:
+        request: the resolved export.
+        inputs: the loaded model and its checked data.
+
+    Returns:
+        Built: the .tflite bytes, its graph and mode, the stage records and notes.
+
+    Raises:
+        UsageError: a given .tflite whose mode the profile does not allow.
+        ConversionError: conversion or a compression stage failed.
+    """
+    if inputs.is_tflite:
+        return _pass_through(request, inputs)
+    from exporter.analysis.graph import Graph
+    from exporter.stages.convert import ConvertConfig, convert
+
+    policy, mode = request.policy, inputs.mode
+    progress_mod.status(f"converting to TFLite ({mode}) for {request.profile.name}")
+    config = ConvertConfig(mode=mode, io_dtype=policy.io_dtype(mode),
+                           min_calibration_samples=policy.min_calibration_samples)
+    calib_x = None if inputs.calib is None else inputs.calib.x
+    records, notes = [], []
+    if request.stages:
+        tflite, records, notes = _run_stages(request, inputs, config, calib_x)
+    else:
+        tflite = convert(inputs.loaded.model, config, calib=calib_x)
+    return Built(tflite, Graph.from_bytes(tflite), mode, records, notes)
+
+
+def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
+    """Pre-flight the graph on the target, measure it, and check the figures against the limits.
+
+    Args:
+        request: the resolved export.
+        inputs: the loaded model and its checked data.
+        built: the .tflite to assess.
+
+    Returns:
+        Assessment: pre-flight notes, the target's Measured and the checks (limits, then the target's own).
+
+    Raises:
+        PreflightError: ops, tensors or I/O the device cannot run.
+    """
+    from exporter.checks import run_checks
+    from targets.base import Artifacts
+
+    target, profile = request.target, request.profile
+    notes = target.preflight(built.graph, profile, built.mode, tflite=built.tflite)
+    progress_mod.status("measuring with LiteRT on this machine")
+    artifacts = Artifacts(tflite=built.tflite, graph=built.graph, profile=profile, mode=built.mode,
+                          keras_model=inputs.loaded.model, eval_ds=inputs.eval, labels=inputs.labels,
+                          source=str(inputs.loaded.path) if inputs.loaded.path else None, options=request.options)
+    measured = target.measure(artifacts)
+    skipped = {"accuracy_drop": "no original model to compare with" if inputs.is_tflite and inputs.eval is not None
+               else "no evaluation data (--eval)"}
+    checks = run_checks(profile.limits, measured.figures, skipped) + target.extra_checks(artifacts, measured)
+    return Assessment(artifacts, measured, checks, list(notes))
+
+
+def make_report(request: ExportRequest, inputs: Inputs, built: Built, assessment: Assessment) -> Report:
+    """The Report of the export: figures, checks, graph, notes, stages, the resolved recipe, versions.
+
+    Args:
+        request: the resolved export (target, profile, recipe and stages).
+        inputs: the loaded model (its path names the report's model).
+        built: the .tflite, its graph, mode, stage records and notes.
+        assessment: the measured figures, checks and pre-flight notes.
+
+    Returns:
+        The Report (`report.bundle` is set by `package`).
+    """
+    from exporter.report import Report
+
+    profile, mode = request.profile, built.mode
+    io_dtype = built.graph.input_details()[0].dtype if inputs.is_tflite else request.policy.io_dtype(mode)
+    recipe = {**request.recipe.to_dict(), "stages": [s.to_spec() for s in request.stages], "quantize": mode}
+    return Report(
+        model=str(inputs.loaded.path or "<in-memory model>"), target=request.target.name, profile=profile.name,
+        device=profile.device, mode=mode, io_dtype=io_dtype, measurements=assessment.measured.figures,
+        checks=assessment.checks, graph=built.graph.to_dict(), notes=built.notes + assessment.notes,
+        versions=library_versions(), stages=built.records, recipe=recipe,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def package(request: ExportRequest, inputs: Inputs, built: Built, assessment: Assessment, report: Report) -> Path:
+    """Write the bundle at `request.output.out`: model, reports, labels, target and agent files, manifest.
+
+    Args:
+        request: the resolved export; its `output.out` must not be None.
+        inputs: the loaded model and its checked data (labels, eval samples for the agent).
+        built: the .tflite to bundle.
+        assessment: what the target measured (its `package` receives it).
+        report: the export's Report; its `bundle` is set to the output path.
+
+    Returns:
+        The bundle path.
+
+    Raises:
+        UsageError: the bundle cannot be written (a full or read-only disk); an earlier one is untouched.
+    """
+    from exporter.bundle import write_bundle
+    from exporter.hil.agent_files import bundle_agent_files
+    from exporter.manifest import manifest_for
+    from exporter.report_html import render_html
+
+    output = request.output
+    target_files = request.target.package(assessment.artifacts, assessment.measured)
+    extra = {**target_files, **bundle_agent_files(inputs.eval, inputs.loaded.model)}
+    report.bundle = str(Path(output.out))
+    files = {"model.tflite": built.tflite, "report.md": report.to_markdown().encode("utf-8"),
+             "report.html": render_html(report).encode("utf-8"), **extra}
+    if inputs.labels is not None:
+        files["labels.txt"] = ("\n".join(inputs.labels) + "\n").encode("utf-8")
+    manifest = manifest_for(report, request.profile)
+    progress_mod.status(f"writing bundle {output.out}")
+    return write_bundle(Path(output.out), files, manifest, make_zip=output.make_zip, force=output.force)
