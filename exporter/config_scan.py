@@ -202,16 +202,7 @@ def raise_unsafe(unsafe: list[str], origin: str, hint: str = TRUST_HINT) -> None
 
 
 def raise_custom(custom: list[str], origin: str, hint: str = TRUST_HINT) -> None:
-    """Raise ModelFileError for custom classes, if there are any.
-
-    Args:
-        custom: Findings, each naming its JSON path.
-        origin: The model file, for the message.
-        hint: What the user can do about it.
-
-    Raises:
-        ModelFileError: `custom` is not empty.
-    """
+    """Raise ModelFileError (exit 2) for custom classes, if there are any; arguments as for `raise_unsafe`."""
     if custom:
         raise ModelFileError(
             f"cannot load {origin}: it uses custom classes that are not part of tf_keras "

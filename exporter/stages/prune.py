@@ -228,9 +228,7 @@ class SparsifyStage(Stage):
     def apply(self, model, ctx: StageContext) -> StageResult:
         """Fine-tune a clone of `model` with an L1 penalty, then zero its smallest kernel weights.
 
-        Args:
-            model: a plain Sequential or functional tf_keras model (left unchanged).
-            ctx: the StageContext (training data and settings, skip_layers).
+        Args and errors as for `PruneStage.apply`, and:
 
         Returns:
             A StageResult with a plain model (no regularizers) whose selected kernels hold the

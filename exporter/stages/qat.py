@@ -119,16 +119,7 @@ class QatStage(Stage):
     int8_only = True
 
     def check_profile(self, profile, mode: str, previous: list[str]) -> None:
-        """Refuse a non-int8 mode, and a collaborative scheme the previous stages did not prepare.
-
-        Args:
-            profile: the resolved DeviceProfile.
-            mode: the conversion mode that follows.
-            previous: names of the stages that run before this one.
-
-        Raises:
-            UsageError: with the reason.
-        """
+        """As `Stage.check_profile`; also refuses a collaborative scheme the previous stages did not prepare."""
         super().check_profile(profile, mode, previous)
         resolve_scheme(self.config.scheme, previous)
 
