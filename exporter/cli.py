@@ -137,16 +137,20 @@ def profiles_list(as_json):
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def profiles_show(name, as_json):
-    """Show one profile by NAME or path."""
-    from exporter.profile import load_profile
+    """Show one profile by NAME or path: each value with its unit and the comment saying where it comes from."""
+    from pathlib import Path
+
+    from exporter.cli_show import profile_lines
+    from exporter.profile import PROFILE_DIR, load_profile
+    from exporter.yaml_comments import YamlComments, read_comments
 
     profile = load_profile(name)
     if as_json:
         print_json(profile.model_dump(mode="json"))
         return
-    import yaml
-
-    click.echo(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
+    path = Path(name) if Path(name).is_file() else PROFILE_DIR / f"{name}.yaml"
+    comments = read_comments(path) if path.is_file() else YamlComments()
+    click.echo("\n".join(profile_lines(profile.model_dump(mode="json"), comments)))
 
 
 @profiles.command("calibrate")

@@ -112,6 +112,65 @@ def show_profiles(items) -> None:
     console().print(table)
 
 
+_SUFFIX_UNITS = (("_bytes", "bytes"), ("_us", "us"), ("_ms", "ms"), ("_gmacs", "GMAC/s"), ("_mhz", "MHz"))
+
+
+def _profile_unit(path: str) -> str | None:
+    """The unit a profile field is printed in: limits by their LimitSpec, others by their name's suffix."""
+    from exporter.profile import LIMIT_UNITS
+
+    section, _, key = path.rpartition(".")
+    if section == "limits":
+        return LIMIT_UNITS.get(key)
+    return next((unit for suffix, unit in _SUFFIX_UNITS if key.endswith(suffix)), None)
+
+
+def _profile_value(value, unit: str | None) -> str:
+    from exporter.units import format_quantity
+
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    if isinstance(value, (int, float)) and unit:
+        return format_quantity(value, "pt" if unit == "points" else unit)
+    if value == {}:
+        return "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_profile_value(v, None) for v in value) + "]"
+    return str(value)
+
+
+def profile_lines(data: dict, comments) -> list[str]:
+    """A resolved profile as YAML-like lines: values with units, each with the comments of its file line.
+
+    Args:
+        data: the profile's `model_dump(mode="json")`.
+        comments: the file's YamlComments (exporter/yaml_comments.py).
+
+    Returns:
+        The lines; a field the file does not set says so ("default" or "from the file name").
+    """
+    lines = [f"# {c}" for c in comments.header]
+
+    def walk(mapping: dict, prefix: str, indent: str) -> None:
+        for key, value in mapping.items():
+            path = f"{prefix}{key}"
+            notes = comments.fields.get(path)
+            if notes is None and not isinstance(value, dict):
+                notes = ["from the file name"] if path == "name" else ["default (not set in the file)"]
+            notes = notes or []
+            above, last = (notes, "") if len(notes) > 1 else ([], "".join(notes))   # one line: at the end
+            lines.extend(f"{indent}# {c}" for c in above)
+            if isinstance(value, dict) and value:
+                lines.append(f"{indent}{key}:" + (f"  # {last}" if last else ""))
+                walk(value, f"{path}.", indent + "  ")
+            else:
+                text = f"{indent}{key}: {_profile_value(value, _profile_unit(path))}"
+                lines.append(text + (f"  # {last}" if last else ""))
+
+    walk(data, "", "")
+    return lines
+
+
 def show_targets(rows) -> None:
     """Print the `edgex targets` table from the targets' `supports()` rows."""
     table = _table("targets", ("target", "runtime", "quantization", "default profile", "profiles", "ram", "latency"))

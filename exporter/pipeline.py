@@ -24,6 +24,7 @@ import numpy as np
 from exporter.analysis.cost_model import estimate_latency_ms
 from exporter.analysis.graph import Graph
 from exporter.analysis.weights import keras_totals, keras_weight_stats, tflite_weight_stats
+from exporter.config_text import config_inline
 from exporter.litert import LiteRTRunner
 from exporter.measure import gzip_size
 from exporter.progress import status
@@ -107,7 +108,7 @@ def run_stages(model, stages: list, ctx, convert_config, calib_x: np.ndarray | N
     current = model
     tflite = None
     for stage in stages:
-        status(f"stage {stage.name}: {stage.config.model_dump(mode='json')}")
+        status(f"stage {stage.name}: {config_inline(stage.config.model_dump(mode='json'))}")
         start = time.perf_counter()
         result = stage.apply(current, ctx)
         elapsed = time.perf_counter() - start

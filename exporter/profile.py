@@ -1,7 +1,7 @@
 """Device profiles: what a device can hold and run, loaded from strict YAML.
 
-A profile names its target kind and device, its limits (`model_size`, `ram`,
-`latency`, `accuracy_drop`), the quantization modes it allows and prefers, the
+A profile names its target kind and device, its limits (`model_size`, `flash`, `ram`,
+`latency`, `accuracy_drop`: maximums; `agreement`, `fidelity`: minimums), the quantization modes it allows and prefers, the
 I/O dtypes it requires and the coefficients of its latency cost model. Every other
 top-level key is a section its target declares (`Target.sections`, e.g.
 `microcontroller:`), validated with the target's own model: this module names no
@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -36,7 +37,39 @@ from exporter.validation import validation_lines
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 QUANT_MODES = ("float32", "float16", "dynamic", "int8")
 QuantMode = Literal["float32", "float16", "dynamic", "int8"]
-LIMIT_UNITS = {"model_size": "bytes", "flash": "bytes", "ram": "bytes", "latency": "ms", "accuracy_drop": "points"}
+
+
+@dataclass(frozen=True)
+class LimitSpec:
+    """What a limit is: its unit, which figure it is checked against, and whether it is a maximum or a minimum.
+
+    A maximum (`model_size`, `ram`, ...) passes while the figure is at or below it; a minimum
+    (`agreement`, `fidelity`) passes while the figure is at or above it. Headroom is the distance
+    on the passing side either way (negative when the check fails).
+    """
+
+    unit: str
+    figure: str
+    minimum: bool = False
+
+    def passes(self, value: float, limit: float) -> bool:
+        return value >= limit if self.minimum else value <= limit
+
+    def headroom(self, value: float, limit: float) -> float:
+        return value - limit if self.minimum else limit - value
+
+
+LIMITS = {
+    "model_size": LimitSpec("bytes", "model_size"),
+    "flash": LimitSpec("bytes", "flash"),
+    "ram": LimitSpec("bytes", "ram"),
+    "latency": LimitSpec("ms", "latency"),
+    "accuracy_drop": LimitSpec("points", "accuracy_drop"),
+    "agreement": LimitSpec("%", "top1_agreement", minimum=True),
+    "fidelity": LimitSpec("", "fidelity_cosine", minimum=True),
+}
+"""Every limit, in the order checks are listed: its unit, the figure it checks and its direction."""
+LIMIT_UNITS = {name: spec.unit for name, spec in LIMITS.items()}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,8 +83,12 @@ class Limits(_Strict):
     ram: FiniteFloat | None = Field(None, ge=0, description="peak runtime memory in bytes")
     latency: FiniteFloat | None = Field(None, ge=0, description="milliseconds per inference")
     accuracy_drop: FiniteFloat | None = Field(None, ge=0, le=100, description="points of top-1 lost vs the original")
+    agreement: FiniteFloat | None = Field(
+        None, ge=0, le=100, description="minimum % of eval samples whose top-1 class is the original model's")
+    fidelity: FiniteFloat | None = Field(
+        None, ge=0, le=1, description="minimum mean cosine similarity of the outputs to the original model's")
 
-    @field_validator("model_size", "flash", "ram", "latency", "accuracy_drop", mode="before")
+    @field_validator(*LIMITS, mode="before")
     @classmethod
     def _units(cls, value, info):
         if value is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.checks import Check, Measurement
+from exporter.config_text import config_inline, config_lines
 from exporter.units import format_value
 
 
@@ -84,14 +85,32 @@ class Report:
                   f"- ops: {len(self.graph.get('ops', []))}, MACs: {self.graph.get('total_macs', 0):,}",
                   f"- peak activation memory (tensor liveness): {format_value(self.graph.get('peak_activation_bytes'), 'bytes')}",
                   f"- weights: {format_value(self.graph.get('weight_bytes'), 'bytes')}", "",
-                  "| # | op | compute | MACs | output shape |", "|---|---|---|---|---|"]
-        for op in self.graph.get("ops", []):
-            shape = "x".join(str(d) for d in (op.get("output_shapes") or [[]])[0])
-            lines.append(f"| {op['index']} | {op['name']} | {op['compute_dtype']} | {op['macs']:,} | {shape} |")
+                  "### Inputs and outputs", ""]
+        lines += _md_table(*self.io_table()) + ["", "### Ops", ""] + _md_table(*self.op_table())
         lines += self._stage_lines()
+        if self.skipped_table()[1]:
+            lines += ["", "## Layers the stages left alone", ""] + _md_table(*self.skipped_table())
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+    def io_table(self) -> tuple[list[str], list[list]]:
+        """The model's inputs and outputs as (headers, rows): kind, name, shape, dtype."""
+        rows = [[kind, t["name"], "x".join(map(str, t["shape"])), t["dtype"]]
+                for kind in ("input", "output") for t in self.graph.get(f"{kind}s", [])]
+        return ["I/O", "tensor", "shape", "dtype"], rows
+
+    def op_table(self) -> tuple[list[str], list[list]]:
+        """The graph's ops as (headers, rows): index, op, compute dtype, MACs, first output shape."""
+        rows = [[op["index"], op["name"], op["compute_dtype"], f"{op['macs']:,}",
+                 "x".join(str(d) for d in (op.get("output_shapes") or [[]])[0])] for op in self.graph.get("ops", [])]
+        return ["#", "op", "compute", "MACs", "output shape"], rows
+
+    def skipped_table(self) -> tuple[list[str], list[list]]:
+        """Every layer a stage left alone as (headers, rows): stage, layer, class, reason."""
+        rows = [[s["stage"], k["layer"], k["class"], k.get("reason", "")]
+                for s in self.stages for k in s.get("skipped", [])]
+        return ["stage", "layer", "class", "reason"], rows
 
     def _stage_lines(self) -> list[str]:
         if not self.stages:
@@ -115,5 +134,18 @@ class Report:
                          f"| {w['unique']} | {w['unique_per_channel_max']} |")
         for r in self.stages:
             if r["metrics"]:
-                lines.append(f"- {r['stage']}: " + ", ".join(f"{k} = {v}" for k, v in r["metrics"].items()))
+                lines.append(f"- {r['stage']}: {config_inline(r['metrics'])}")
+        configs = [r for r in self.stages if r.get("config")]
+        if configs:
+            lines += ["", "### Stage configs", ""]
+            for r in configs:
+                lines += [f"{r['stage']}:", "", "```yaml", *config_lines(r["config"]), "```", ""]
+            lines.pop()
         return lines
+
+
+def _md_table(headers, rows) -> list[str]:
+    """Markdown table lines; `|` inside a cell is escaped."""
+    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+    return (["| " + " | ".join(map(cell, headers)) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(map(cell, row)) + " |" for row in rows])

@@ -82,9 +82,10 @@ def _table(headers, rows) -> str:
 
 def render_html(report) -> str:
     """The whole page as a string; needs nothing but a browser to view."""
-    checks = _table(["limit", "status", "value", "limit", "source", "on"],
+    checks = _table(["limit", "status", "value", "limit", "headroom", "source", "on"],
                     [[c.name, c.status, c.note if c.status == "skip" else format_value(c.value, c.unit),
-                      format_value(c.limit, c.unit), c.source, c.on] for c in report.checks])
+                      format_value(c.limit, c.unit), "" if c.headroom is None else format_value(c.headroom, c.unit),
+                      c.source, c.on] for c in report.checks])
     figures = _table(["figure", "value", "source", "on", "note"],
                      [[m.name, m.pretty(), m.source, m.on, m.note] for m in report.measurements.values()])
     stages = ""
@@ -102,6 +103,15 @@ def render_html(report) -> str:
                          f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, d in charts(report).items())
     else:   # nothing to compare across: the tables say it all, and matplotlib is not loaded
         images = "<p>No compression stages ran, so there is nothing to chart across stages.</p>"
+    g = report.graph
+    graph = (f"<h2>Graph (estimated from the .tflite flatbuffer)</h2><ul><li>ops: {len(g.get('ops', []))}, "
+             f"MACs: {g.get('total_macs', 0):,}</li><li>peak activation memory (tensor liveness): "
+             f"{format_value(g.get('peak_activation_bytes'), 'bytes')}</li><li>weights: "
+             f"{format_value(g.get('weight_bytes'), 'bytes')}</li></ul>"
+             f"<h3>Inputs and outputs</h3>{_table(*report.io_table())}<h3>Ops</h3>{_table(*report.op_table())}")
+    skipped = report.skipped_table()
+    if skipped[1]:
+        stages += "<h2>Layers the stages left alone</h2>" + _table(*skipped)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
@@ -112,4 +122,4 @@ def render_html(report) -> str:
             f"<p>{html.escape(report.model)} → {html.escape(report.target)} · {html.escape(report.profile)} "
             f"({html.escape(report.device)}) · {html.escape(report.mode)}, I/O {html.escape(report.io_dtype)} · "
             f"{html.escape(report.created)}</p><h2>Checks</h2>{checks}{stages}<h2>Charts</h2>{images}"
-            f"<h2>Figures</h2>{figures}<h2>Notes</h2><ul>{notes}</ul></body></html>")
+            f"<h2>Figures</h2>{figures}{graph}<h2>Notes</h2><ul>{notes}</ul></body></html>")

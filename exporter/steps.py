@@ -18,7 +18,7 @@ Example:
     >>> assessment = assess(request, inputs, built)
     >>> report = make_report(request, inputs, built, assessment)
     >>> report.passed, built.mode, [c.name for c in assessment.checks]
-    (True, 'int8', ['model_size', 'ram', 'latency', 'accuracy_drop'])
+    (True, 'int8', ['model_size', 'ram', 'latency', 'accuracy_drop', 'agreement'])
     >>> package(request, inputs, built, assessment, report).name
     'android'
 """
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from targets.base import Artifacts, Measured
 
 __all__ = ["Assessment", "Built", "ExportArgs", "ExportRequest", "Inputs", "Output", "Sources", "assess", "build",
-           "check_data", "library_versions", "load", "make_report", "package", "resolve"]
+           "check_data", "library_versions", "load", "make_report", "package", "resolve", "skipped_note"]
 
 _LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy")
 
@@ -112,12 +112,62 @@ def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tupl
     from exporter.stages.base import StageContext
 
     recipe = request.recipe
+    progress_mod.status(f"measuring the original model (converted to TFLite, {config.mode})")
     ctx = StageContext(train=inputs.train, eval=inputs.eval, training=recipe.training, profile=request.profile,
                        mode=inputs.mode, skip_layers=recipe.skip_layers, teacher=inputs.loaded.model)
-    _, tflite, records = run_stages(inputs.loaded.model, request.stages, ctx, config, calib_x)
-    notes = [f"{s['stage']}: skipped {k['layer']} ({k['class']}): {k.get('reason', '')}"
-             for s in records for k in s["skipped"]]
+    stages = [_Announced(stage, config.mode) for stage in request.stages]
+    _, tflite, records = run_stages(inputs.loaded.model, stages, ctx, config, calib_x)
+    notes = [skipped_note(s["stage"], s["skipped"]) for s in records if s["skipped"]]
     return tflite, records, notes
+
+
+def skipped_note(stage: str, skipped: list[dict], *, shown: int = 3) -> str:
+    """One line for the layers a stage left alone; the report lists every one of them.
+
+    Args:
+        stage: the stage's name.
+        skipped: its `StageResult.skipped` entries ({"layer", "class", "reason"}).
+        shown: how many layers are named (a few) or layer classes counted (many) before "…".
+
+    Returns:
+        The note, e.g. "prune: skipped 69 layers (BatchNormalization ×35, …); --skip-layer to choose".
+
+    Example:
+        >>> skipped_note("prune", [{"layer": f"bn{i}", "class": "BatchNormalization"} for i in range(5)])
+        'prune: skipped 5 layers (BatchNormalization ×5); --skip-layer to choose'
+        >>> skipped_note("prune", [{"layer": "conv2d", "class": "Conv2D", "reason": "RGB input"}])
+        'prune: skipped 1 layer (conv2d: Conv2D, RGB input); --skip-layer to choose'
+    """
+    from collections import Counter
+
+    if len(skipped) <= 1:
+        parts = [f"{k['layer']}: {k['class']}" + (f", {k['reason']}" if k.get("reason") else "") for k in skipped]
+    elif len(skipped) <= shown:
+        parts = [f"{k['layer']}: {k['class']}" for k in skipped]
+    else:
+        counts = Counter(k["class"] for k in skipped).most_common()
+        parts = [f"{name} ×{n}" for name, n in counts[:shown]] + (["…"] if len(counts) > shown else [])
+    noun = "layer" if len(skipped) == 1 else "layers"
+    return f"{stage}: skipped {len(skipped)} {noun} ({', '.join(parts)}); --skip-layer to choose"
+
+
+class _Announced:
+    """A stage that says, when its work is done, that its model is being converted and measured.
+
+    `run_stages` converts after each stage; this keeps the status lines in the order the work happens
+    (stage, conversion, measuring). Everything else is the wrapped stage's.
+    """
+
+    def __init__(self, stage, mode: str):
+        self._stage, self._mode = stage, mode
+
+    def __getattr__(self, name):
+        return getattr(self._stage, name)
+
+    def apply(self, model, ctx):
+        result = self._stage.apply(model, ctx)
+        progress_mod.status(f"stage {self._stage.name}: converting to TFLite ({self._mode}) and measuring")
+        return result
 
 
 def build(request: ExportRequest, inputs: Inputs) -> Built:
@@ -140,7 +190,6 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
     from exporter.stages.convert import ConvertConfig, convert
 
     policy, mode = request.policy, inputs.mode
-    progress_mod.status(f"converting to TFLite ({mode}) for {request.profile.name}")
     config = ConvertConfig(mode=mode, io_dtype=policy.io_dtype(mode),
                            min_calibration_samples=policy.min_calibration_samples)
     calib_x = None if inputs.calib is None else inputs.calib.x
@@ -148,6 +197,7 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
     if request.stages:
         tflite, records, notes = _run_stages(request, inputs, config, calib_x)
     else:
+        progress_mod.status(f"converting to TFLite ({mode}) for {request.profile.name}")
         tflite = convert(inputs.loaded.model, config, calib=calib_x)
     return Built(tflite, Graph.from_bytes(tflite), mode, records, notes)
 
@@ -176,8 +226,14 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
                           keras_model=inputs.loaded.model, eval_ds=inputs.eval, labels=inputs.labels,
                           source=str(inputs.loaded.path) if inputs.loaded.path else None, options=request.options)
     measured = target.measure(artifacts)
+    no_reference = ("no original model to compare with (the input is a .tflite)" if inputs.is_tflite
+                    else "no evaluation data (--eval)" if inputs.eval is None else None)
     skipped = {"accuracy_drop": "no original model to compare with" if inputs.is_tflite and inputs.eval is not None
                else "no evaluation data (--eval)"}
+    if no_reference:
+        skipped |= {"agreement": no_reference, "fidelity": no_reference}
+    elif "top1_agreement" not in measured.figures:
+        skipped["agreement"] = "the model's output is not one score per class, so it has no top-1"
     checks = run_checks(profile.limits, measured.figures, skipped) + target.extra_checks(artifacts, measured)
     return Assessment(artifacts, measured, checks, list(notes))
 

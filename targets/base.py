@@ -154,7 +154,7 @@ class Target(ABC):
     summary: ClassVar[str]
     default_profile: ClassVar[str]
     runtime: ClassVar[str]
-    ram_source: ClassVar[str] = "estimated"
+    ram_source: ClassVar[str] = "mixed (weights + estimated activations + profile runtime)"
     latency_source: ClassVar[str] = "estimated"
     sections: ClassVar[dict[str, type[BaseModel]]] = {}
     """Profile sections this target reads: top-level YAML key -> its pydantic model (extra="forbid")."""

@@ -54,7 +54,7 @@ def test_demo_export_passes_and_verifies(tmp_path):
     assert report["status"] == "pass"
     for check in report["checks"]:
         assert {"name", "status", "value", "limit", "source"} <= set(check)
-        assert check["status"] in ("pass", "fail") and check["source"] in ("measured", "estimated")
+        assert check["status"] in ("pass", "fail") and check["source"] in ("measured", "estimated", "mixed")
     assert run(["verify", str(out)]).exit_code == 0
     assert out.with_suffix(".zip").is_file()
 

@@ -2,6 +2,7 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
 import exporter
@@ -17,7 +18,8 @@ def sha(path):
 def pcqat(tmp_path_factory, demo):
     out = tmp_path_factory.mktemp("pcqat") / "bundle"
     result = run(["export", "--demo", "--target", "android", "--prune", "0.8", "--cluster", "16", "--qat",
-                  "--epochs", "2", "--limit", "accuracy_drop=10", "--out", str(out), "--json"])
+                  "--epochs", "2", "--limit", "accuracy_drop=10", "--limit", "agreement=80", "--out", str(out),
+                  "--json"])
     return result, out
 
 
@@ -73,6 +75,7 @@ def test_distilled_student_with_qat(demo):
 
 def test_binary_weights_from_the_cli(tmp_path):
     result = run(["export", "--demo", "--weight-bits", "1", "--epochs", "1", "--limit", "accuracy_drop=50",
+                  "--limit", "agreement=0",      # 1-bit weights after one epoch: a different model by design
                   "--out", str(tmp_path / "b"), "--json"])
     assert result.exit_code == 0, result.stderr
     final = json.loads(result.stdout)["stages"][-1]
@@ -105,3 +108,71 @@ def test_profile_refuses_weight_bits_it_gains_nothing_from(tmp_path):
                   "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "1-bit weights make no sense" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+CLUSTERS = 8
+
+
+@pytest.fixture(scope="module")
+def pcqat_api(demo, keras):
+    """prune 0.8 → cluster 8 → qat on the demo, one epoch each, measured as an export measures stages."""
+    from exporter.pipeline import run_stages
+    from exporter.profile import load_profile
+    from exporter.stages.base import StageContext, get_stage
+    from exporter.stages.convert import ConvertConfig
+    from exporter.stages.training import TrainingConfig
+
+    model = keras.models.load_model(demo.model_path, compile=False)
+    ctx = StageContext(train=demo.train, eval=demo.eval, training=TrainingConfig(epochs=1),
+                       profile=load_profile("android-arm64-midrange"), mode="int8")
+    stages = [get_stage("prune")({"sparsity": 0.8}), get_stage("cluster")({"clusters": CLUSTERS}),
+              get_stage("qat")()]
+    _, tflite_bytes, records = run_stages(model, stages, ctx, ConvertConfig(mode="int8"), demo.calib.x)
+    return records, tflite_bytes
+
+
+def test_original_row_counts_every_keras_weight(pcqat_api, demo, keras):
+    records, _ = pcqat_api
+    model = keras.models.load_model(demo.model_path, compile=False)
+    flat = np.concatenate([w.reshape(-1) for w in model.get_weights()])    # trainable and non-trainable
+    original = records[0]
+    assert (original["params"], original["nonzero"], original["unique"]) == (
+        flat.size, np.count_nonzero(flat), np.unique(flat).size)
+
+
+def test_stage_figures_are_those_of_the_stripped_model_the_tflite_ships(pcqat_api):
+    """The qat row counts kernels and biases only, as the .tflite holds them: no TF-MOT variables.
+
+    What must match, on the demo (no BatchNorm, so conversion folds nothing away):
+    - params: the stage's params == the elements of the .tflite's kernels and biases (int8 conversion
+      transposes kernels but keeps their element count), and == the original's;
+    - non-zeros: per layer, the kernel's non-zeros equal exactly (PCQAT keeps pruned zeros at 0 and
+      no clustered centroid rounds to the int8 zero); biases: int32 rounding can only turn a value
+      into 0, so the .tflite has at most the Keras non-zero biases;
+    - unique values: each Keras kernel holds at most `CLUSTERS` values, and quantizing per channel maps
+      each float to one int8 code, so a .tflite kernel channel holds at most what the Keras layer
+      holds in its most varied channel; the stage's unique count is at most the kernels' plus the biases'.
+    """
+    from exporter.analysis.weights import tflite_layer_weights, tflite_totals
+
+    records, tflite_bytes = pcqat_api
+    original, cluster, qat = records[0], records[2], records[-1]
+    assert qat["stage"] == "qat" and qat["metrics"]["scheme"] == "pcqat"
+    shipped = tflite_totals(tflite_bytes)
+    assert qat["params"] == shipped["params"] == original["params"] == cluster["params"]
+
+    layers = list(qat["layers"].values())                  # Keras kernels, in model order
+    tfl = tflite_layer_weights(tflite_bytes)               # .tflite kernels, in execution order (same here)
+    assert [k["params"] for k in layers] == [e["kernel"].size for e in tfl]
+    assert sum(k["params"] for k in layers) == shipped["kernel_params"]
+    for keras_kernel, entry in zip(layers, tfl):
+        kernel = entry["kernel"]
+        assert keras_kernel["nonzero"] == np.count_nonzero(kernel), entry["kernel_name"]
+        assert keras_kernel["unique"] <= CLUSTERS, entry["kernel_name"]
+        per_channel = max(len(np.unique(c)) for c in kernel.reshape(kernel.shape[0], -1))
+        assert per_channel <= keras_kernel["unique_per_channel_max"], entry["kernel_name"]
+    keras_bias_nonzero = qat["nonzero"] - sum(k["nonzero"] for k in layers)
+    assert shipped["bias_nonzero"] <= keras_bias_nonzero <= shipped["bias_params"]
+    assert qat["nonzero"] - shipped["nonzero"] == keras_bias_nonzero - shipped["bias_nonzero"]
+    assert qat["nonzero"] < 0.25 * qat["params"]                           # 80 % pruned, as shipped
+    assert qat["unique"] <= sum(k["unique"] for k in layers) + shipped["bias_params"]

@@ -13,7 +13,7 @@ the bundle; a bundle whose copy differs is refused unless `use_installed_agent` 
 
 Example:
     >>> run = hil_run(bundle, "local", RunPlan(warmup=5, runs=20, eval_samples=100))   # the demo's android bundle
-    >>> run.complete, {c.name: c.source for c in run.checks}      # the device's figures decide the checks
+    >>> run.complete, {c.name: c.source for c in run.checks if c.status != "skip"}   # the device's figures decide
     (True, {'model_size': 'measured', 'ram': 'measured', 'latency': 'measured', 'accuracy_drop': 'measured'})
     >>> run.path.startswith(str(bundle / "hil"))
     True
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from exporter.bundle import read_manifest, verify_bundle
-from exporter.checks import MEASURED, Check, Measurement, run_checks
+from exporter.checks import ESTIMATED, MEASURED, MIXED, Check, Measurement, run_checks
 from exporter.errors import DeviceError
 from exporter.hil.agent_files import check_bundle_agent
 from exporter.hil.result import AgentResult, parse_agent_output
@@ -78,8 +78,9 @@ def _figures(result: AgentResult, manifest: dict, on: str, bundle: Path) -> dict
                                      f"p50 of {result.latency_ms.runs} invokes; p90 {result.latency_ms.p90:.3f} ms")
     if result.arena_bytes is not None:
         overhead = int(profile["cost_model"].get("runtime_ram_bytes", 0))
-        out["ram"] = Measurement("ram", result.arena_bytes + overhead, "bytes", MEASURED, on,
-                                 f"arena {result.arena_bytes:,} B on the device + runtime {overhead:,} B (profile)")
+        out["ram"] = Measurement("ram", result.arena_bytes + overhead, "bytes", MIXED, f"{on} + profile runtime",
+                                 f"arena {result.arena_bytes:,} B (measured on the device) + runtime {overhead:,} B "
+                                 "(profile estimate)")
     elif result.peak_rss_bytes is not None:
         out["ram"] = Measurement("ram", result.peak_rss_bytes, "bytes", MEASURED, on,
                                  "peak RSS of the agent process (includes the Python interpreter)")
@@ -111,7 +112,7 @@ def _estimate_errors(manifest: dict, measured: dict[str, Measurement]) -> dict[s
     out = {}
     for name, figure in measured.items():
         before = manifest["measurements"].get(name)
-        if before is None or before.get("source") != "estimated" or not figure.value:
+        if before is None or before.get("source") not in (ESTIMATED, MIXED) or not figure.value:
             continue
         out[name] = {"estimated": before["value"], "measured": figure.value,
                      "error_pct": (before["value"] - figure.value) / figure.value * 100}
@@ -174,7 +175,9 @@ def hil_run(bundle, device: str, plan: RunPlan | None = None, options: Transport
     from exporter.profile import DeviceProfile
 
     profile = DeviceProfile.model_validate(manifest["profile"])
-    checks = run_checks(profile.limits, measured, {"accuracy_drop": "no eval samples run on the device"})
+    not_on_device = "not measured on the device: the export's report has the host figure"
+    checks = run_checks(profile.limits, measured, {"accuracy_drop": "no eval samples run on the device",
+                                                   "agreement": not_on_device, "fidelity": not_on_device})
     if not complete:
         notes.append(f"incomplete: {0 if result.latency_ms is None else result.latency_ms.runs} of "
                      f"{plan.runs} timed runs came back")

@@ -15,6 +15,8 @@ fails naming the symbol, and this file is the only one to fix.
 | `unsupported_in_quantize_error` | the text of `quantize_apply`'s "Layer ... is not supported" error       |
 | `is_graph_network`              | tf_keras `Model._is_graph_network`                                      |
 | `single_inbound_layer`          | tf_keras `Layer._inbound_nodes`                                         |
+| `model_variables`,              | `QuantizeWrapper._weight_vars` (the kernels it fake-quantizes); which   |
+| `layer_variables`               | layers are TF-MOT's (their class's module: no common base class)        |
 
 Example:
     >>> keras = tfmod.keras()
@@ -22,6 +24,10 @@ Example:
     True
     >>> registry_supports(keras.layers.Dense(4), "cluster")
     True
+    >>> plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")])
+    >>> wrapped = tfmod.tfmot().sparsity.keras.prune_low_magnitude(plain)
+    >>> len(wrapped.weights), [v.name for v in model_variables(wrapped)]     # mask, threshold, step left out
+    (5, ['fc/kernel:0', 'fc/bias:0'])
 """
 from __future__ import annotations
 
@@ -146,3 +152,73 @@ def single_inbound_layer(layer):
     if isinstance(inbound, list):
         return inbound[0] if len(inbound) == 1 else None
     return inbound
+
+
+_TFMOT_MODULE = "tensorflow_model_optimization."
+
+
+def _is_tfmot_layer(layer) -> bool:
+    """True for a layer class defined by TF-MOT (a wrapper, or QAT's QuantizeLayer)."""
+    return type(layer).__module__.startswith(_TFMOT_MODULE)
+
+
+def layer_variables(layer) -> list:
+    """The weights of one layer, looking through a TF-MOT wrapper (see `model_variables`).
+
+    A QuantizeWrapper takes the weights it fake-quantizes (the kernel) away from the layer it
+    wraps, tracking them itself; they are found only in its private `_weight_vars`
+    (weight, quantizer, quantizer variables) triples.
+
+    Args:
+        layer: a tf_keras layer, a TF-MOT wrapper or QAT's QuantizeLayer.
+
+    Returns:
+        For a TF-MOT wrapper, the weights of the layer it wraps (`Wrapper.layer`, plus the
+        quantized ones of `_weight_vars`), in `layer.weights` order; [] for another TF-MOT layer
+        (QuantizeLayer holds only its input range); else `layer.weights`.
+    """
+    if not _is_tfmot_layer(layer):
+        return list(layer.weights)
+    inner = getattr(layer, "layer", None)
+    if inner is None:
+        return []
+    own = {id(v) for v in layer_variables(inner)}
+    own.update(id(entry[0]) for entry in getattr(layer, "_weight_vars", ()))  # noqa: SLF001
+    return [v for v in layer.weights if id(v) in own]
+
+
+def _tfmot_layers(model):
+    """The TF-MOT layers of `model`, looking into nested models (not into wrapped layers)."""
+    for layer in model.layers:
+        if _is_tfmot_layer(layer):
+            yield layer
+        elif getattr(layer, "layers", None) is not None and not hasattr(layer, "layer"):
+            yield from _tfmot_layers(layer)
+
+
+def model_variables(model) -> list:
+    """The model's own weights: what a stripped model holds and conversion keeps, without TF-MOT's.
+
+    TF-MOT's layers add variables beside the layer they wrap: pruning masks,
+    thresholds and step counters (PruneLowMagnitude), centroids and indices
+    (ClusterWeights, and the cluster-preserving QAT schemes), quantizer min/max
+    ranges and step counters (QuantizeWrapperV2, QuantizeLayer). The QAT model keeps
+    its wrappers until conversion, and its `weights` hold about three times the
+    parameters the .tflite does after clustering. Here those variables are left out: a
+    TF-MOT wrapper counts only the weights of the layer it wraps (the Keras
+    `Wrapper.layer`; its kernel is what the quantize wrapper fake-quantizes and the
+    converter keeps), QuantizeLayer counts none. Which layers are TF-MOT's is read from
+    their class's module (TF-MOT exports no common base class).
+
+    Args:
+        model: a tf_keras model, wrapped or not.
+
+    Returns:
+        `model.weights` (trainable and non-trainable, in that order) without the TF-MOT
+        variables; a model without TF-MOT layers gives all of `model.weights`.
+    """
+    drop = set()
+    for layer in _tfmot_layers(model):
+        own = {id(v) for v in layer_variables(layer)}
+        drop.update(id(v) for v in layer.weights if id(v) not in own)
+    return [v for v in model.weights if id(v) not in drop]

@@ -2,7 +2,8 @@
 
 Each function turns what `EdgeTpuTarget.measure` found (the static mapping, the compiler's log when
 it ran, the estimate) into `Measurement`s that say where they come from: the compiler's log is
-`measured`, edgex's op table and cost model are `estimated`.
+`measured`, edgex's op table and cost model are `estimated`; host RAM, which adds the measured model
+file to estimated parts, is `mixed`.
 
 Example:
     >>> from exporter.analysis.graph import Graph
@@ -19,7 +20,7 @@ Example:
 """
 from __future__ import annotations
 
-from exporter.checks import ESTIMATED, MEASURED, Measurement
+from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
 from targets.edgetpu.compiler import COMPILER, compile_command
 
 
@@ -134,10 +135,11 @@ def latency_figure(est: dict, split, profile) -> Measurement:
 
 
 def ram_figure(est: dict, model_bytes: int, profile) -> Measurement:
-    """`ram` on the host: the model buffer + host-side tensors + the runtime (estimated)."""
+    """`ram` on the host: the model buffer (measured) + host-side tensors + the runtime (estimated): mixed."""
     runtime = int(profile.cost_model.runtime_ram_bytes)
     return Measurement(
-        "ram", model_bytes + est["host_tensor_bytes"] + runtime, "bytes", ESTIMATED, f"host side of {profile.name}",
-        f"model buffer {model_bytes:,} B (parameters stay in host memory) + host tensors "
-        f"{est['host_tensor_bytes']:,} B (I/O and CPU ops, no reuse) + runtime {runtime:,} B (profile); "
-        "TPU activations live on the chip")
+        "ram", model_bytes + est["host_tensor_bytes"] + runtime, "bytes", MIXED,
+        f"host side of {profile.name}: model file + host tensors + profile runtime",
+        f"model buffer {model_bytes:,} B (measured: the model file; parameters stay in host memory) + host "
+        f"tensors {est['host_tensor_bytes']:,} B (estimated: I/O and CPU ops, no reuse) + runtime {runtime:,} B "
+        "(profile estimate); TPU activations live on the chip")

@@ -123,7 +123,7 @@ class EdgeTpuTarget(Target):
     summary = "Coral Edge TPU (USB Accelerator, Dev Board): edgetpu_compiler, LiteRT + libedgetpu"
     default_profile = "coral-usb"
     runtime = "LiteRT + libedgetpu (Edge TPU delegate)"
-    ram_source = "estimated (host side)"
+    ram_source = "mixed (model file + estimated host tensors + profile runtime)"
     latency_source = "estimated (TPU MAC rate, host link, CPU cost model)"
     sections = {"edgetpu": EdgeTpuSettings}
     Options = EdgeTpuOptions

@@ -80,8 +80,10 @@ class EthosUTarget(MicrocontrollerTarget):
         figures["vela_flash"] = Measurement("vela_flash", vela.flash_bytes, "bytes", ESTIMATED, on,
                                             "Vela's off-chip flash plan (weights and command stream)")
         overhead = int(profile.cost_model.runtime_ram_bytes)
-        figures["ram"] = Measurement("ram", vela.sram_bytes + overhead, "bytes", ESTIMATED, on,
-                                     f"Vela SRAM {vela.sram_bytes:,} B + runtime {overhead:,} B (profile)")
+        figures["ram"] = Measurement("ram", vela.sram_bytes + overhead, "bytes", ESTIMATED,
+                                     f"{on} SRAM plan + profile runtime",
+                                     f"Vela SRAM {vela.sram_bytes:,} B (Vela's plan, estimated) + runtime "
+                                     f"{overhead:,} B (profile estimate)")
         cpu_part = CpuPart(optimised)
         npu_ms = vela.latency_ms(npu.npu_clock_mhz)
         cpu_ms = estimate_latency_ms(cpu_part, profile.cost_model) if cpu_part.ops else 0.0

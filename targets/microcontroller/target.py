@@ -4,8 +4,10 @@ Measured: the exact tensor arena, with the real TFLM interpreter's recording
 allocator (in a child process, so a native abort becomes a finding); the
 model's flash use, by compiling the generated `model_data.cc` with
 arm-none-eabi-gcc for the profile's core and reading `arm-none-eabi-size`.
-Estimated: latency, from MACs per op and the profile's cycles per MAC at its
-clock. The bundle holds the C array, the arena header, an op resolver that
+Mixed (measured + the profile's estimates): `ram`, the arena `model_arena.h`
+allocates (measured arena + margin, rounded up to 16) + the runtime's RAM;
+`flash`, the model data + the runtime's code. Estimated: latency, from MACs per
+op and the profile's cycles per MAC at its clock. The bundle holds the C array, the arena header, an op resolver that
 registers exactly the model's ops, and an Arduino library.
 
 The profile's `microcontroller:` section is `MicrocontrollerSettings`; `measure` returns
@@ -58,7 +60,7 @@ class MicrocontrollerTarget(Target):
     summary = "Microcontrollers, TensorFlow Lite Micro (C array, Arduino library)"
     default_profile = "arduino-nano-33-ble"
     runtime = "TensorFlow Lite Micro"
-    ram_source = "measured (TFLM arena)"
+    ram_source = "mixed (measured TFLM arena + margin + profile runtime)"
     latency_source = "estimated (cycles/MAC)"
     sections = {"microcontroller": MicrocontrollerSettings}
 
@@ -74,9 +76,9 @@ class MicrocontrollerTarget(Target):
 
     def measure(self, artifacts: Artifacts) -> McuMeasured:
         from exporter.analysis.cost_model import estimate_latency_ms
-        from exporter.checks import ESTIMATED, MEASURED, Measurement
+        from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
         from exporter.measure import measure_host
-        from targets.microcontroller.codegen import arena_header, model_data_sources
+        from targets.microcontroller.codegen import ARENA_ALIGNMENT, arena_header, arena_size, model_data_sources
         from targets.microcontroller.tflm import measure_arena, op_resolver_source
 
         profile, graph = artifacts.profile, artifacts.graph
@@ -90,11 +92,14 @@ class MicrocontrollerTarget(Target):
         on = "TFLM interpreter on this host (RecordingMicroAllocator)"
         overhead = int(profile.cost_model.runtime_ram_bytes)
         if arena.ok:
+            allocated = arena_size(arena.arena_bytes, mcu.arena_margin)
             figures["arena"] = Measurement("arena", arena.arena_bytes, "bytes", MEASURED, on,
                                            f"head {arena.head_bytes:,} B + tail {arena.tail_bytes:,} B")
             figures["ram"] = Measurement(
-                "ram", arena.arena_bytes + overhead, "bytes", MEASURED, on,
-                f"arena {arena.arena_bytes:,} B (measured) + runtime {overhead:,} B (profile)")
+                "ram", allocated + overhead, "bytes", MIXED, "measured arena + margin + profile runtime",
+                f"model_arena.h allocates {allocated:,} B: arena {arena.arena_bytes:,} B (measured, {on}) "
+                f"+ margin {mcu.arena_margin:.0%} (profile), rounded up to {ARENA_ALIGNMENT}; "
+                f"+ runtime {overhead:,} B (profile estimate)")
         figures["latency"] = Measurement(
             "latency", estimate_latency_ms(graph, profile.cost_model), "ms", ESTIMATED,
             f"cost model of {profile.name}: {profile.cost_model.int8_cycles_per_mac} cycles/int8 MAC "
@@ -111,16 +116,16 @@ class MicrocontrollerTarget(Target):
 
         Without a toolchain in the profile, flash is estimated as model bytes + the runtime's flash.
         """
-        from exporter.checks import ESTIMATED, MEASURED, Measurement
+        from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
         from targets.microcontroller.toolchain import compile_model_data
 
         model_bytes = len(artifacts.tflite)
         runtime = int(mcu.runtime_flash_bytes)
         if mcu.toolchain is None:
             return {"flash": Measurement(
-                "flash", model_bytes + runtime, "bytes", ESTIMATED, "model.tflite size + profile runtime",
-                f"model {model_bytes:,} B + runtime {runtime:,} B; not compiled: no compiler for {mcu.cpu} "
-                "can be installed here")}, None
+                "flash", model_bytes + runtime, "bytes", MIXED, "model.tflite size + profile runtime",
+                f"model.tflite {model_bytes:,} B (measured; not compiled: no compiler for {mcu.cpu} "
+                f"can be installed here) + runtime {runtime:,} B (profile estimate)")}, None
         with tempfile.TemporaryDirectory(prefix="edgex-cc-") as tmp:
             for name, data in sources.items():
                 (Path(tmp) / name).write_bytes(data)
@@ -129,8 +134,9 @@ class MicrocontrollerTarget(Target):
         return {
             "model_flash": Measurement("model_flash", size.flash, "bytes", MEASURED, on,
                                        f"model_data.o; model.tflite is {model_bytes:,} B"),
-            "flash": Measurement("flash", size.flash + runtime, "bytes", MEASURED, on,
-                                 f"model_data.o {size.flash:,} B (measured) + runtime {runtime:,} B (profile)"),
+            "flash": Measurement("flash", size.flash + runtime, "bytes", MIXED, f"{on} + profile runtime",
+                                 f"model_data.o {size.flash:,} B (measured) + runtime {runtime:,} B "
+                                 "(profile estimate)"),
         }, size
 
     def extra_checks(self, artifacts: Artifacts, measured: McuMeasured) -> list[Check]:

@@ -129,3 +129,25 @@ def test_tf_keras_internals(layers, keras):
                                                         for m in (layers["model"], net)], [True, False], TF_KERAS)
     expect("tf_keras Layer._inbound_nodes", lambda: [getattr(tfmot_shim.single_inbound_layer(layers[n]), "name", None)
                                                      for n in ("bn", "dw")], ["conv", "bn"], TF_KERAS)
+
+
+def test_model_variables_leave_tfmot_variables_out(keras):
+    """QAT and pruning wrappers count the weights of the layers they wrap, nothing of their own."""
+    mot = tfmod.tfmot()
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential([keras.layers.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, name="conv"),
+                              keras.layers.Flatten(name="flat"), keras.layers.Dense(3, name="fc")])
+    names = ["conv/kernel:0", "conv/bias:0", "fc/kernel:0", "fc/bias:0"]
+    assert [v.name for v in tfmot_shim.model_variables(plain)] == names
+    with mot.quantization.keras.quantize_scope():
+        qat = mot.quantization.keras.quantize_model(plain)
+    wrapper = qat.get_layer("quant_fc")
+    expect("QuantizeWrapper._weight_vars (the kernel the wrapper takes from the layer it wraps)",
+           lambda: ([v.name for v in wrapper.layer.weights], [w.name for w, *_ in wrapper._weight_vars]),
+           (["fc/bias:0"], ["fc/kernel:0"]))
+    expect("TF-MOT layers recognised by their module, via tfmot_shim.model_variables",
+           lambda: sorted(v.name for v in tfmot_shim.model_variables(qat)), sorted(names))
+    assert len(qat.weights) > len(names)                       # ranges and step counters left out
+    assert [v.name for v in tfmot_shim.layer_variables(qat.layers[0])] == []     # QuantizeLayer
+    pruned = mot.sparsity.keras.prune_low_magnitude(plain)
+    assert [v.name for v in tfmot_shim.model_variables(pruned)] == names

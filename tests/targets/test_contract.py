@@ -85,7 +85,7 @@ class TestTargetContract:
         assert measured.figures["model_size"].value == len(tflite)
         for key, figure in measured.figures.items():
             assert isinstance(figure, Measurement) and figure.name == key
-            assert figure.source in ("measured", "estimated")
+            assert figure.source in ("measured", "estimated", "mixed")
         assert {"latency", "ram"} <= set(measured.figures)
         assert all(isinstance(c, Check) for c in target.extra_checks(artifacts, measured))
         files = target.package(artifacts, measured)

@@ -31,23 +31,42 @@ def bundles(demo, tmp_path_factory):
 def test_demo_exports_and_verifies(bundles, profile):
     report, out = bundles[profile]
     assert report.passed and report.mode == "int8" and report.io_dtype == "int8"
-    assert {c.name for c in report.checks} >= {"flash", "ram", "latency", "accuracy_drop"}
+    assert {c.name for c in report.checks} >= {"flash", "ram", "latency", "accuracy_drop", "agreement"}
     assert exporter.verify(out)["status"] == "pass"
     assert report.measurements["latency"].source == "estimated"
 
 
+@pytest.mark.reliability(43)
 @pytest.mark.parametrize("profile", MCU_PROFILES)
 def test_arena_in_the_bundle_is_what_tflm_measures(bundles, profile):
     report, out = bundles[profile]
     measured = measure_arena((out / "model.tflite").read_bytes())
     assert measured.ok and report.measurements["arena"].value == measured.arena_bytes
+    assert report.measurements["arena"].source == "measured"
     header = (out / "mcu" / "model_arena.h").read_text()
     assert f"Measured: {measured.arena_bytes} bytes" in header
     size = int(re.search(r"ArenaSize = (\d+);", header).group(1))
     assert size == arena_size(measured.arena_bytes, 0.1) and size % 16 == 0
     assert measured.arena_bytes * 1.1 <= size < measured.arena_bytes * 1.1 + 16
     overhead = load_profile(profile).cost_model.runtime_ram_bytes
-    assert report.measurements["ram"].value == measured.arena_bytes + overhead
+    assert report.measurements["ram"].value == size + overhead, "ram is the arena the code allocates + runtime"
+
+
+@pytest.mark.reliability(43)
+@pytest.mark.parametrize("profile", MCU_PROFILES)
+def test_ram_check_is_the_arena_model_arena_h_allocates_plus_runtime(bundles, profile):
+    """One arena number: the `ram` check adds the profile's runtime RAM to the header's arena, no other."""
+    _, out = bundles[profile]
+    header = (out / "mcu" / "model_arena.h").read_text()
+    allocated = int(re.search(r"constexpr size_t k\w+ArenaSize = (\d+);", header).group(1))
+    manifest = json.loads((out / "manifest.json").read_text())
+    ram = next(c for c in manifest["checks"] if c["name"] == "ram")
+    runtime = manifest["profile"]["cost_model"]["runtime_ram_bytes"]
+    assert allocated + runtime == ram["value"]
+    assert ram["source"] == "mixed" and ram["on"] == "measured arena + margin + profile runtime"
+    assert f"model_arena.h allocates {allocated:,} B" in ram["note"]
+    flash = manifest["measurements"]["flash"]
+    assert flash["source"] == "mixed" and "(measured" in flash["note"] and "(profile estimate)" in flash["note"]
 
 
 @pytest.mark.parametrize("profile", ["arduino-nano-33-ble", "stm32h743"])
@@ -65,7 +84,7 @@ def test_generated_c_compiles_and_its_size_matches_the_manifest(bundles, profile
 def test_esp32_has_no_toolchain_here_and_says_so(bundles):
     report, _ = bundles["esp32-s3"]
     flash = report.measurements["flash"]
-    assert flash.source == "estimated" and "not compiled" in flash.note
+    assert flash.source == "mixed" and "not compiled" in flash.note
 
 
 def test_op_resolver_and_arduino_library(bundles):
