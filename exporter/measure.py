@@ -37,14 +37,20 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
-                 latency_runs: int = 100) -> dict[str, Measurement]:
+                 latency_runs: int = 100, converted_from=None) -> dict[str, Measurement]:
     """Measure a model with the real LiteRT interpreter on this machine.
+
+    Accuracy is compared with the original model (`accuracy_drop`); agreement and fidelity with
+    the Keras model the .tflite was converted from (after compression stages, the last stage's
+    model), so they say whether conversion changed the answers; `top1_agreement_original` then
+    gives the agreement with the original as well.
 
     Args:
         tflite_bytes: the converted model.
         keras_model: the original tf_keras model, or None for a .tflite input.
         eval_ds: evaluation data (labels optional), or None.
         latency_runs: timed invokes after 10 warm-up runs.
+        converted_from: the Keras model that was converted, when it is not `keras_model`.
 
     Returns:
         Measurements keyed by name; `model_size` and `accuracy_drop` feed the checks.
@@ -71,15 +77,21 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
     if keras_model is None:
         return out
     ref = np.asarray(keras_model.predict(eval_ds.x, verbose=0, batch_size=256))
+    conv = ref if converted_from is None else np.asarray(converted_from.predict(eval_ds.x, verbose=0, batch_size=256))
+    which = "Keras" if converted_from is None else "the last stage's Keras model (what was converted)"
     keras_on = f"TensorFlow (Keras) on host, {n} eval samples"
-    out["fidelity_cosine"] = Measurement("fidelity_cosine", _cosine(lite, ref), "", MEASURED, on,
-                                         "mean cosine similarity of .tflite vs Keras outputs")
-    out["fidelity_max_abs_error"] = Measurement("fidelity_max_abs_error", float(np.abs(lite - ref).max()), "",
-                                                MEASURED, on, "largest |tflite - keras| output difference")
+    out["fidelity_cosine"] = Measurement("fidelity_cosine", _cosine(lite, conv), "", MEASURED, on,
+                                         f"mean cosine similarity of .tflite vs {which} outputs")
+    out["fidelity_max_abs_error"] = Measurement("fidelity_max_abs_error", float(np.abs(lite - conv).max()), "",
+                                                MEASURED, on, f"largest |tflite - keras| output difference ({which})")
     if lite.ndim != 2:
         return out
     agree = float((lite.argmax(axis=1) == ref.argmax(axis=1)).mean() * 100)
-    out["top1_agreement"] = Measurement("top1_agreement", agree, "%", MEASURED, on, "same top-1 class as Keras")
+    if converted_from is not None:
+        out["top1_agreement_original"] = Measurement("top1_agreement_original", agree, "%", MEASURED, on,
+                                                     "same top-1 class as the original Keras model")
+    agree_conv = float((lite.argmax(axis=1) == conv.argmax(axis=1)).mean() * 100)
+    out["top1_agreement"] = Measurement("top1_agreement", agree_conv, "%", MEASURED, on, f"same top-1 class as {which}")
     if eval_ds.y is not None:
         ref_acc = float((ref.argmax(axis=1) == eval_ds.y).mean() * 100)
         out["accuracy_original"] = Measurement("accuracy_original", ref_acc, "%", MEASURED, keras_on,

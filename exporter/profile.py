@@ -84,9 +84,9 @@ class Limits(_Strict):
     latency: FiniteFloat | None = Field(None, ge=0, description="milliseconds per inference")
     accuracy_drop: FiniteFloat | None = Field(None, ge=0, le=100, description="points of top-1 lost vs the original")
     agreement: FiniteFloat | None = Field(
-        None, ge=0, le=100, description="minimum % of eval samples whose top-1 class is the original model's")
+        None, ge=0, le=100, description="minimum % of eval samples whose top-1 class is that of the Keras model converted")
     fidelity: FiniteFloat | None = Field(
-        None, ge=0, le=1, description="minimum mean cosine similarity of the outputs to the original model's")
+        None, ge=0, le=1, description="minimum mean cosine similarity of the outputs to those of the Keras model converted")
 
     @field_validator(*LIMITS, mode="before")
     @classmethod

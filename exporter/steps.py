@@ -58,6 +58,7 @@ class Built:
     mode: str
     records: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    converted_from: object = None    # the last stage's Keras model (None: the input model was converted)
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ def _pass_through(request: ExportRequest, inputs: Inputs) -> Built:
     return Built(tflite, graph, mode, notes=[f"input was a .tflite ({mode}); it is measured and bundled as it is"])
 
 
-def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tuple[bytes, list[dict], list[str]]:
-    """Run the recipe's stages, converting after each; (final .tflite, stage records, notes)."""
+def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tuple:
+    """Run the recipe's stages, converting after each; (last Keras model, its .tflite, stage records, notes)."""
     from exporter.pipeline import run_stages
     from exporter.stages.base import StageContext
 
@@ -116,9 +117,9 @@ def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tupl
     ctx = StageContext(train=inputs.train, eval=inputs.eval, training=recipe.training, profile=request.profile,
                        mode=inputs.mode, skip_layers=recipe.skip_layers, teacher=inputs.loaded.model)
     stages = [_Announced(stage, config.mode) for stage in request.stages]
-    _, tflite, records = run_stages(inputs.loaded.model, stages, ctx, config, calib_x)
+    final, tflite, records = run_stages(inputs.loaded.model, stages, ctx, config, calib_x)
     notes = [skipped_note(s["stage"], s["skipped"]) for s in records if s["skipped"]]
-    return tflite, records, notes
+    return final, tflite, records, notes
 
 
 def skipped_note(stage: str, skipped: list[dict], *, shown: int = 3) -> str:
@@ -193,13 +194,13 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
     config = ConvertConfig(mode=mode, io_dtype=policy.io_dtype(mode),
                            min_calibration_samples=policy.min_calibration_samples)
     calib_x = None if inputs.calib is None else inputs.calib.x
-    records, notes = [], []
+    records, notes, converted = [], [], None
     if request.stages:
-        tflite, records, notes = _run_stages(request, inputs, config, calib_x)
+        converted, tflite, records, notes = _run_stages(request, inputs, config, calib_x)
     else:
         progress_mod.status(f"converting to TFLite ({mode}) for {request.profile.name}")
         tflite = convert(inputs.loaded.model, config, calib=calib_x)
-    return Built(tflite, Graph.from_bytes(tflite), mode, records, notes)
+    return Built(tflite, Graph.from_bytes(tflite), mode, records, notes, converted)
 
 
 def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
@@ -224,7 +225,8 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
     progress_mod.status("measuring with LiteRT on this machine")
     artifacts = Artifacts(tflite=built.tflite, graph=built.graph, profile=profile, mode=built.mode,
                           keras_model=inputs.loaded.model, eval_ds=inputs.eval, labels=inputs.labels,
-                          source=str(inputs.loaded.path) if inputs.loaded.path else None, options=request.options)
+                          source=str(inputs.loaded.path) if inputs.loaded.path else None, options=request.options,
+                          converted_from=built.converted_from)
     measured = target.measure(artifacts)
     no_reference = ("no original model to compare with (the input is a .tflite)" if inputs.is_tflite
                     else "no evaluation data (--eval)" if inputs.eval is None else None)

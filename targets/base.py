@@ -135,6 +135,17 @@ class Artifacts:
     labels: list[str] | None = None
     source: str | None = None
     options: TargetOptions | None = None
+    converted_from: object = None   # the Keras model converted, when stages changed it (None: keras_model)
+
+    def host_figures(self) -> dict:
+        """What LiteRT measures on this machine: size, host latency, accuracy, agreement and fidelity.
+
+        Returns:
+            Measurements keyed by name (`exporter.measure.measure_host`).
+        """
+        from exporter.measure import measure_host
+
+        return measure_host(self.tflite, self.keras_model, self.eval_ds, converted_from=self.converted_from)
 
 
 @dataclass

@@ -19,10 +19,9 @@ class CpuTarget(Target):
     def measure(self, artifacts: Artifacts) -> Measured:
         from exporter.analysis.cost_model import estimate_latency_ms, estimate_ram_bytes
         from exporter.checks import ESTIMATED, MIXED, Measurement
-        from exporter.measure import measure_host
 
         profile, graph = artifacts.profile, artifacts.graph
-        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
+        figures = artifacts.host_figures()
         figures["latency"] = Measurement(
             "latency", estimate_latency_ms(graph, profile.cost_model), "ms", ESTIMATED,
             f"cost model of {profile.name}", f"{graph.total_macs:,} MACs over {len(graph.ops)} ops")

@@ -174,7 +174,6 @@ class EdgeTpuTarget(Target):
             PreflightError: `require_compiled` without a compiler; a dynamic tensor size (before any work).
             ConversionError: the compiler failed.
         """
-        from exporter.measure import measure_host
         from targets.edgetpu import figures as fig
         from targets.edgetpu.compiler import compile_for_edgetpu
         from targets.edgetpu.estimate import estimate, split_as_compiled
@@ -185,7 +184,7 @@ class EdgeTpuTarget(Target):
         compiler = self._compiler(self.options(artifacts))
         facts = self._static_facts(artifacts)
         mapping = map_graph(graph, settings.runtime_version, facts, settings.compiler_version)
-        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
+        figures = artifacts.host_figures()
         result = compile_for_edgetpu(artifacts.tflite, settings.runtime_version, compiler=compiler) \
             if compiler else None
         log = result.log if result else None

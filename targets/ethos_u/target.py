@@ -60,7 +60,6 @@ class EthosUTarget(MicrocontrollerTarget):
         from exporter.analysis.cost_model import estimate_latency_ms
         from exporter.analysis.graph import Graph
         from exporter.checks import ESTIMATED, MEASURED, Measurement
-        from exporter.measure import measure_host
         from targets.ethos_u.vela import compile_for_ethos_u
         from targets.microcontroller.codegen import model_data_sources
         from targets.microcontroller.tflm import op_resolver_source
@@ -68,7 +67,7 @@ class EthosUTarget(MicrocontrollerTarget):
         profile = artifacts.profile
         npu: EthosUSettings = profile.section("ethos_u")
         mcu: MicrocontrollerSettings = profile.section("microcontroller")
-        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
+        figures = artifacts.host_figures()
         vela = compile_for_ethos_u(artifacts.tflite, accelerator_config=npu.accelerator_config,
                                    system_config=npu.system_config, memory_mode=npu.memory_mode)
         optimised = Graph.from_bytes(vela.optimised_tflite)

@@ -77,13 +77,12 @@ class MicrocontrollerTarget(Target):
     def measure(self, artifacts: Artifacts) -> McuMeasured:
         from exporter.analysis.cost_model import estimate_latency_ms
         from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
-        from exporter.measure import measure_host
         from targets.microcontroller.codegen import ARENA_ALIGNMENT, arena_header, arena_size, model_data_sources
         from targets.microcontroller.tflm import measure_arena, op_resolver_source
 
         profile, graph = artifacts.profile, artifacts.graph
         mcu: MicrocontrollerSettings = profile.section("microcontroller")
-        figures = measure_host(artifacts.tflite, artifacts.keras_model, artifacts.eval_ds)
+        figures = artifacts.host_figures()
         ident = model_identifier(artifacts)
         sources = model_data_sources(artifacts.tflite, name=ident)
         flash, compiled = self.flash_figures(artifacts, sources, mcu)
@@ -116,7 +115,7 @@ class MicrocontrollerTarget(Target):
 
         Without a toolchain in the profile, flash is estimated as model bytes + the runtime's flash.
         """
-        from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
+        from exporter.checks import MEASURED, MIXED, Measurement
         from targets.microcontroller.toolchain import compile_model_data
 
         model_bytes = len(artifacts.tflite)
