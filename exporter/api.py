@@ -24,10 +24,10 @@ from exporter.steps import library_versions
 __all__ = ["export", "inspect", "library_versions", "run_steps", "verify"]
 
 
-def export(model=None, *, target: str = "android", profile=None, calib=None, eval=None, labels=None,
+def export(model=None, *, target: str | None = None, profile=None, calib=None, eval=None, labels=None,
            out=None, quantize: str | None = None, limits=None, trust_model: bool = False,
            make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None,
-           target_options: dict | None = None, force: bool = False):
+           target_options: dict | None = None, force: bool = False, targets: list[str] | None = None):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     The work is done by the named steps of exporter/steps.py: resolve → load → check data → build →
@@ -36,12 +36,17 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
     Args:
         model: path to .keras/.h5/SavedModel/.tflite, or a tf_keras model. None with `demo=True`.
         target: registered target name (`edgex targets`). Default "android".
+        targets: several target names instead of `target`: the model is converted once per distinct
+            (recipe, mode, I/O dtype), checked per target, and each bundle is written to
+            `<out>/<target>`; every target is checked before any bundle is written. `profile` cannot
+            be given (each target uses its default); `target_options` go to the targets that take
+            them. Returns a list of Reports. Default None (one target).
         profile: profile name or YAML path. Default: the target's default profile.
         calib: calibration data (.npz/.npy path, array, or (x, y)); needed for int8.
         eval: evaluation data; with labels it gives top-1 accuracy, without it output fidelity.
         labels: class names, a labels.txt path or a list; copied into the bundle.
-        out: bundle directory; None writes no bundle. An existing edgex bundle there is replaced;
-            anything else is refused (exit 2) before any work.
+        out: bundle directory (with `targets`: the folder of the bundles); None writes no bundle. An
+            existing edgex bundle there is replaced; anything else is refused (exit 2) before any work.
         quantize: float32 | float16 | dynamic | int8. Default: the profile's preferred mode.
         limits: overrides, {"model_size": "1KB"} or ["latency=12ms"].
         trust_model: allow models whose loading can run code (Lambda layers, SavedModel).
@@ -60,17 +65,26 @@ def export(model=None, *, target: str = "android", profile=None, calib=None, eva
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
+        With `targets`: the list of Reports, in the order of `targets`.
 
     Raises:
         ExporterError: a subclass carrying the exit code (see exporter.errors).
     """
+    if targets is not None and target is not None:
+        from exporter.errors import UsageError
+
+        raise UsageError("give either target or targets, not both")
     args = steps.ExportArgs(
         sources=steps.Sources(model=model, calib=calib, eval=eval, labels=labels, train=train,
                               trust_model=trust_model, demo=demo),
         output=steps.Output(out=out, make_zip=make_zip, force=force),
-        target=target, profile=profile, quantize=quantize, limits=limits, recipe=recipe,
+        target=target or "android", profile=profile, quantize=quantize, limits=limits, recipe=recipe,
         target_options=target_options)
     with progress_mod.scoped(enabled=progress), progress_mod.quiet_native_stderr():   # TF's native log lines
+        if targets is not None:
+            from exporter.multi_target import export_targets
+
+            return export_targets(args, list(targets))
         return run_steps(args)
 
 

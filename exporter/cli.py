@@ -67,11 +67,17 @@ def export(model, device, data, output, stages, training):
     from exporter.cli_show import show_report
 
     recipe = stages.recipe_for(training)
-    report = api.export(model, target=device.target, profile=device.profile, quantize=device.quantize,
+    several = len(device.targets) > 1
+    chosen = {"targets": list(device.targets)} if several else {"target": device.targets[0]}
+    result = api.export(model, **chosen, profile=device.profile, quantize=device.quantize,
                         limits=list(device.limits), target_options=device.target_options(),
                         calib=data.calib, eval=data.eval_, labels=data.labels, train=data.train,
                         trust_model=data.trust_model, demo=data.demo, recipe=recipe,
                         out=output.out, make_zip=output.make_zip, force=output.force)
+    if several:
+        _finish_targets(result, output.as_json)
+        return
+    report = result
     if output.as_json:
         print_json(report.to_dict())
     else:
@@ -79,6 +85,21 @@ def export(model, device, data, output, stages, training):
     if not report.passed:
         failed = "; ".join(c.summary() for c in report.failed_checks())
         click.echo(f"edgex: limit broken: {failed}", err=True)
+        sys.exit(EXIT_LIMIT)
+
+
+def _finish_targets(reports, as_json: bool) -> None:
+    """Print the reports of an export to several targets (JSON list or summary table); exit 1 if any limit broke."""
+    from exporter.cli_show import show_targets_summary
+
+    if as_json:
+        print_json([r.to_dict() for r in reports])
+    else:
+        show_targets_summary(reports)
+    failed = [r for r in reports if not r.passed]
+    for r in failed:
+        click.echo(f"edgex: limit broken ({r.target}): " + "; ".join(c.summary() for c in r.failed_checks()), err=True)
+    if failed:
         sys.exit(EXIT_LIMIT)
 
 

@@ -77,7 +77,7 @@ def option_group(title: str, collect: type, into: str, *options):
 class DeviceOptions:
     """Where the model goes: the target, its profile and limits, the conversion mode, target options."""
 
-    target: str
+    targets: tuple[str, ...]
     profile: str | None
     quantize: str | None
     limits: tuple[str, ...]
@@ -90,7 +90,9 @@ class DeviceOptions:
 
 device_options = option_group(
     "Target and profile", DeviceOptions, "device",
-    click.option("--target", "-t", default="android", show_default=True, help="Target kind (see `edgex targets`)."),
+    click.option("--target", "-t", "targets", multiple=True, default=("android",), show_default=True,
+                 help="Target kind (see `edgex targets`). Repeat for several targets: one bundle each in "
+                      "OUT/<target>, converted once per distinct mode and I/O dtype."),
     click.option("--profile", "-p", help="Profile name or YAML path; default: the target's default profile."),
     click.option("--quantize", "-q", type=click.Choice(["float32", "float16", "dynamic", "int8"]),
                  help="Conversion mode; default: the profile's preferred mode."),
@@ -138,8 +140,9 @@ class OutputOptions:
 output_options = option_group(
     "Output", OutputOptions, "output",
     click.option("--out", "-o", required=True,
-                 help="Bundle directory to write. An existing edgex bundle there is replaced atomically (its hil/ "
-                      "device runs kept); any other file or folder is refused (exit 2), never replaced."),
+                 help="Bundle directory to write (several --target: the folder of the bundles, OUT/<target>). An "
+                      "existing edgex bundle there is replaced atomically (its hil/ device runs kept); any other "
+                      "file or folder is refused (exit 2), never replaced."),
     click.option("--zip", "make_zip", is_flag=True,
                  help="Also write OUT.zip: OUT's full name plus .zip (--out android-1.2 gives android-1.2.zip)."),
     click.option("--force", is_flag=True,

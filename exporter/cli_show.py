@@ -82,6 +82,19 @@ def show_report(report) -> None:
         out.print(Text.assemble(f"bundle: {report.bundle} (", (report.status, "bold"), ")"))
 
 
+def show_targets_summary(reports) -> None:
+    """Print one row per target of an export to several targets: profile, mode, status, failed checks, bundle."""
+    from rich.text import Text
+
+    table = _table("targets", ("target", "profile", "mode", "status", "failed checks", "bundle"))
+    colours = {"pass": "green", "fail": "bold red"}
+    for r in reports:
+        status = "pass" if r.passed else "fail"
+        table.add_row(r.target, r.profile, f"{r.mode} (I/O {r.io_dtype})", Text(status, style=colours[status]),
+                      ", ".join(c.name for c in r.failed_checks()) or "-", r.bundle or "-")
+    console().print(table)
+
+
 def show_graph(model: str, graph) -> None:
     """Print the op table of a .tflite and a line of totals."""
     from exporter.units import format_bytes

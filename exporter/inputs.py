@@ -93,11 +93,13 @@ def _io_signature(loaded):
     return shape, model.inputs[0].dtype.name, model.outputs[0].shape[-1]
 
 
-def load(request: ExportRequest) -> Inputs:
+def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
     """Load the model safely, settle the conversion mode and check the stages against the profile.
 
     Args:
         request: the resolved export (its sources name the model).
+        loaded: the model already loaded from `request.sources` (an export to several targets loads
+            it once); None loads it.
 
     Returns:
         Inputs with the model, its signature and mode, and no data yet.
@@ -109,7 +111,8 @@ def load(request: ExportRequest) -> Inputs:
     """
     from exporter.model_io import load_model
 
-    loaded = load_model(request.sources.model, trust_model=request.sources.trust_model)
+    if loaded is None:
+        loaded = load_model(request.sources.model, trust_model=request.sources.trust_model)
     is_tflite, policy = loaded.model is None, request.policy
     if is_tflite and (request.quantize or request.recipe.quantize):
         raise UsageError("a .tflite model is bundled as it is; --quantize applies only to Keras models")
@@ -125,20 +128,22 @@ def load(request: ExportRequest) -> Inputs:
     return Inputs(loaded=loaded, mode=mode, shape=shape, dtype=dtype, classes=classes)
 
 
-def _read_data(sources: Sources) -> tuple:
-    """(calib, eval, train) Datasets and the label names, read from what was given."""
+def read_data(sources: Sources) -> tuple:
+    """(calib, eval, train) Datasets and the label names, read from what was given (not yet checked)."""
     calib = _dataset(sources.calib, "calibration")
     eval_ = _dataset(sources.eval, "evaluation")
     names = _label_names(sources.labels)          # read in this order: the first problem is the one named
     return calib, eval_, _dataset(sources.train, "training"), names
 
 
-def check_data(request: ExportRequest, inputs: Inputs) -> Inputs:
+def check_data(request: ExportRequest, inputs: Inputs, data: tuple | None = None) -> Inputs:
     """Load the data and labels and check each against the model's input and classes.
 
     Args:
         request: the resolved export (its sources name the data; its stages and policy say what is needed).
         inputs: what `load` returned.
+        data: what `read_data(request.sources)` returned (an export to several targets reads the
+            data once); None reads it.
 
     Returns:
         `inputs` with calib, eval, train and labels filled in.
@@ -151,7 +156,7 @@ def check_data(request: ExportRequest, inputs: Inputs) -> Inputs:
     """
     from exporter.data import check_input, check_labels
 
-    calib, eval_, train, names = _read_data(request.sources)
+    calib, eval_, train, names = read_data(request.sources) if data is None else data
     stages, policy, classes = request.stages, request.policy, inputs.classes
     if any(s.needs_training for s in stages) and (train is None or train.y is None):
         raise DataError(f"stage {next(s.name for s in stages if s.needs_training)!r} fine-tunes the model: "
