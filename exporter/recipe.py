@@ -183,6 +183,8 @@ def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, clust
             raise UsageError("give either --distill WIDTH or --student PATH, not both")
         if distill_mode:
             config["mode"] = distill_mode
+        if training and "epochs" in training:     # --epochs reaches the student too (its own default: 25)
+            config["epochs"] = training["epochs"]
         stages.append({"type": "distill", "config": config})
     elif distill_mode:
         raise UsageError("--distill-mode needs --distill WIDTH or --student PATH")

@@ -119,6 +119,7 @@ def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tupl
     stages = [_Announced(stage, config.mode) for stage in request.stages]
     final, tflite, records = run_stages(inputs.loaded.model, stages, ctx, config, calib_x)
     notes = [skipped_note(s["stage"], s["skipped"]) for s in records if s["skipped"]]
+    notes += [n for s in records for n in s["notes"] if n.startswith(f"{s['stage']}: ")]  # console
     return final, tflite, records, notes
 
 

@@ -67,13 +67,28 @@ def test_same_inputs_give_the_same_model_and_a_manifest_reruns_it(demo, tmp_path
 
 def test_distilled_student_with_qat(demo):
     report = exporter.export(demo=True, progress=False, limits={"accuracy_drop": 50},
-                             recipe={"stages": [{"type": "distill", "config": {"width": 0.5}}, {"type": "qat"}],
+                             recipe={"stages": [{"type": "distill", "config": {"width": 0.5, "epochs": 2}},
+                                                {"type": "qat"}],
                                      "training": {"epochs": 2}})
     distill = report.stages[1]
     assert distill["stage"] == "distill" and distill["params"] < report.stages[0]["params"] / 3
     for key in ("student_accuracy_distilled", "student_accuracy_labels_only", "teacher_accuracy"):
         assert distill["metrics"][key] is not None
     assert report.stages[2]["metrics"]["scheme"] == "default"
+
+
+def test_readme_distill_example_stays_within_the_accuracy_limit(tmp_path):
+    # README "Compression stages": the distill stage's own default epochs (25) keep the student within 1 pt
+    result = run(["export", "--demo", "--target", "android", "--distill", "0.5", "--qat",
+                  "--out", str(tmp_path / "student"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["measurements"]["accuracy_drop"]["value"] <= 1.0
+    distill = report["stages"][1]
+    assert distill["stage"] == "distill" and distill["metrics"]["epochs"] == 25
+    for note in distill["notes"]:      # e.g. "distill: the student trained on labels alone scored …"
+        if note.startswith("distill: "):
+            assert note in report["notes"]
 
 
 def test_binary_weights_from_the_cli(tmp_path):

@@ -163,7 +163,7 @@ def constant_teacher(keras):
 
 def test_distill_width_half_soft(demo, teacher, keras):
     before = [w.copy() for w in teacher.get_weights()]
-    result = get_stage("distill")({"width": 0.5}).apply(teacher, make_ctx(demo, 5))
+    result = get_stage("distill")({"width": 0.5, "epochs": 5}).apply(teacher, make_ctx(demo, 1))
     m = result.metrics
     print(m)
     student = result.model
@@ -181,18 +181,69 @@ def test_distill_width_half_soft(demo, teacher, keras):
 
 
 def test_distill_hard_uses_teacher_labels(demo, constant_teacher):
-    result = get_stage("distill")({"width": 0.5, "mode": "hard"}).apply(constant_teacher, make_ctx(demo, 3))
+    result = get_stage("distill")({"width": 0.5, "mode": "hard", "epochs": 3}).apply(constant_teacher,
+                                                                             make_ctx(demo, 1))
     share = (result.model.predict(demo.eval.x, verbose=0).argmax(1) == 3).mean()
     assert share >= 0.95
     assert result.metrics["student_accuracy_labels_only"] >= 80
 
 
 def test_distill_soft_alpha0_follows_teacher_not_labels(demo, constant_teacher):
-    result = get_stage("distill")({"width": 0.5, "alpha": 0.0}).apply(constant_teacher, make_ctx(demo, 3))
+    result = get_stage("distill")({"width": 0.5, "alpha": 0.0, "epochs": 3}).apply(constant_teacher,
+                                                                             make_ctx(demo, 1))
     share = (result.model.predict(demo.eval.x, verbose=0).argmax(1) == 3).mean()
     assert share >= 0.9
     assert result.metrics["student_accuracy_distilled"] <= 20
     assert result.metrics["student_accuracy_labels_only"] >= 80
+
+
+def test_distill_has_its_own_epochs_default():
+    from exporter.stages.distill import DEFAULT_EPOCHS
+
+    config = get_stage("distill")({"width": 0.5}).config
+    assert config.epochs == DEFAULT_EPOCHS == 25     # not the stages' 3 fine-tuning epochs
+    assert (config.temperature, config.alpha) == (4.0, 0.1)
+
+
+def test_labels_only_note_only_when_labels_alone_win():
+    from exporter.stages.distill import labels_only_note
+
+    assert labels_only_note(94.1, 95.3) == ("distill: the student trained on labels alone scored 95.3 % vs "
+                                            "94.1 % distilled; distillation did not help here")
+    assert labels_only_note(95.3, 94.1) is None and labels_only_note(95.0, 95.0) is None
+    assert labels_only_note(None, 95.0) is None
+
+
+def test_distill_notes_when_labels_alone_win(demo, teacher, monkeypatch):
+    from exporter.stages import distill
+
+    real = distill.training.accuracy
+    scores = iter([98.6, 94.1, 95.3])     # teacher, distilled, labels only (the order of the metrics)
+    monkeypatch.setattr(distill.training, "accuracy", lambda model, data: next(scores))
+    result = get_stage("distill")({"width": 0.5, "epochs": 1}).apply(teacher, make_ctx(demo, 1))
+    monkeypatch.setattr(distill.training, "accuracy", real)
+    assert result.metrics["student_accuracy_labels_only"] == 95.3
+    assert result.notes[-1] == ("distill: the student trained on labels alone scored 95.3 % vs 94.1 % distilled; "
+                                "distillation did not help here")
+
+
+def test_run_stages_forwards_stage_prefixed_notes(monkeypatch):
+    from exporter import pipeline, steps
+    from exporter.stages.training import TrainingConfig as Training
+
+    records = [{"stage": "distill", "skipped": [], "notes": ["student (width 0.5): …", "distill: did not help"]},
+               {"stage": "qat", "skipped": [], "notes": ["QAT scheme default"]}]
+    monkeypatch.setattr(pipeline, "run_stages", lambda *a, **k: (None, b"", records))
+
+    class Stub:
+        recipe = type("R", (), {"training": Training(), "skip_layers": []})()
+        profile, stages = None, []
+
+    inputs = type("I", (), {"train": None, "eval": None, "mode": "int8",
+                            "loaded": type("L", (), {"model": None})()})()
+    config = type("C", (), {"mode": "int8"})()
+    _, _, _, notes = steps._run_stages(Stub(), inputs, config, None)
+    assert notes == ["distill: did not help"]
 
 
 @pytest.mark.parametrize("config", [{"width": 0.5, "student": "s.keras"}, {}, {"width": 0.5, "temperature": 0},
@@ -217,3 +268,12 @@ def test_distill_student_from_file(demo, teacher, keras, tmp_path):
 def test_distill_student_with_other_classes_is_refused(demo, teacher, tiny_keras_file):
     with pytest.raises(ConfigError, match="3 output classes"):
         get_stage("distill")({"student": str(tiny_keras_file)}).apply(teacher, make_ctx(demo, 1))
+
+
+def test_epochs_flag_reaches_the_distill_stage_too():
+    """`--epochs` is never silently ignored: the student trains for it instead of its own default."""
+    from exporter.recipe import recipe_from_flags
+
+    recipe = recipe_from_flags(distill=0.5, qat=True, training={"epochs": 4})
+    assert recipe.build()[0].config.epochs == 4
+    assert recipe_from_flags(distill=0.5).build()[0].config.epochs == 25
