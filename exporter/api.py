@@ -36,11 +36,9 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
     Args:
         model: path to .keras/.h5/SavedModel/.tflite, or a tf_keras model. None with `demo=True`.
         target: registered target name (`edgex targets`). Default "android".
-        targets: several target names instead of `target`: the model is converted once per distinct
-            (recipe, mode, I/O dtype), checked per target, and each bundle is written to
-            `<out>/<target>`; every target is checked before any bundle is written. `profile` cannot
-            be given (each target uses its default); `target_options` go to the targets that take
-            them. Returns a list of Reports. Default None (one target).
+        targets: several target names instead of `target` (see exporter/multi_target.py): one
+            conversion per distinct (recipe, mode, I/O dtype), bundles in `<out>/<target>`, each
+            target on its default profile. Returns a list of Reports. Default None (one target).
         profile: profile name or YAML path. Default: the target's default profile.
         calib: calibration data (.npz/.npy path, array, or (x, y)); needed for int8.
         eval: evaluation data; with labels it gives top-1 accuracy, without it output fidelity.

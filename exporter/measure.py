@@ -76,10 +76,16 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
         out["accuracy"] = Measurement("accuracy", acc, "%", MEASURED, on, "top-1 of the .tflite model")
     if keras_model is None:
         return out
+    out.update(_against_keras(lite, keras_model, converted_from, eval_ds, on, out.get("accuracy")))
+    return out
+
+
+def _against_keras(lite, keras_model, converted_from, eval_ds: Dataset, on: str, accuracy) -> dict:
+    """Fidelity and agreement with the converted Keras model; accuracy and agreement against the original."""
+    out = {}
     ref = np.asarray(keras_model.predict(eval_ds.x, verbose=0, batch_size=256))
     conv = ref if converted_from is None else np.asarray(converted_from.predict(eval_ds.x, verbose=0, batch_size=256))
     which = "Keras" if converted_from is None else "the last stage's Keras model (what was converted)"
-    keras_on = f"TensorFlow (Keras) on host, {n} eval samples"
     out["fidelity_cosine"] = Measurement("fidelity_cosine", _cosine(lite, conv), "", MEASURED, on,
                                          f"mean cosine similarity of .tflite vs {which} outputs")
     out["fidelity_max_abs_error"] = Measurement("fidelity_max_abs_error", float(np.abs(lite - conv).max()), "",
@@ -94,9 +100,10 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
     out["top1_agreement"] = Measurement("top1_agreement", agree_conv, "%", MEASURED, on, f"same top-1 class as {which}")
     if eval_ds.y is not None:
         ref_acc = float((ref.argmax(axis=1) == eval_ds.y).mean() * 100)
-        out["accuracy_original"] = Measurement("accuracy_original", ref_acc, "%", MEASURED, keras_on,
+        out["accuracy_original"] = Measurement("accuracy_original", ref_acc, "%", MEASURED,
+                                               f"TensorFlow (Keras) on host, {len(eval_ds)} eval samples",
                                                "top-1 of the original Keras model")
-        out["accuracy_drop"] = Measurement("accuracy_drop", max(0.0, ref_acc - out["accuracy"].value), "points",
+        out["accuracy_drop"] = Measurement("accuracy_drop", max(0.0, ref_acc - accuracy.value), "points",
                                            MEASURED, on, "original top-1 minus .tflite top-1")
     else:
         out["accuracy_drop"] = Measurement("accuracy_drop", 100.0 - agree, "points", ESTIMATED, on,

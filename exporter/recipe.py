@@ -150,6 +150,22 @@ def load_recipe(path: str | Path) -> Recipe:
     return _validate(load_yaml_file(path, what="recipe"), str(path))
 
 
+def _distill_stages(distill, student, distill_mode, training: dict) -> list[dict]:
+    """The distill stage of `--distill WIDTH` / `--student PATH` (none without them)."""
+    if distill is None and student is None:
+        if distill_mode:
+            raise UsageError("--distill-mode needs --distill WIDTH or --student PATH")
+        return []
+    if distill is not None and student is not None:
+        raise UsageError("give either --distill WIDTH or --student PATH, not both")
+    config = {"width": distill} if student is None else {"student": str(student)}
+    if distill_mode:
+        config["mode"] = distill_mode
+    if "epochs" in training:     # --epochs reaches the student too (its own default: 25)
+        config["epochs"] = training["epochs"]
+    return [{"type": "distill", "config": config}]
+
+
 def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, cluster=None, qat=False,
                       weight_bits=None, distill=None, student=None, distill_mode=None, training=None,
                       skip_layers=(), quantize=None) -> Recipe | None:
@@ -176,18 +192,7 @@ def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, clust
         UsageError: conflicting flags.
         ConfigError: a flag value a stage config refuses (e.g. --prune 1.5).
     """
-    stages = []
-    if distill is not None or student is not None:
-        config = {"width": distill} if student is None else {"student": str(student)}
-        if distill is not None and student is not None:
-            raise UsageError("give either --distill WIDTH or --student PATH, not both")
-        if distill_mode:
-            config["mode"] = distill_mode
-        if training and "epochs" in training:     # --epochs reaches the student too (its own default: 25)
-            config["epochs"] = training["epochs"]
-        stages.append({"type": "distill", "config": config})
-    elif distill_mode:
-        raise UsageError("--distill-mode needs --distill WIDTH or --student PATH")
+    stages = _distill_stages(distill, student, distill_mode, training or {})
     if prune is not None or prune_structured is not None:
         config = {} if prune is None else {"sparsity": prune}
         if prune_structured is not None:

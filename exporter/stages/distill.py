@@ -23,8 +23,8 @@ console shows it).
 
 Epochs: the student starts from fresh weights, so it trains for its own
 `epochs` (default 25, `DEFAULT_EPOCHS`), not the 3 fine-tuning epochs of the
-other stages (`--epochs` / `training.epochs` do not change it; set `epochs` in
-the stage's recipe config). With fewer, the README's demo example
+other stages (the CLI's `--epochs` sets it too; in a recipe, set `epochs` in the
+stage's config). With fewer, the README's demo example
 (`--distill 0.5 --qat`) lost 4.7 points against the teacher; with 25 it stays
 within the 1-point limit.
 
@@ -37,7 +37,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Literal
 
@@ -51,8 +50,8 @@ from exporter.errors import ConfigError, ConversionError, ExporterError
 from exporter.progress import progress
 from exporter.stages import training
 from exporter.stages.base import Family, Stage, StageConfig, StageContext, StageResult, check_plain_model, register
+from exporter.stages.student import derive_student
 
-_SCALED = {"Conv1D": "filters", "Conv2D": "filters", "SeparableConv2D": "filters", "Dense": "units"}
 _EPS = 1e-7
 DEFAULT_EPOCHS = 25   # README `--demo --distill 0.5 --qat`: drop 0.56 pt at 25 (1.11 at 10, 15 and 30; 0.83 at 20)
 _STUDENT_HINT = ("A student model is always loaded with these checks: --trust-model applies only to the "
@@ -110,64 +109,6 @@ def outputs_probabilities(model) -> bool:
         True when its outputs are probabilities, False when they are logits (or anything else).
     """
     return final_activation(model) == "softmax"
-
-
-def derive_student(teacher, width: float, seed: int):
-    """Rebuild `teacher` with `filters`/`units` scaled by `width` and fresh seeded weights.
-
-    Args:
-        teacher: a Sequential or functional tf_keras model.
-        width: the multiplier in (0, 1]; counts are rounded, at least 1.
-        seed: seed for the fresh weights.
-
-    Returns:
-        The student model (same layer names and classes, output layer unscaled).
-
-    Raises:
-        ConversionError: the scaled architecture does not rebuild (e.g. a residual
-            add that mixes a scaled and an unscaled branch).
-    """
-    keras = tfmod.keras()
-    config = copy.deepcopy(teacher.get_config())
-    keep = _output_producers(config, sequential=isinstance(teacher, keras.Sequential))
-    for entry in config["layers"]:
-        entry.pop("build_config", None)
-        key = _SCALED.get(entry["class_name"])
-        if key and entry["config"]["name"] not in keep:
-            entry["config"][key] = max(1, int(round(entry["config"][key] * width)))
-    config["name"] = f"{teacher.name}_student"
-    training.seed_everything(seed)
-    try:
-        if isinstance(teacher, keras.Sequential):
-            return keras.Sequential.from_config(config)
-        return keras.Model.from_config(config)
-    except Exception as exc:  # Keras raises ValueError/TypeError/... on shape mismatches
-        raise ConversionError(f"stage 'distill': the teacher scaled by width {width} does not rebuild ({exc}); "
-                              "pass a hand-made student with `student: path.keras` instead") from exc
-
-
-def _output_producers(config: dict, *, sequential: bool) -> set[str]:
-    """Names of the scalable layers whose widths fix the output shape (kept unscaled)."""
-    layers = config["layers"]
-    if sequential:
-        last = [e["config"]["name"] for e in layers if e["class_name"] in _SCALED]
-        return set(last[-1:])
-    by_name = {e["name"]: e for e in layers}
-    outputs = config["output_layers"]
-    outputs = [outputs] if outputs and isinstance(outputs[0], str) else outputs
-    todo, seen, keep = [o[0] for o in outputs], set(), set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        entry = by_name[name]
-        if entry["class_name"] in _SCALED:
-            keep.add(name)
-            continue
-        for node in entry.get("inbound_nodes", []):
-            todo.extend(item[0] for item in node if isinstance(item, (list, tuple)))
-    return keep
 
 
 def _make_distiller(student, *, temperature: float, alpha: float, student_probs: bool):
@@ -280,15 +221,8 @@ class DistillStage(Stage):
             "student_accuracy_labels_only": training.accuracy(baseline, ctx.eval),
             "epochs": epochs,
         }
-        origin = f"width {cfg.width}" if cfg.width is not None else cfg.student
-        notes = [f"student ({origin}): {metrics['student_params']} parameters vs the teacher's "
-                 f"{metrics['teacher_params']}; {cfg.mode} distillation for {epochs} epochs"]
-        if cfg.mode == "soft" and (student_probs or outputs_probabilities(model)):
-            notes.append("softmax outputs: log(p + 1e-7) used as logits for the temperature")
-        note = labels_only_note(metrics["student_accuracy_distilled"], metrics["student_accuracy_labels_only"])
-        if note:
-            notes.append(note)
-        return StageResult(model=student, notes=notes, metrics=metrics)
+        soft_from_probs = cfg.mode == "soft" and (student_probs or outputs_probabilities(model))
+        return StageResult(model=student, notes=_notes(cfg, metrics, soft_from_probs), metrics=metrics)
 
     def _load_student(self, teacher):
         """Load `student` safely (never trusted) and check it against the teacher's inputs and classes."""
@@ -333,6 +267,17 @@ class DistillStage(Stage):
                                                                restore_best_weights=True))
             distiller.fit(x, (y, teacher_logits(x)), batch_size=config.batch_size, epochs=epochs,
                           validation_data=val_data, verbose=0, shuffle=True, callbacks=callbacks)
+
+
+def _notes(cfg: DistillConfig, metrics: dict, soft_from_probs: bool) -> list[str]:
+    """The stage's notes: the student's size, the logits stand-in, and whether the teacher helped."""
+    origin = f"width {cfg.width}" if cfg.width is not None else cfg.student
+    notes = [f"student ({origin}): {metrics['student_params']} parameters vs the teacher's "
+             f"{metrics['teacher_params']}; {cfg.mode} distillation for {metrics['epochs']} epochs"]
+    if soft_from_probs:
+        notes.append("softmax outputs: log(p + 1e-7) used as logits for the temperature")
+    note = labels_only_note(metrics["student_accuracy_distilled"], metrics["student_accuracy_labels_only"])
+    return notes + ([note] if note else [])
 
 
 def labels_only_note(distilled: float | None, labels_only: float | None) -> str | None:
