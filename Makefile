@@ -35,6 +35,7 @@ test: $(STAMP) sysdeps
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/compression.py
+	$(PY) benchmarks/multi_target.py
 
 clean:
 	rm -rf build .pytest_cache
