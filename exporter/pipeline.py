@@ -114,6 +114,7 @@ def run_stages(model, stages: list, ctx, convert_config, calib_x: np.ndarray | N
         elapsed = time.perf_counter() - start
         ctx.previous.append(stage.name)
         current = result.model
+        status(f"stage {stage.name}: converting to TFLite ({convert_config.mode}) and measuring")
         tflite = convert(current, convert_config, calib=calib_x)
         records.append(measure_stage(stage.name, current, tflite, ctx, result=result, seconds=elapsed,
                                      config=stage.config.model_dump(mode="json")))

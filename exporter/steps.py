@@ -116,8 +116,7 @@ def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tupl
     progress_mod.status(f"measuring the original model (converted to TFLite, {config.mode})")
     ctx = StageContext(train=inputs.train, eval=inputs.eval, training=recipe.training, profile=request.profile,
                        mode=inputs.mode, skip_layers=recipe.skip_layers, teacher=inputs.loaded.model)
-    stages = [_Announced(stage, config.mode) for stage in request.stages]
-    final, tflite, records = run_stages(inputs.loaded.model, stages, ctx, config, calib_x)
+    final, tflite, records = run_stages(inputs.loaded.model, request.stages, ctx, config, calib_x)
     notes = [skipped_note(s["stage"], s["skipped"]) for s in records if s["skipped"]]
     notes += [n for s in records for n in s["notes"] if n.startswith(f"{s['stage']}: ")]  # console
     return final, tflite, records, notes
@@ -151,25 +150,6 @@ def skipped_note(stage: str, skipped: list[dict], *, shown: int = 3) -> str:
         parts = [f"{name} ×{n}" for name, n in counts[:shown]] + (["…"] if len(counts) > shown else [])
     noun = "layer" if len(skipped) == 1 else "layers"
     return f"{stage}: skipped {len(skipped)} {noun} ({', '.join(parts)}); --skip-layer to choose"
-
-
-class _Announced:
-    """A stage that says, when its work is done, that its model is being converted and measured.
-
-    `run_stages` converts after each stage; this keeps the status lines in the order the work happens
-    (stage, conversion, measuring). Everything else is the wrapped stage's.
-    """
-
-    def __init__(self, stage, mode: str):
-        self._stage, self._mode = stage, mode
-
-    def __getattr__(self, name):
-        return getattr(self._stage, name)
-
-    def apply(self, model, ctx):
-        result = self._stage.apply(model, ctx)
-        progress_mod.status(f"stage {self._stage.name}: converting to TFLite ({self._mode}) and measuring")
-        return result
 
 
 def build(request: ExportRequest, inputs: Inputs) -> Built:
