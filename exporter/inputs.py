@@ -160,7 +160,7 @@ def check_data(request: ExportRequest, inputs: Inputs, data: tuple | None = None
     stages, policy, classes = request.stages, request.policy, inputs.classes
     if any(s.needs_training for s in stages) and (train is None or train.y is None):
         raise DataError(f"stage {next(s.name for s in stages if s.needs_training)!r} fine-tunes the model: "
-                        "pass --train train.npz with arrays x and y")
+                        "give labelled training data (--train train.npz / train=) with arrays x and y")
     signature = {"shape": inputs.shape, "dtype": inputs.dtype}
     if train is not None:
         train = check_input(train, **signature, role="training")
@@ -175,6 +175,8 @@ def check_data(request: ExportRequest, inputs: Inputs, data: tuple | None = None
         raise DataError(f"labels file has {len(names)} names but the model has {classes} classes")
     if inputs.mode == "int8" and (calib is None or len(calib) < policy.min_calibration_samples):
         got = 0 if calib is None else len(calib)
-        raise DataError(f"int8 needs at least {policy.min_calibration_samples} calibration samples "
-                        f"(--calib); got {got}. Pass --calib, or choose --quantize from {', '.join(policy.allowed)}")
+        others = [mode for mode in policy.allowed if mode != "int8"]
+        instead = f", or another mode (--quantize / quantize=): {', '.join(others)}" if others else ""
+        raise DataError(f"int8 needs at least {policy.min_calibration_samples} calibration samples; got {got}. "
+                        f"Give them (--calib / calib=){instead}")
     return dataclasses.replace(inputs, calib=calib, eval=eval_, train=train, labels=names)

@@ -210,9 +210,9 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
                           converted_from=built.converted_from)
     measured = target.measure(artifacts)
     no_reference = ("no original model to compare with (the input is a .tflite)" if inputs.is_tflite
-                    else "no evaluation data (--eval)" if inputs.eval is None else None)
+                    else "no evaluation data (--eval / eval=)" if inputs.eval is None else None)
     skipped = {"accuracy_drop": "no original model to compare with" if inputs.is_tflite and inputs.eval is not None
-               else "no evaluation data (--eval)"}
+               else "no evaluation data (--eval / eval=)"}
     if no_reference:
         skipped |= {"agreement": no_reference, "fidelity": no_reference}
     elif "top1_agreement" not in measured.figures:

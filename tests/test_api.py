@@ -141,3 +141,14 @@ def test_progress_scoped_restores_nested_settings_on_error():
             assert progress._settings["debug"] is True
             raise RuntimeError("boom")
     assert progress._settings == before
+
+
+def test_the_int8_calibration_error_names_both_spellings_and_only_other_modes(tiny_model, tiny_data):
+    with pytest.raises(DataError) as err:
+        exporter.export(tiny_model, eval=tiny_data, progress=False)
+    message = str(err.value)
+    assert "calib=" in message and "--calib" in message and "quantize=" in message
+    assert message.split("another mode")[1].count("int8") == 0 and "float32" in message
+    with pytest.raises(DataError) as err:       # a profile that allows only int8 offers no other mode
+        exporter.export(tiny_model, target="microcontroller", eval=tiny_data, progress=False)
+    assert "another mode" not in str(err.value)
