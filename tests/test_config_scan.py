@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from exporter.config_scan import (ACTIVATIONS, CONSTRAINTS, DTYPES, INITIALIZERS
                                   TF_OPS, Findings, find_problems, scan_config)
 from exporter.errors import ExporterError, ModelFileError, UnsafeModelError
 from exporter.model_io import load_model
+from tests.test_model_io import _rewrite_keras
 
 _OP = "tf_keras.src.layers.core.tf_op_layer"
 # Namespaces the reviewed op table may draw from (none of them holds file, network or py_func ops).
@@ -146,24 +146,12 @@ def test_keras3_files_scanned_first(keras3_dir, tmp_path):
 
     def to_os(config):
         config["config"]["layers"][1]["module"] = "os"
-    evil = _edit(keras3_dir / "ops.keras", tmp_path / "os.keras", to_os)
+    evil = _rewrite_keras(keras3_dir / "ops.keras", tmp_path / "os.keras", to_os)
     with pytest.raises(UnsafeModelError, match=r"module 'os' at \$.config.layers\[1\].module"):
         load_model(evil)
 
 
 # Hostile configs ---------------------------------------------------------------------------------
-
-def _edit(src, dst, mutate):
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                mutate(config)
-                data = json.dumps(config).encode()
-            zout.writestr(item, data)
-    return dst
-
 
 def _op_layer(function, const, kwargs, cls="TFOpLambda"):
     return {"module": _OP, "class_name": cls, "registered_name": cls, "name": "evil",
@@ -252,7 +240,7 @@ def test_hostile_keras_refused_by_cli_nothing_written(base, tmp_path, capsys, ca
 
     target, out = tmp_path / "pwned.txt", tmp_path / "out"
     name, mutate, message = next(c for c in _hostile_cases(target) if c[0] == case)
-    path = _edit(base / "base.keras", tmp_path / f"{name}.keras", mutate)
+    path = _rewrite_keras(base / "base.keras", tmp_path / f"{name}.keras", mutate)
     before = sorted(os.listdir(tmp_path))
     assert main(["export", str(path), "--out", str(out)]) == 3
     err = capsys.readouterr().err
@@ -268,7 +256,7 @@ def test_hostile_files_are_real(base, tmp_path, function, kwargs):
     # Control: tf_keras's own safe mode lets these write files at load time; only edgex's scan stops them.
     target = tmp_path / "pwned.txt"
     const, kwargs = (str(target), kwargs) if kwargs else (str(base / "base.h5"), {"dst": str(target)})
-    path = _edit(base / "base.keras", tmp_path / "evil.keras",
+    path = _rewrite_keras(base / "base.keras", tmp_path / "evil.keras",
                  lambda c: c["config"]["layers"].append(_op_layer(function, const, kwargs)))
     with pytest.raises(UnsafeModelError):
         load_model(path)
@@ -299,7 +287,7 @@ def test_hostile_h5_config_refused(base, tmp_path):
 def test_custom_classes_stay_exit_2(base, tmp_path, module, cls):
     def mutate(config):
         config["config"]["layers"][3].update(module=module, class_name=cls, registered_name=None)
-    path = _edit(base / "base.keras", tmp_path / "custom.keras", mutate)
+    path = _rewrite_keras(base / "base.keras", tmp_path / "custom.keras", mutate)
     with pytest.raises(ModelFileError, match=rf"custom classes .*{cls}.* at \$.config.layers\[3\].*--trust-model"):
         load_model(path)
 
@@ -309,7 +297,7 @@ def test_student_is_scanned_and_never_trusted(base, keras, tmp_path):
     from exporter.stages.base import get_stage
 
     target = tmp_path / "pwned.txt"
-    student = _edit(base / "base.keras", tmp_path / "student.keras", lambda c: c["config"]["layers"].append(
+    student = _rewrite_keras(base / "base.keras", tmp_path / "student.keras", lambda c: c["config"]["layers"].append(
         _op_layer("io.write_file", str(target), {"contents": "x"})))
     teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     with pytest.raises(UnsafeModelError) as excinfo:

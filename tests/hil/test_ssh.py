@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -113,38 +112,19 @@ def test_unreachable_host_is_bounded(sshd):
 
 @pytest.mark.reliability(27)
 def test_server_that_never_speaks_is_bounded(sshd):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    held, stop = [], threading.Event()
+    from tests.hil.test_ssh_inputs import silent_server
 
-    def accept_and_stay_silent():
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
-    thread.start()
     opts = options(sshd, connect_timeout=1, retries=1)
-    start = time.monotonic()
-    try:
+    with silent_server() as (port, held):
+        start = time.monotonic()
         with pytest.raises(DeviceError, match="no SSH banner"):
-            SshTransport(uri(sshd, listener.getsockname()[1]), opts)
+            SshTransport(uri(sshd, port), opts)
         assert time.monotonic() - start < opts.connect_timeout * (opts.retries + 1) + 3
         for _ in range(20):   # the accepting thread polls every 0.2 s
             if len(held) >= 2:
                 break
             time.sleep(0.1)
         assert len(held) == 2, "one connection per attempt"
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        for conn in held:
-            conn.close()
-        listener.close()
 
 
 @pytest.mark.reliability(27)
