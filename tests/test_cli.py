@@ -232,29 +232,6 @@ def test_importing_the_package_selects_tf_keras():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.reliability(33)
-def test_ctrl_c_during_export_exits_130_and_writes_nothing(demo, tmp_path):
-    import os
-    import signal
-    import time
-
-    out = tmp_path / "out"
-    env = dict(os.environ)
-    env.pop("EDGEX_NO_PROGRESS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "export", str(demo.model_path), "--calib",
-                             str(demo.model_path.parent / "calib.npz"), "--out", str(out)],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    for line in proc.stderr:
-        if "converting" in line:
-            break
-        assert time.monotonic() < deadline
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
-    assert "interrupted" in proc.stderr.read()
-    assert not out.exists() and list(tmp_path.iterdir()) == []
-
-
 def test_names_from_outside_are_printed_as_text_not_markup(demo_bundle, tmp_path, capsys):
     """A path (or layer/op name) holding rich markup such as "[/]" is shown as it is, never parsed."""
     import shutil

@@ -21,8 +21,9 @@ def _export(demo, out, tmp):
                             env=env, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.reliability(41)
-def test_sigterm_during_export_exits_143_and_leaves_nothing(demo, tmp_path):
+@pytest.mark.reliability(33, 41)
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_during_export_exits_its_code_and_leaves_nothing(demo, tmp_path, sig, code, word):
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     tmp.mkdir()
     proc = _export(demo, out, tmp)
@@ -31,11 +32,11 @@ def test_sigterm_during_export_exits_143_and_leaves_nothing(demo, tmp_path):
         if "converting" in line:
             break
         assert time.monotonic() < deadline
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 143
+    proc.send_signal(sig)
+    assert proc.wait(timeout=120) == code
     err = proc.stderr.read()
-    assert "terminated" in err and "Traceback" not in err
-    assert not out.exists()
+    assert word in err and "Traceback" not in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
     assert list(tmp.iterdir()) == []
 
 
