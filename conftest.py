@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest_plugins = ["tests.hil.devices"]     # the stand-in devices (sshd, serial board, adb stub)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def edgex_cache(tmp_path_factory):

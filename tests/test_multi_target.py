@@ -41,12 +41,15 @@ def test_api_shares_one_conversion_and_writes_a_bundle_per_target(demo, tmp_path
     assert len(models) == 1
 
 
-def test_cli_exit_code_is_the_worst_and_every_bundle_verifies(tmp_path, conversions):
+def test_cli_exit_code_is_the_worst_and_every_bundle_verifies(tmp_path, conversions, monkeypatch):
+    from targets.edgetpu.target import EdgeTpuTarget
+
+    monkeypatch.setattr(EdgeTpuTarget, "default_profile", "coral-dev-board")   # a profile with uint8 I/O
     out = tmp_path / "build"
     result = run(["export", "--demo", "--target", "android", "--target", "edgetpu", "--out", str(out),
                   "--limit", "model_size=1KB"])
     assert result.exit_code == 1, result.output
-    assert conversions == [("int8", "int8"), ("int8", "uint8")], "edgetpu wants uint8 I/O: a second conversion"
+    assert conversions == [("int8", "int8"), ("int8", "uint8")], "uint8 I/O on the Coral: a second conversion"
     assert "limit broken (android)" in result.stderr and "limit broken (edgetpu)" in result.stderr
     for name in ("target", "profile", "mode", "status", "failed checks", "android", "edgetpu", "model_size"):
         assert name in result.stdout

@@ -1,22 +1,12 @@
-"""The adb transport against a stub adb server speaking the adb host protocol on 127.0.0.1.
-
-The stub answers what adbutils 2.12 sends: `host:version`, `host:devices`, `host:devices-l`,
-`host:tport:serial:S` (then `shell:CMD` or `sync:` with STAT/SEND), each request a 4-hex-digit
-length and the text; replies `OKAY` [+ 4-hex length + data] or `FAIL` + length + message. For
-the one device in state `device` it behaves as adbd: `shell:` runs the command with /bin/sh on
-this machine and `sync:` writes files here, so push (sha256 check, rename), run (deadline,
-kill by pid) and close (cleanup) run for real; the dir is `options.extra["adb_tmp"]`.
-"""
+"""The adb transport against the stub adb server of tests/hil/adb_stub.py (the `adb_server` fixture
+of tests/hil/devices.py), which runs pushed files and shell commands for real on this machine."""
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,150 +14,10 @@ import pytest
 
 pytestmark = pytest.mark.timeout(120)
 
-from exporter.errors import DeviceError
+from exporter.errors import DeviceError, UsageError
 from exporter.hil.result import parse_agent_output
 from exporter.hil.transports.adb import AdbTransport
 from exporter.hil.transports.base import RunPlan, TransportOptions, open_transport
-
-
-class StubAdbServer:
-    """An adb server (and adbd) stand-in: `devices` is [(serial, state)]."""
-
-    def __init__(self, devices: list[tuple[str, str]]):
-        self.devices = devices
-        self.push_fault: str | None = None       # "corrupt": flip a byte; "cut": hang up mid-file
-        self.requests: list[str] = []
-        self.procs: list[subprocess.Popen] = []
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.1)
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=5)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    # -- wire helpers --
-    @staticmethod
-    def _exact(conn, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return data
-
-    @staticmethod
-    def _block(text: str | bytes) -> bytes:
-        data = text.encode() if isinstance(text, str) else text
-        return f"{len(data):04x}".encode() + data
-
-    def _fail(self, conn, message: str) -> None:
-        conn.sendall(b"FAIL" + self._block(message))
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(30)
-        serial = None
-        try:
-            with conn:
-                while True:
-                    request = self._exact(conn, int(self._exact(conn, 4), 16)).decode()
-                    self.requests.append(request)
-                    states = dict(self.devices)
-                    if request == "host:version":
-                        conn.sendall(b"OKAY" + self._block("0029"))
-                    elif request in ("host:devices", "host:devices-l"):
-                        extra = " product:stub model:Stub device:stub transport_id:1" if request.endswith("-l") else ""
-                        listing = "".join(f"{s}\t{st}{extra}\n" for s, st in self.devices)
-                        conn.sendall(b"OKAY" + self._block(listing))
-                    elif request.startswith("host:tport:serial:"):
-                        serial = request.split(":", 3)[3]
-                        if states.get(serial) != "device":
-                            return self._fail(conn, f"device '{serial}' not found" if serial not in states
-                                              else f"device {states[serial]}")
-                        conn.sendall(b"OKAY" + struct.pack("<Q", 1))
-                    elif serial and request.startswith("shell:"):
-                        conn.sendall(b"OKAY")
-                        return self._shell(conn, request[len("shell:"):])
-                    elif serial and request == "sync:":
-                        conn.sendall(b"OKAY")
-                        return self._sync(conn)
-                    else:
-                        return self._fail(conn, f"unknown host service '{request}'")
-        except (EOFError, OSError):
-            pass
-
-    def _shell(self, conn, cmd: str) -> None:
-        proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(proc)
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            try:
-                conn.sendall(chunk)
-            except OSError:
-                break
-        proc.stdout.close()
-        proc.wait()
-
-    def _sync(self, conn) -> None:
-        while True:
-            cmd, length = struct.unpack("<4sI", self._exact(conn, 8))
-            if cmd == b"QUIT":
-                return
-            path = self._exact(conn, length).decode()
-            if cmd == b"STAT":
-                st = os.stat(path) if os.path.exists(path) else None
-                conn.sendall(b"STAT" + struct.pack("<III", st.st_mode if st else 0, st.st_size if st else 0,
-                                                   int(st.st_mtime) if st else 0))
-            elif cmd == b"SEND":
-                dst, mode = path.rsplit(",", 1)
-                with open(dst, "wb") as f:
-                    while True:
-                        kind, n = struct.unpack("<4sI", self._exact(conn, 8))
-                        if kind == b"DONE":
-                            break
-                        data = self._exact(conn, n)
-                        if self.push_fault == "cut":
-                            return
-                        if self.push_fault == "corrupt":
-                            data = bytes([data[0] ^ 1]) + data[1:]
-                        f.write(data)
-                os.chmod(dst, int(mode) & 0o777)
-                conn.sendall(b"OKAY" + struct.pack("<I", 0))
-            else:
-                return self._fail(conn, f"unknown sync command {cmd!r}")
-
-
-@pytest.fixture
-def adb_server():
-    """Start stub servers: `adb_server([(serial, state), ...])` -> the server."""
-    servers = []
-
-    def start(devices):
-        servers.append(StubAdbServer(devices))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def _options(server, tmp_path=None, **kw):
@@ -296,3 +146,14 @@ def test_run_bundle_runs_the_real_agent(adb_server, tmp_path, demo_bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert result.model_sha256 == manifest["files"]["model.tflite"]["sha256"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_server_address_from_adbs_environment(adb_server, monkeypatch, tmp_path):
+    server = adb_server([("emulator-5554", "device")], device_root=tmp_path)
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(server.port))
+    with open_transport("adb://emulator-5554", TransportOptions(connect_timeout=3)) as t:
+        assert t.port == server.port and len(list(tmp_path.iterdir())) == 1   # its work dir, on the "device"
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "adb")
+    with pytest.raises(UsageError, match="ANDROID_ADB_SERVER_PORT"):
+        open_transport("adb://emulator-5554", TransportOptions(connect_timeout=3))

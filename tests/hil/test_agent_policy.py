@@ -22,7 +22,6 @@ from exporter.hil.agent_files import AGENT_FLAG, AGENT_NAME, AGENT_SOURCE, agent
 from exporter.hil.runner import hil_run
 from exporter.hil.transports.base import TRANSPORTS, HostTransport, RunPlan, TransportOptions
 from tests.hil.test_adb import _options as adb_options
-from tests.hil.test_adb import adb_server  # noqa: F401  (fixture)
 from tests.hil.test_ssh import options as ssh_options
 from tests.hil.test_ssh import uri as ssh_uri
 from tests.test_cli import run

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import exporter
-from tests.hil.test_serial import board, mcu_bundle  # noqa: F401  (fixtures)
+from tests.hil.test_serial import board, mcu_bundle  # noqa: F401  (fixtures of that module)
 from tests.test_cli import run
 
 

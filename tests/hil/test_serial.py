@@ -10,10 +10,7 @@ import json
 import os
 import pty
 import random
-import select
 import struct
-import subprocess
-import sys
 import threading
 import time
 import tty
@@ -29,8 +26,6 @@ from exporter.hil.result import parse_agent_output
 from exporter.hil.transports.base import RunPlan, TransportOptions, open_transport
 from exporter.hil.transports.serial import SerialTransport, parse_uri
 
-ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE_SIM = Path(__file__).resolve().with_name("firmware_sim.py")
 FAST = TransportOptions(retries=2, extra={"serial_reply_timeout": 0.5})
 PLAN = RunPlan(warmup=2, runs=12, timeout=10)
 
@@ -48,32 +43,9 @@ def mcu_bundle(demo, tmp_path_factory):
 
 
 @pytest.fixture
-def board(mcu_bundle):
-    """Start simulated boards: `board(fault=None, clock_hz=...)` -> (port path, process)."""
-    started: list[tuple[subprocess.Popen, int]] = []
-
-    def start(fault: str | None = None, clock_hz: int = 64_000_000):
-        master, slave = pty.openpty()
-        tty.setraw(slave)
-        cmd = [sys.executable, str(FIRMWARE_SIM), "--fd", str(master),
-               "--model", str(mcu_bundle / "model.tflite"), "--clock-hz", str(clock_hz)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        proc = subprocess.Popen(cmd + (["--fault", fault] if fault else []), pass_fds=[master], cwd=ROOT, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        os.close(master)                      # the simulator holds the only master: its death closes the line
-        started.append((proc, slave))
-        ready, _, _ = select.select([proc.stderr], [], [], 60)
-        line = proc.stderr.readline().decode() if ready else ""
-        assert line.startswith("firmware_sim ready"), f"simulator did not start: {line}{proc.stderr.read1(4000)}"
-        return os.ttyname(slave), proc
-
-    yield start
-    for proc, slave in started:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stderr.close()
-        os.close(slave)
-        assert proc.poll() is not None
+def board(mcu_bundle, serial_board):
+    """Start simulated boards running the demo: `board(fault=None, clock_hz=...)` -> (port path, process)."""
+    return lambda fault=None, **kw: serial_board(mcu_bundle / "model.tflite", fault, **kw)
 
 
 def _run(port: str, bundle: Path, plan: RunPlan = PLAN, options: TransportOptions = TransportOptions()):

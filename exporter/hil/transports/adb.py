@@ -15,8 +15,8 @@ rooted device use e.g. `--python "su 0 /data/data/com.termux/files/usr/bin/pytho
 
 URIs: `adb://SERIAL` (as `adb devices` lists it, e.g. `adb://R58M123ABC`,
 `adb://192.168.1.20:5555`), or `adb://` when exactly one device is attached.
-`options.extra`: `adb_host`, `adb_port` (default 127.0.0.1:5037), `adb_tmp` (default
-/data/local/tmp).
+`options.extra`: `adb_host`, `adb_port` (default: adb's own `ANDROID_ADB_SERVER_HOST` and
+`ANDROID_ADB_SERVER_PORT`, else 127.0.0.1:5037), `adb_tmp` (default /data/local/tmp).
 
 Example:
     >>> from exporter.hil.transports.base import RunPlan
@@ -28,6 +28,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import posixpath
 import secrets
 import shlex
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from exporter.errors import DeviceError
+from exporter.errors import DeviceError, UsageError
 from exporter.hil.transports.base import HostTransport, TransportOptions, register
 from exporter.hil.transports.local import MAX_STREAM_BYTES, sha256_file
 
@@ -54,6 +55,17 @@ def _kill_command(workdir: str) -> str:
     """Shell line killing the agent started in `workdir` (its pid is in .pid) and its children."""
     pidfile = shlex.quote(posixpath.join(workdir, ".pid"))
     return f'p=$(cat {pidfile} 2>/dev/null) && {{ pkill -9 -P "$p"; kill -9 "$p"; }} 2>/dev/null; true'
+
+
+def _port(value) -> int:
+    """The adb server port from `adb_port` or ANDROID_ADB_SERVER_PORT; a bad one is a UsageError."""
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = 0
+    if not 0 < port < 65536:
+        raise UsageError(f"adb server port {value!r} (adb_port or ANDROID_ADB_SERVER_PORT) is not a port number")
+    return port
 
 
 def _adb_errors():
@@ -82,8 +94,8 @@ class AdbTransport(HostTransport):
         super().__init__(uri, options)
         parts = urlsplit(uri)
         self.serial = (parts.netloc + parts.path.rstrip("/")) or None
-        self.host = str(options.extra.get("adb_host", "127.0.0.1"))
-        self.port = int(options.extra.get("adb_port", 5037))
+        self.host = str(options.extra.get("adb_host", os.environ.get("ANDROID_ADB_SERVER_HOST", "127.0.0.1")))
+        self.port = _port(options.extra.get("adb_port", os.environ.get("ANDROID_ADB_SERVER_PORT", "5037")))
         self._dir: str | None = None
         self._check_server()
         from adbutils import AdbClient

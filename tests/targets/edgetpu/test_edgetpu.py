@@ -23,6 +23,7 @@ from tests.test_cli import run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROFILES = ["coral-usb", "coral-dev-board"]
+IO_DTYPE = {"coral-usb": "int8", "coral-dev-board": "uint8"}   # the profiles' int8_io
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_profiles_validate_and_take_8_bit_only():
         settings = profile.section("edgetpu")
         assert isinstance(settings, EdgeTpuSettings)
         assert profile.target == "edgetpu" and profile.quantization.allowed == ("int8",)
-        assert profile.quantization.int8_io == "uint8" and profile.quantization.weight_bits == (8,)
+        assert profile.quantization.int8_io == IO_DTYPE[name] and profile.quantization.weight_bits == (8,)
         assert settings.parameter_cache_bytes == 8 * 1024**2 and settings.runtime_version == 14
         assert settings.compiler_version == "16.0" and settings.tpu_int8_gmacs <= settings.tpu_peak_gmacs
 
@@ -79,11 +80,12 @@ def test_bad_edgetpu_section_names_profile_and_field(tmp_path):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_demo_maps_completely_and_bundle_says_uncompiled(bundles, profile):
-    """(a): the demo CNN (int8, uint8 I/O) maps entirely; without a compiler the bundle holds COMPILE.md."""
+    """(a): the demo CNN (int8; int8 or uint8 I/O) maps entirely; without a compiler the bundle holds COMPILE.md."""
     report, out = bundles[profile]
     m = report.measurements
-    assert report.passed and report.mode == "int8" and report.io_dtype == "uint8"
-    assert m["tpu_ops"].value == len(report.graph["ops"]) == 9 and m["cpu_ops"].value == 0
+    assert report.passed and report.mode == "int8" and report.io_dtype == IO_DTYPE[profile]
+    edge_ops = 2 if IO_DTYPE[profile] == "uint8" else 0     # uint8 I/O adds a QUANTIZE op at each edge
+    assert m["tpu_ops"].value == len(report.graph["ops"]) == 7 + edge_ops and m["cpu_ops"].value == 0
     assert "no cut" in m["cpu_ops"].note and m["tpu_ops"].source == "estimated"
     assert m["compiled"].value == 0 and "not found on PATH" in m["compiled"].note
     assert m["param_streamed"].value == 0 and m["param_on_chip"].value > 0
@@ -91,7 +93,7 @@ def test_demo_maps_completely_and_bundle_says_uncompiled(bundles, profile):
     assert any("no cut" in n for n in report.notes) and any("edgetpu_compiler not found" in n for n in report.notes)
     mapping = json.loads((out / "edgetpu" / "mapping.json").read_text())
     assert mapping["compiled"] is False and mapping["static_mapping"]["cut_index"] is None
-    assert [o["placement"] for o in mapping["static_mapping"]["ops"]] == ["tpu"] * 9
+    assert [o["placement"] for o in mapping["static_mapping"]["ops"]] == ["tpu"] * (7 + edge_ops)
     compile_md = (out / "edgetpu" / "COMPILE.md").read_text()
     assert "edgetpu_compiler -s -m 14 -o ../edgetpu-compiled model.tflite" in compile_md
     assert "apt-get install edgetpu-compiler" in compile_md
@@ -167,7 +169,7 @@ def test_float_model_lists_every_problem_and_dynamic_shapes(tiny_model, keras):
 
 
 def test_op_table_runtime_and_version_limits(bundles):
-    _, out = bundles["coral-usb"]
+    _, out = bundles["coral-dev-board"]          # uint8 I/O: QUANTIZE ops at the edges
     data = (out / "model.tflite").read_bytes()
     graph, facts = Graph.from_bytes(data), ModelFacts(data)
     assert map_graph(graph, 14, facts).cut_index is None

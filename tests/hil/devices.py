@@ -1,4 +1,9 @@
-"""HIL fixtures: a real OpenSSH server on 127.0.0.1, a "Raspberry Pi" venv, and a bundle with the agent.
+"""Stand-in devices for the tests (a pytest plugin, loaded by the root conftest.py for every test).
+
+- `device_venv`, `sshd`: a real OpenSSH server on 127.0.0.1 and a "Raspberry Pi" venv behind it.
+- `serial_board`: a TFLM "board" (tests/hil/firmware_sim.py) on a real pty.
+- `adb_server`: the stub adb server and "phone" of tests/hil/adb_stub.py.
+- `hil_bundle`: a demo bundle with the agent.
 
 - `device_venv`: a separate virtualenv holding only tflite-runtime 2.14.0 and numpy<2 (no
   TensorFlow), like a Raspberry Pi. Cached under the caller's $EDGEX_CACHE_DIR (keyed on the
@@ -11,12 +16,15 @@ from __future__ import annotations
 
 import getpass
 import os
+import pty
 import secrets
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import tty
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +32,12 @@ import numpy as np
 import pytest
 
 from exporter.hil.agent_files import AGENT_NAME, AGENT_SOURCE, EVAL_NAME
+from tests.hil.adb_stub import StubAdbServer
 
 DEVICE_PACKAGES = ("tflite-runtime==2.14.0", "numpy==1.26.4")   # numpy<2: tflite-runtime 2.14 needs it
 SSHD = "/usr/sbin/sshd"
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE_SIM = Path(__file__).resolve().with_name("firmware_sim.py")
 _USER_CACHE = os.environ.get("EDGEX_CACHE_DIR")   # read before tests/conftest.py points it at a temp dir
 
 
@@ -166,3 +177,46 @@ def hil_bundle(demo, demo_bundle, tmp_path_factory) -> Path:
     if not (out / "agent" / EVAL_NAME).is_file():
         np.savez(out / "agent" / EVAL_NAME, x=demo.eval.x[:200], y=demo.eval.y[:200])
     return out
+
+
+@pytest.fixture
+def serial_board():
+    """Start simulated boards: `serial_board(model, fault=None, clock_hz=...)` -> (port path, process)."""
+    started: list[tuple[subprocess.Popen, int]] = []
+
+    def start(model: Path, fault: str | None = None, clock_hz: int = 64_000_000):
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        cmd = [sys.executable, str(FIRMWARE_SIM), "--fd", str(master), "--model", str(model),
+               "--clock-hz", str(clock_hz)]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen(cmd + (["--fault", fault] if fault else []), pass_fds=[master], cwd=ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.close(master)                      # the simulator holds the only master: its death closes the line
+        started.append((proc, slave))
+        ready, _, _ = select.select([proc.stderr], [], [], 60)
+        line = proc.stderr.readline().decode() if ready else ""
+        assert line.startswith("firmware_sim ready"), f"simulator did not start: {line}{proc.stderr.read1(4000)}"
+        return os.ttyname(slave), proc
+
+    yield start
+    for proc, slave in started:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stderr.close()
+        os.close(slave)
+        assert proc.poll() is not None
+
+
+@pytest.fixture
+def adb_server():
+    """Start stub servers: `adb_server([(serial, state), ...], device_root=None)` -> the server."""
+    servers = []
+
+    def start(devices, device_root=None):
+        servers.append(StubAdbServer(devices, device_root))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
