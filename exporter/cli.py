@@ -2,9 +2,10 @@
 
 What the group's options set for one run (`--debug`) lives in a `CliState` in the click context
 (like Flask's ScriptInfo): `main()` creates it, passes it as the context object and reads it back
-when it catches an error. `edgex export`'s options come in groups (exporter/cli_options.py);
-tables are printed by exporter/cli_show.py. Nothing heavy is imported at module level:
-`edgex --help` must not import TensorFlow, pydantic or rich.
+when it catches an error. While a command runs, error messages name options as the CLI spells
+them (`--zip`, not `make_zip=`: exporter/option_names.py). `edgex export`'s options come in
+groups (exporter/cli_options.py); tables are printed by exporter/cli_show.py. Nothing heavy is
+imported at module level: `edgex --help` must not import TensorFlow, pydantic or rich.
 
 Example:
     >>> main(["verify", "no-such-bundle"])     # one line on stderr: "edgex: error: ... not a bundle ..."
@@ -26,6 +27,7 @@ from exporter.cli_show import print_json
 from exporter.errors import (EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TERMINATED,
                              ExporterError)
 from exporter.hil.cli import hil
+from exporter.option_names import calling
 
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
 
@@ -51,7 +53,9 @@ pass_state = click.make_pass_decorator(CliState, ensure=True)
 def cli(state: CliState, debug: bool) -> None:
     """edgex: export Keras models to validated on-device bundles."""
     state.debug = debug
-    click.get_current_context().with_resource(progress.scoped(debug=debug))   # restored when the command ends
+    ctx = click.get_current_context()
+    ctx.with_resource(progress.scoped(debug=debug))   # both restored when the command ends
+    ctx.with_resource(calling("cli"))                 # messages name --flags, not parameters
 
 
 @cli.command(cls=SectionedCommand, epilog=EXIT_HELP)

@@ -19,9 +19,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from exporter.errors import ModelFileError, UnsafeModelError
+from exporter.option_names import option
 
-TRUST_HINT = ("If you trust the source of this model, pass --trust-model "
-              "(trust_model=True) to lift this check.")
+def trust_hint() -> str:
+    """The default advice of a refusal: how to trust the model (`--trust-model` or `trust_model=True`)."""
+    return f"If you trust the source of this model, pass {option('trust_model')} to lift this check."
+
 
 LAYERS = frozenset("""
 Activation ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D AdaptiveAveragePooling3D
@@ -166,13 +169,13 @@ def find_problems(config) -> Findings:
     return found
 
 
-def scan_config(config, *, origin: str, hint: str = TRUST_HINT) -> None:
+def scan_config(config, *, origin: str, hint: str | None = None) -> None:
     """Refuse a model config that names anything outside the allow-lists.
 
     Args:
         config: The parsed model config.
         origin: Where the config came from, for messages (e.g. the path).
-        hint: What the user can do about a refusal. Default: how to use --trust-model.
+        hint: What the user can do about a refusal. Default: `trust_hint()`.
 
     Raises:
         UnsafeModelError: Something that could run code, touch files or import a module.
@@ -183,13 +186,13 @@ def scan_config(config, *, origin: str, hint: str = TRUST_HINT) -> None:
     raise_custom(found.custom, origin, hint)
 
 
-def raise_unsafe(unsafe: list[str], origin: str, hint: str = TRUST_HINT) -> None:
+def raise_unsafe(unsafe: list[str], origin: str, hint: str | None = None) -> None:
     """Raise UnsafeModelError listing up to five findings, if there are any.
 
     Args:
         unsafe: Findings, each naming its JSON path.
         origin: The model file, for the message.
-        hint: What the user can do about it.
+        hint: What the user can do about it. Default: `trust_hint()`.
 
     Raises:
         UnsafeModelError: `unsafe` is not empty.
@@ -198,16 +201,16 @@ def raise_unsafe(unsafe: list[str], origin: str, hint: str = TRUST_HINT) -> None
         more = f"; and {len(unsafe) - 5} more" if len(unsafe) > 5 else ""
         raise UnsafeModelError(f"refusing to load {origin}: its config names things edgex does not "
                                f"allow (they could run code or touch files when loaded): "
-                               f"{'; '.join(unsafe[:5])}{more}. {hint}")
+                               f"{'; '.join(unsafe[:5])}{more}. {hint or trust_hint()}")
 
 
-def raise_custom(custom: list[str], origin: str, hint: str = TRUST_HINT) -> None:
+def raise_custom(custom: list[str], origin: str, hint: str | None = None) -> None:
     """Raise ModelFileError (exit 2) for custom classes, if there are any; arguments as for `raise_unsafe`."""
     if custom:
         raise ModelFileError(
             f"cannot load {origin}: it uses custom classes that are not part of tf_keras "
             f"({'; '.join(custom[:5])}). Custom layers need their Python code, which edgex does not "
-            f"import. {hint}{' (tf_keras must then be able to import it)' if hint == TRUST_HINT else ''}")
+            f"import. {hint or trust_hint()}{' (tf_keras must then be able to import it)' if hint is None else ''}")
 
 
 def _check_dict(d: dict, where: str, found: Findings) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exporter.errors import DataError, UsageError
+from exporter.option_names import option
 
 if TYPE_CHECKING:
     from exporter.data import Dataset
@@ -115,7 +116,7 @@ def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
         loaded = load_model(request.sources.model, trust_model=request.sources.trust_model)
     is_tflite, policy = loaded.model is None, request.policy
     if is_tflite and (request.quantize or request.recipe.quantize):
-        raise UsageError("a .tflite model is bundled as it is; --quantize applies only to Keras models")
+        raise UsageError(f"a .tflite model is bundled as it is; {option('quantize')} applies only to Keras models")
     if is_tflite and request.stages:
         raise UsageError("compression stages need a Keras model; a .tflite is bundled as it is")
     mode = None if is_tflite else policy.resolve(request.quantize or request.recipe.quantize)
@@ -160,7 +161,7 @@ def check_data(request: ExportRequest, inputs: Inputs, data: tuple | None = None
     stages, policy, classes = request.stages, request.policy, inputs.classes
     if any(s.needs_training for s in stages) and (train is None or train.y is None):
         raise DataError(f"stage {next(s.name for s in stages if s.needs_training)!r} fine-tunes the model: "
-                        "give labelled training data (--train train.npz / train=) with arrays x and y")
+                        f"give labelled training data ({option('train', 'train.npz')}) with arrays x and y")
     signature = {"shape": inputs.shape, "dtype": inputs.dtype}
     if train is not None:
         train = check_input(train, **signature, role="training")
@@ -176,7 +177,7 @@ def check_data(request: ExportRequest, inputs: Inputs, data: tuple | None = None
     if inputs.mode == "int8" and (calib is None or len(calib) < policy.min_calibration_samples):
         got = 0 if calib is None else len(calib)
         others = [mode for mode in policy.allowed if mode != "int8"]
-        instead = f", or another mode (--quantize / quantize=): {', '.join(others)}" if others else ""
-        raise DataError(f"int8 needs at least {policy.min_calibration_samples} calibration samples; got {got}. "
-                        f"Give them (--calib / calib=){instead}")
+        instead = f", or choose another mode with {option('quantize')} ({', '.join(others)})" if others else ""
+        raise DataError(f"int8 needs at least {policy.min_calibration_samples} calibration samples but got {got}: "
+                        f"give them with {option('calib')}{instead}")
     return dataclasses.replace(inputs, calib=calib, eval=eval_, train=train, labels=names)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from exporter.errors import ConfigError
+from exporter.option_names import option
 from exporter.units import FiniteFloat, parse_quantity
 
 
@@ -94,18 +95,18 @@ def parse_limit_overrides(items: list[str] | tuple[str, ...] | dict) -> dict[str
     out = {}
     for name, value in pairs:
         if name not in LIMIT_UNITS:
-            raise ConfigError(f"unknown limit {name!r} in --limit; known: {', '.join(LIMIT_UNITS)}")
+            raise ConfigError(f"unknown limit {name!r} in {option('limits')}; known: {', '.join(LIMIT_UNITS)}")
         try:
             out[name] = parse_quantity(value, LIMIT_UNITS[name])
         except (ValueError, TypeError, OverflowError) as exc:
-            raise ConfigError(f"--limit {name}: {exc}") from None
+            raise ConfigError(f"{option('limits', {name: value})}: {exc}") from None
         if not math.isfinite(out[name]):
-            raise ConfigError(f"--limit {name}: {value!r} is not a finite number")
+            raise ConfigError(f"{option('limits', {name: value})}: {value!r} is not a finite number")
     return out
 
 
 def _split(item: str) -> tuple[str, str]:
     name, sep, value = item.partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise ConfigError(f"--limit expects NAME=VALUE, got {item!r}")
+        raise ConfigError(f"{option('limits')} expects NAME=VALUE, got {item!r}")
     return name.strip(), value.strip()

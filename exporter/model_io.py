@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter import tf as tfmod
-from exporter.config_scan import TRUST_HINT, find_problems, raise_custom, raise_unsafe, scan_config
+from exporter.config_scan import find_problems, raise_custom, raise_unsafe, scan_config, trust_hint
 from exporter.errors import ExporterError, ModelFileError, UnsafeModelError, UsageError
 from exporter.keras_archive import checked_copy, open_regular, show
 
@@ -65,7 +65,7 @@ def load_model(source, *, trust_model: bool = False, hint: str | None = None) ->
             letter case) or a SavedModel directory; or a `tf_keras.Model`.
         trust_model: Allow models whose loading can run code (Lambda layers, SavedModels,
             custom classes). Only for models from trusted sources. Default False.
-        hint: What a refusal tells the user to do. Default: how to use --trust-model.
+        hint: What a refusal tells the user to do. Default: how to trust the model (`trust_hint()`).
 
     Returns:
         A `LoadedModel`.
@@ -82,7 +82,7 @@ def load_model(source, *, trust_model: bool = False, hint: str | None = None) ->
             path = Path(source).expanduser()
         except (RuntimeError, ValueError, TypeError) as e:
             raise ModelFileError(f"bad model path {show(source)}: {e}") from e
-        return _load_path(path, trust_model, hint or TRUST_HINT)
+        return _load_path(path, trust_model, hint)
     check_is_tf_keras(source)
     tf_keras = sys.modules.get("tf_keras")  # a tf_keras model implies it is imported
     if tf_keras is not None and isinstance(source, tfmod.keras().Model):
@@ -107,7 +107,7 @@ def check_is_tf_keras(model) -> None:
                                  f"{type(model).__qualname__}). {_KERAS3_HINT}")
 
 
-def _load_path(path: Path, trust: bool, hint: str) -> LoadedModel:
+def _load_path(path: Path, trust: bool, hint: str | None) -> LoadedModel:
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -132,7 +132,7 @@ def _load_path(path: Path, trust: bool, hint: str) -> LoadedModel:
     return LoadedModel(model, path, kind)
 
 
-def _scan(config, version, path: Path, trust: bool, hint: str) -> None:
+def _scan(config, version, path: Path, trust: bool, hint: str | None) -> None:
     """Unsafe findings first (exit 3), then Keras 3 (2), then custom classes (2)."""
     found = None if trust else find_problems(config)
     if found is not None:
@@ -142,7 +142,7 @@ def _scan(config, version, path: Path, trust: bool, hint: str) -> None:
         raise_custom(found.custom, show(path), hint)
 
 
-def _load_keras(path: Path, trust: bool, hint: str) -> LoadedModel:
+def _load_keras(path: Path, trust: bool, hint: str | None) -> LoadedModel:
     workdir = tempfile.mkdtemp(prefix="edgex-model-")
     try:
         copy = Path(workdir) / "model.keras"   # a lowercase suffix, as tf_keras insists
@@ -216,14 +216,14 @@ def _guarded_load(path: Path, trust: bool, load):
     return model
 
 
-def _load_savedmodel(path: Path, trust: bool, hint: str) -> LoadedModel:
+def _load_savedmodel(path: Path, trust: bool, hint: str | None) -> LoadedModel:
     if not any((path / n).is_file() for n in ("saved_model.pb", "saved_model.pbtxt")):
         raise ModelFileError(f"{show(path)} is a directory but not a SavedModel (no saved_model.pb)")
     if not trust:
         raise UnsafeModelError(
             f"refusing to load SavedModel {show(path)}: a SavedModel contains TensorFlow graphs and "
             "restored objects that can run arbitrary operations (read or write files, ...) when "
-            f"loaded, and edgex cannot check them. {hint}")
+            f"loaded, and edgex cannot check them. {hint or trust_hint()}")
     model = _guarded_load(path, True, lambda: tfmod.keras().models.load_model(str(path), compile=False))
     return LoadedModel(model, path, "savedmodel")
 

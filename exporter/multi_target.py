@@ -28,6 +28,7 @@ from exporter import progress as progress_mod
 from exporter import steps
 from exporter.errors import UsageError
 from exporter.inputs import read_data
+from exporter.option_names import option
 from exporter.request import ExportArgs, Output, Sources
 
 __all__ = ["ExportArgs", "Output", "Sources", "build_key", "export_targets", "target_args"]
@@ -55,8 +56,8 @@ def target_args(args: ExportArgs, targets: list[str]) -> list[ExportArgs]:
     if twice:
         raise UsageError(f"target {', '.join(twice)} given more than once; each target gets one bundle")
     if args.profile is not None:
-        raise UsageError("--profile names one device; with several targets each uses its default profile "
-                         "(export to one target to choose its profile)")
+        raise UsageError(f"{option('profile')} names one device; with several targets each uses its default "
+                         "profile (export to one target to choose its profile)")
     options = dict(args.target_options or {})
     takes = {t: set(options) <= set(get_target(t).Options.model_fields) for t in targets}
     if options and not any(takes.values()):

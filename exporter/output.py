@@ -35,6 +35,7 @@ from pathlib import Path
 from exporter.archive import ZIP_ERRORS
 from exporter.errors import IntegrityError, UsageError
 from exporter.manifest import HIL_DIR, MANIFEST, MAX_MANIFEST_BYTES, is_hil_run, parse_manifest
+from exporter.option_names import option
 from exporter.safe_read import read_bounded
 from exporter.temps import name_max, remove_path, temp_path
 
@@ -125,8 +126,9 @@ def check_output(out, make_zip: bool = False, force: bool = False) -> OutputPlan
     plan = OutputPlan(out=out)
     if make_zip:
         if out.name.lower().endswith(".zip"):
-            raise UsageError(f"--out {out} already ends in .zip; --zip writes OUT.zip beside the folder OUT, so give "
-                             f"--out {out.with_name(out.name[:-4]) if len(out.name) > 4 else 'NAME'} instead")
+            instead = out.with_name(out.name[:-4]) if len(out.name) > 4 else "NAME"
+            raise UsageError(f"{option('out', out)} already ends in .zip; {option('make_zip')} writes OUT.zip beside "
+                             f"the folder OUT, so give {option('out', instead)} instead")
         plan.zip = zip_path(out)
         _check_name(plan.zip, name_max(folder))
         _check_zip_target(plan.zip)
@@ -137,19 +139,19 @@ def check_output(out, make_zip: bool = False, force: bool = False) -> OutputPlan
 def _check_name(path: Path, limit: int) -> None:
     size = len(os.fsencode(path.name))
     if size > limit:
-        raise UsageError(f"--out: the name {path.name[:40]}… is {size} bytes, over this file system's limit of "
-                         f"{limit}; choose a shorter name")
+        raise UsageError(f"the name {path.name[:40]}… in {option('out')} is {size} bytes, over this file system's "
+                         f"limit of {limit}; choose a shorter name")
 
 
 def _check_path(out: Path) -> Path:
     text = os.fspath(out)
     if "\0" in text:
-        raise UsageError("--out contains a NUL byte")
+        raise UsageError(f"{option('out')} contains a NUL byte")
     if out.name in ("", ".", ".."):
-        raise UsageError(f"--out {out}: give the bundle folder a name")
+        raise UsageError(f"{option('out', out)}: give the bundle folder a name")
     size = len(os.fsencode(text))
     if size + _PATH_ROOM > _PATH_MAX:
-        raise UsageError(f"--out path is {size:,} bytes; paths of bundles must stay under "
+        raise UsageError(f"{option('out')} is a path of {size:,} bytes; paths of bundles must stay under "
                          f"{_PATH_MAX - _PATH_ROOM:,} bytes: choose a shorter one")
     folder = out.parent
     while True:                                   # the nearest existing ancestor must be a folder
@@ -162,9 +164,9 @@ def _check_path(out: Path) -> Path:
             if exc.errno == errno.ENAMETOOLONG:   # named below, with the limit
                 folder = folder.parent
                 continue
-            raise UsageError(f"--out {out}: cannot use {folder}: {reason(exc)}") from None
+            raise UsageError(f"{option('out', out)}: cannot use {folder}: {reason(exc)}") from None
         if not stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"--out {out}: {folder} is a {file_kind(st.st_mode)}, not a folder")
+            raise UsageError(f"{option('out', out)}: {folder} is a {file_kind(st.st_mode)}, not a folder")
         break
     limit = name_max(folder)
     for part in out.parts[1:]:
@@ -179,10 +181,10 @@ def _probe(folder: Path, out: Path) -> None:
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write in {folder}: {reason(exc)}") from None
+        raise UsageError(f"{option('out', out)}: cannot write in {folder}: {reason(exc)}") from None
     remove_path(probe)
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: cannot write in {folder}: not writable")
+        raise UsageError(f"{option('out', out)}: cannot write in {folder}: not writable")
 
 
 def _check_zip_target(path: Path) -> None:
@@ -191,9 +193,9 @@ def _check_zip_target(path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise UsageError(f"--zip: cannot use {path}: {reason(exc)}") from None
+        raise UsageError(f"{option('make_zip')}: cannot use {path}: {reason(exc)}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"--zip would replace {path}, which is a {file_kind(st.st_mode)}; refusing")
+        raise UsageError(f"{option('make_zip')} would replace {path}, which is a {file_kind(st.st_mode)}; refusing")
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo(MANIFEST)
@@ -206,8 +208,8 @@ def _check_zip_target(path: Path) -> None:
         problem = str(exc).replace("its: ", "its ", 1)
     except ZIP_ERRORS as exc:
         problem = f"not a readable zip holding a {MANIFEST}: {type(exc).__name__}"
-    raise UsageError(f"--zip would replace {path}, which is not an edgex bundle archive ({problem}); "
-                     "refusing: move it away or choose another --out")
+    raise UsageError(f"{option('make_zip')} would replace {path}, which is not an edgex bundle archive ({problem}); "
+                     f"refusing: move it away or choose another {option('out')}")
 
 
 def _old_manifest(out: Path) -> dict | None:
@@ -219,17 +221,17 @@ def _old_manifest(out: Path) -> dict | None:
         with os.scandir(out) as it:
             if next(it, None) is None:
                 return None
-        raise UsageError(f"--out {out} is a non-empty folder that is not an edgex bundle (no {MANIFEST}); "
+        raise UsageError(f"{option('out', out)} is a non-empty folder that is not an edgex bundle (no {MANIFEST}); "
                          "refusing to replace it") from None
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"--out {out} is not an edgex bundle (its {MANIFEST} is a {file_kind(st.st_mode)}); "
+        raise UsageError(f"{option('out', out)} is not an edgex bundle (its {MANIFEST} is a {file_kind(st.st_mode)}); "
                          "refusing to replace it")
     raw = read_bounded(path, limit=MAX_MANIFEST_BYTES, what="manifest", error=UsageError)
     try:
-        return parse_manifest(raw, f"--out {out}", require_tag=True)
+        return parse_manifest(raw, option("out", out), require_tag=True)
     except IntegrityError as exc:
-        raise UsageError(f"{exc}; it is not an edgex bundle, so it is never replaced: choose another --out, or "
-                         "delete it yourself") from None
+        raise UsageError(f"{exc}; it is not an edgex bundle, so it is never replaced: choose another "
+                         f"{option('out')}, or delete it yourself") from None
 
 
 def _shown(names: list[str]) -> str:
@@ -252,9 +254,9 @@ def _existing_bundle(out: Path, force: bool) -> list[str]:
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise UsageError(f"--out {out}: {reason(exc)}") from None
+        raise UsageError(f"{option('out', out)}: {reason(exc)}") from None
     if not stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"--out {out} exists and is a {file_kind(st.st_mode)}, not a bundle folder; "
+        raise UsageError(f"{option('out', out)} exists and is a {file_kind(st.st_mode)}, not a bundle folder; "
                          "refusing to replace it")
     try:
         manifest = _old_manifest(out)
@@ -262,21 +264,21 @@ def _existing_bundle(out: Path, force: bool) -> list[str]:
             return []
         entries = walk(out)
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot read the existing bundle: {reason(exc)}") from None
+        raise UsageError(f"{option('out', out)}: cannot read the existing bundle: {reason(exc)}") from None
     listed = manifest["files"]
     runs = sorted(n for n, k in entries.items() if k == "file" and is_hil_run(n))
     added = _added(entries, listed)
     missing = sorted(n for n in listed if entries.get(n) != "file")
     special = [f"{n} ({entries[n]})" for n in added if entries[n] not in ("file", "directory", "symlink")]
     if special:
-        raise UsageError(f"--out {out} is an edgex bundle holding files edgex cannot keep: {_shown(special)}; "
+        raise UsageError(f"{option('out', out)} is an edgex bundle holding files edgex cannot keep: {_shown(special)}; "
                          "move them away first")
     if (added or missing) and not force:
         parts = [f"files that are not part of it: {_shown(added)}"] if added else []
         parts += [f"changes to its own files (missing or not regular: {_shown(missing)})"] if missing else []
-        raise UsageError(f"--out {out} is an edgex bundle with {' and '.join(parts)}. Move them away, or pass "
-                         "--force to replace the bundle while keeping added files (they are carried into the new "
-                         "bundle, never deleted; `edgex verify` will still name them)")
+        raise UsageError(f"{option('out', out)} is an edgex bundle with {' and '.join(parts)}. Move them away, or "
+                         f"pass {option('force')} to replace the bundle while keeping added files (they are carried "
+                         "into the new bundle, never deleted; `edgex verify` will still name them)")
     return runs + (added if force else [])
 
 

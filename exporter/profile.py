@@ -28,6 +28,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from exporter.errors import ConfigError
+from exporter.option_names import option
 from exporter.safe_read import load_yaml_file
 from exporter.limits import LIMIT_UNITS, LIMITS, LimitSpec, Limits, parse_limit_overrides  # noqa: F401 (re-exported)
 from exporter.units import ByteSize, FiniteFloat
@@ -173,7 +174,7 @@ class DeviceProfile(_Strict):
             limits = Limits.model_validate({**self.limits.model_dump(), **overrides})
         except ValidationError as exc:
             raise ConfigError("invalid profile\n  " + "\n  ".join(
-                validation_lines(exc, "--limit", prefix="limits"))) from None
+                validation_lines(exc, option("limits"), prefix="limits"))) from None
         return self.model_copy(update={"limits": limits})
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exporter.errors import UsageError
+from exporter.option_names import option
 
 if TYPE_CHECKING:
     from exporter.profile import DeviceProfile
@@ -105,13 +106,18 @@ def _with_demo(sources: Sources) -> Sources:
     if not sources.demo:
         return sources
     if sources.model is not None:
-        raise UsageError("give either a model or --demo, not both")
+        raise UsageError(f"give either a model or {option('demo')}, not both")
     from exporter.demo import load_demo
 
     d = load_demo()
-    return Sources(model=d.model_path, calib=sources.calib or d.calib, eval=sources.eval or d.eval,
-                   labels=sources.labels or d.labels, train=sources.train or d.train,
+    return Sources(model=d.model_path, calib=_or(sources.calib, d.calib), eval=_or(sources.eval, d.eval),
+                   labels=_or(sources.labels, d.labels), train=_or(sources.train, d.train),
                    trust_model=sources.trust_model, demo=True)
+
+
+def _or(given, default):
+    """`given` unless it is None (not `or`: a NumPy array has no truth value)."""
+    return default if given is None else given
 
 
 def resolve(args: ExportArgs) -> ExportRequest:
@@ -144,7 +150,8 @@ def resolve(args: ExportArgs) -> ExportRequest:
         profile = profile.with_limits(parse_limit_overrides(args.limits))
     sources = _with_demo(args.sources)
     if sources.model is None:
-        raise UsageError("no model given: pass MODEL (.keras, .h5, SavedModel dir or .tflite) or --demo")
+        raise UsageError(f"no model given: pass {option('model')} (.keras, .h5, SavedModel dir or .tflite) or "
+                         f"{option('demo')}")
     recipe = _recipe(args.recipe, target)
     return ExportRequest(target=target, options=options, profile=profile, policy=policy, recipe=recipe,
                          stages=recipe.build(), quantize=args.quantize, sources=sources, output=args.output)

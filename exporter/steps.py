@@ -35,6 +35,7 @@ from exporter import __version__
 from exporter import progress as progress_mod
 from exporter.errors import UsageError
 from exporter.inputs import Inputs, check_data, load
+from exporter.option_names import option
 from exporter.request import ExportArgs, ExportRequest, Output, Sources, resolve
 
 if TYPE_CHECKING:
@@ -131,12 +132,15 @@ def skipped_note(stage: str, skipped: list[dict], *, shown: int = 3) -> str:
         shown: how many layers are named (a few) or layer classes counted (many) before "…".
 
     Returns:
-        The note, e.g. "prune: skipped 69 layers (BatchNormalization ×35, …); --skip-layer to choose".
+        The note, e.g. "prune: skipped 69 layers (BatchNormalization ×35, …); --skip-layer to choose"
+        (from the `edgex` command; called from Python it names the recipe's skip_layers instead).
 
     Example:
         >>> skipped_note("prune", [{"layer": f"bn{i}", "class": "BatchNormalization"} for i in range(5)])
-        'prune: skipped 5 layers (BatchNormalization ×5); --skip-layer to choose'
-        >>> skipped_note("prune", [{"layer": "conv2d", "class": "Conv2D", "reason": "RGB input"}])
+        "prune: skipped 5 layers (BatchNormalization ×5); the recipe's skip_layers to choose"
+        >>> from exporter.option_names import calling
+        >>> with calling("cli"):
+        ...     skipped_note("prune", [{"layer": "conv2d", "class": "Conv2D", "reason": "RGB input"}])
         'prune: skipped 1 layer (conv2d: Conv2D, RGB input); --skip-layer to choose'
     """
     from collections import Counter
@@ -149,7 +153,7 @@ def skipped_note(stage: str, skipped: list[dict], *, shown: int = 3) -> str:
         counts = Counter(k["class"] for k in skipped).most_common()
         parts = [f"{name} ×{n}" for name, n in counts[:shown]] + (["…"] if len(counts) > shown else [])
     noun = "layer" if len(skipped) == 1 else "layers"
-    return f"{stage}: skipped {len(skipped)} {noun} ({', '.join(parts)}); --skip-layer to choose"
+    return f"{stage}: skipped {len(skipped)} {noun} ({', '.join(parts)}); {option('skip_layers')} to choose"
 
 
 def build(request: ExportRequest, inputs: Inputs) -> Built:
@@ -210,9 +214,9 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
                           converted_from=built.converted_from)
     measured = target.measure(artifacts)
     no_reference = ("no original model to compare with (the input is a .tflite)" if inputs.is_tflite
-                    else "no evaluation data (--eval / eval=)" if inputs.eval is None else None)
+                    else f"no evaluation data ({option('eval')})" if inputs.eval is None else None)
     skipped = {"accuracy_drop": "no original model to compare with" if inputs.is_tflite and inputs.eval is not None
-               else "no evaluation data (--eval / eval=)"}
+               else f"no evaluation data ({option('eval')})"}
     if no_reference:
         skipped |= {"agreement": no_reference, "fidelity": no_reference}
     elif "top1_agreement" not in measured.figures:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from exporter.errors import ConfigError, PreflightError, UsageError
+from exporter.option_names import option
 from exporter.registry import Registry
 from exporter.validation import validation_lines
 
@@ -103,7 +104,7 @@ class QuantizationPolicy:
         if requested is None:
             return self.preferred
         if requested not in self.allowed:
-            raise UsageError(f"--quantize {requested} is not allowed on this profile: its runtime takes only "
+            raise UsageError(f"{option('quantize', requested)} is not allowed on this profile: its runtime takes only "
                              f"{', '.join(self.allowed)} models (allowed: {', '.join(self.allowed)}; "
                              f"preferred: {self.preferred})")
         return requested

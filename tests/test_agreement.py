@@ -113,4 +113,4 @@ def test_agreement_skips_with_the_reason_without_eval_data(tiny_model, tiny_data
                              progress=False)
     checks = {c.name: c for c in report.checks}
     assert checks["agreement"].status == checks["fidelity"].status == "skip"
-    assert checks["agreement"].note == "no evaluation data (--eval / eval=)" and report.passed
+    assert checks["agreement"].note == "no evaluation data (eval=)" and report.passed

@@ -288,7 +288,7 @@ def test_custom_classes_stay_exit_2(base, tmp_path, module, cls):
     def mutate(config):
         config["config"]["layers"][3].update(module=module, class_name=cls, registered_name=None)
     path = _rewrite_keras(base / "base.keras", tmp_path / "custom.keras", mutate)
-    with pytest.raises(ModelFileError, match=rf"custom classes .*{cls}.* at \$.config.layers\[3\].*--trust-model"):
+    with pytest.raises(ModelFileError, match=rf"custom classes .*{cls}.* at \$.config.layers\[3\].*trust_model=True"):
         load_model(path)
 
 
@@ -304,8 +304,8 @@ def test_student_is_scanned_and_never_trusted(base, keras, tmp_path):
         get_stage("distill")({"student": str(student)})._load_student(teacher)
     msg = str(excinfo.value)
     assert excinfo.value.exit_code == 3 and "tf.io.write_file at $.config.layers[4]" in msg
-    assert "applies only to the model being exported" in msg and "pass --trust-model" not in msg
-    assert "--distill WIDTH" in msg and not target.exists()
+    assert "applies only to the model being exported" in msg and "pass trust_model=True" not in msg
+    assert "the distill stage's width" in msg and "--" not in msg and not target.exists()
 
 
 # Unit checks and fuzzing ------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def test_stage_that_makes_no_sense_is_refused_before_work(tmp_path):
 
 
 def test_fine_tuning_needs_training_data(tiny_model, tiny_data):
-    with pytest.raises(DataError, match="--train"):
+    with pytest.raises(DataError, match="train='train.npz'"):
         exporter.export(tiny_model, calib=tiny_data[0], recipe={"stages": [{"type": "prune",
                                                                             "config": {"sparsity": 0.5}}]},
                         progress=False)

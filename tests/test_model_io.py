@@ -78,7 +78,7 @@ def files(tmp_path_factory, keras):
 def _assert_unsafe(excinfo, *needles):
     err = excinfo.value
     assert err.exit_code == 3
-    for needle in ("--trust-model", *needles):
+    for needle in ("trust_model=True", *needles):
         assert needle in str(err)
 
 
@@ -370,7 +370,7 @@ def test_custom_class_needs_trust(files, tmp_path):
         dense.update(module="my_project.layers", class_name="FancyDense",
                      registered_name="my_project>FancyDense")
     path = _rewrite_keras(files["dir"] / "plain.keras", tmp_path / "c.keras", mutate)
-    with pytest.raises(ModelFileError, match="custom classes.*FancyDense.*--trust-model"):
+    with pytest.raises(ModelFileError, match="custom classes.*FancyDense.*trust_model=True"):
         load_model(path)
     with pytest.raises(ModelFileError, match="could not load .*c.keras: "):
         load_model(path, trust_model=True)  # tf_keras cannot import my_project

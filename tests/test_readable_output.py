@@ -12,6 +12,7 @@ import pytest
 import exporter
 from exporter import progress
 from exporter.config_text import config_inline, config_lines
+from exporter.option_names import calling
 from exporter.report_html import render_html
 from exporter.steps import skipped_note
 from tests.test_cli import run
@@ -57,14 +58,18 @@ def test_skipped_note_counts_classes_for_many_layers():
                 for i in range(35)] + [{"layer": f"dw{i}", "class": "DepthwiseConv2D"} for i in range(17)]
                + [{"layer": f"r{i}", "class": c} for i, c in enumerate(["ReLU"] * 10 + ["Add"] * 7)])
     assert skipped_note("prune", skipped) == ("prune: skipped 69 layers (BatchNormalization ×35, "
-                                              "DepthwiseConv2D ×17, ReLU ×10, …); --skip-layer to choose")
+                                              "DepthwiseConv2D ×17, ReLU ×10, …); "
+                                              "the recipe's skip_layers to choose")
+    with calling("cli"):
+        assert skipped_note("prune", skipped[:1]) == ("prune: skipped 1 layer (bn0: BatchNormalization, "
+                                                      "no weights to prune); --skip-layer to choose")
 
 
 def test_many_skipped_layers_are_one_note_and_all_in_the_report(pruned):
     report, out, err = pruned
     prune_notes = [n for n in report.notes if n.startswith("prune:")]
     assert prune_notes == [n for n in prune_notes if "BatchNormalization ×6" in n] and len(prune_notes) == 1
-    assert "--skip-layer to choose" in prune_notes[0]
+    assert "the recipe's skip_layers to choose" in prune_notes[0]      # exported from Python
     names = [f"bn{i}" for i in range(N_BN)]
     md = (out / "report.md").read_text()
     page = (out / "report.html").read_text()

@@ -34,7 +34,7 @@ def test_each_step_hands_the_next_one_its_dataclass(tiny_model, tiny_data, tmp_p
 def test_resolve_checks_arguments_before_loading_anything(tmp_path):
     with pytest.raises(UsageError, match="no model given"):
         steps.resolve(steps.ExportArgs())
-    with pytest.raises(UsageError, match="either a model or --demo"):
+    with pytest.raises(UsageError, match="either a model or demo=True"):
         steps.resolve(steps.ExportArgs(sources=steps.Sources(model="m.keras", demo=True)))
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError):

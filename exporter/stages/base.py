@@ -31,6 +31,7 @@ from typing import ClassVar
 from pydantic import ValidationError
 
 from exporter.errors import ConfigError, ConversionError, UsageError
+from exporter.option_names import option
 from exporter.registry import Registry
 from exporter.stages.config import StageConfig
 from exporter.stages.selection import (GLOBAL_SKIP, LayerSelection, check_selection, nothing_left,
@@ -211,7 +212,7 @@ class Stage(ABC):
         """
         if self.int8_only and mode != "int8":
             raise UsageError(f"stage {self.name!r} trains for int8 inference, but the conversion mode is {mode}: "
-                             "use --quantize int8 (or drop the stage)")
+                             f"use {option('quantize', 'int8')} (or drop the stage)")
 
     def check_model(self, model, ctx: StageContext) -> None:
         """Refuse, before any stage runs, a selection naming layers or classes `model` lacks.

@@ -16,7 +16,7 @@ Example:
     >>> convert(model, ConvertConfig(mode="int8"), calib=demo.calib.x[:10])
     Traceback (most recent call last):
     ...
-    exporter.errors.DataError: int8 needs at least 32 calibration samples (--calib); got 10
+    exporter.errors.DataError: int8 needs at least 32 calibration samples (calib=); got 10
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exporter import tf as tfmod
 from exporter.errors import ConversionError, DataError
+from exporter.option_names import option
 from exporter.progress import progress, quiet_native_stderr
 
 
@@ -52,7 +53,8 @@ def _configure(converter, tf, config: ConvertConfig, calib: np.ndarray | None):
         if calib is None or len(calib) < config.min_calibration_samples:
             got = 0 if calib is None else len(calib)
             raise DataError(
-                f"int8 needs at least {config.min_calibration_samples} calibration samples (--calib); got {got}")
+                f"int8 needs at least {config.min_calibration_samples} calibration samples ({option('calib')}); "
+                f"got {got}")
         samples = calib[: config.calibration_samples].astype(np.float32)
 
         def representative():

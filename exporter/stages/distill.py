@@ -47,6 +47,7 @@ from pydantic_core import PydanticCustomError
 from exporter import tf as tfmod
 from exporter.data import Dataset, check_labels
 from exporter.errors import ConfigError, ConversionError, ExporterError
+from exporter.option_names import option
 from exporter.progress import progress
 from exporter.stages import training
 from exporter.stages.base import Family, Stage, StageConfig, StageContext, StageResult, check_plain_model, register
@@ -54,10 +55,14 @@ from exporter.stages.student import derive_student
 
 _EPS = 1e-7
 DEFAULT_EPOCHS = 25   # README `--demo --distill 0.5 --qat`: drop 0.56 pt at 25 (1.11 at 10, 15 and 30; 0.83 at 20)
-_STUDENT_HINT = ("A student model is always loaded with these checks: --trust-model applies only to the "
-                 "model being exported, never to --student. Rebuild the student from standard tf_keras "
-                 "layers (no Lambda layers, custom classes or SavedModels) and save it as .keras or .h5, "
-                 "or let edgex derive one with --distill WIDTH.")
+
+
+def _student_hint() -> str:
+    """What a refused student tells the user, naming options as the caller spells them."""
+    return (f"A student model is always loaded with these checks: {option('trust_model')} applies only to the "
+            f"model being exported, never to {option('student')}. Rebuild the student from standard tf_keras "
+            "layers (no Lambda layers, custom classes or SavedModels) and save it as .keras or .h5, "
+            f"or let edgex derive one with {option('distill')}.")
 
 
 class DistillConfig(StageConfig):
@@ -229,7 +234,7 @@ class DistillStage(Stage):
         from exporter.model_io import load_model
 
         try:   # never trusted: --trust-model covers the exported model only
-            student = load_model(self.config.student, trust_model=False, hint=_STUDENT_HINT).model
+            student = load_model(self.config.student, trust_model=False, hint=_student_hint()).model
         except ExporterError as exc:   # keep the class (and exit code) of e.g. UnsafeModelError
             raise type(exc)(f"stage 'distill': cannot use student {self.config.student}: {exc}") from exc
         if student is None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from exporter.errors import ConfigError, ConversionError
+from exporter.option_names import option, spelled
 from exporter.stages.config import StageConfig
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def check_selection(model, selection: LayerSelection, global_skip, *, stage: str
     """
     by_name = {layer.name: layer for layer in model.layers}
     for where, names in (("layers", selection.layers), ("skip_layers", selection.skip_layers),
-                         ("--skip-layer (the recipe's skip_layers)", tuple(global_skip))):
+                         (_global_skip_label(), tuple(global_skip))):
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise ConfigError(f"stage {stage!r}: {where}: no layer named {_named(unknown, list(by_name))}; "
@@ -92,6 +93,11 @@ def check_selection(model, selection: LayerSelection, global_skip, *, stage: str
     if unknown:
         raise ConfigError(f"stage {stage!r}: layer_types: {_named(unknown, classes)} is neither a class of the "
                           f"model's layers nor a tf_keras layer class; the model has {', '.join(classes)}")
+
+
+def _global_skip_label() -> str:
+    """Where the global skip list comes from: `--skip-layer` or the recipe on the CLI, the recipe in Python."""
+    return spelled(cli=f"{option('skip_layers')} (the recipe's skip_layers)", api=option("skip_layers"))
 
 
 def _keras_layer_class(name: str) -> bool:
@@ -220,10 +226,11 @@ def refuse_unsupported(stage: str, bad: list[dict]) -> None:
         bad: {"layer", "class"} entries; nothing happens when it is empty.
 
     Raises:
-        ConversionError: naming each layer and class and the `--skip-layer` flags that skip them.
+        ConversionError: naming each layer and class and how to skip them (`--skip-layer` on the CLI,
+            the recipe's `skip_layers` in Python).
     """
     if bad:
         listed = ", ".join(f"{b['layer']} ({b['class']})" for b in bad)
-        flags = " ".join(f"--skip-layer {b['layer']}" for b in bad)
-        raise ConversionError(f"stage {stage!r} cannot handle these layers: {listed}. "
-                              f"Skip them with {flags} (or `skip_layers` in the recipe)")
+        skip = option("skip_layers", [b["layer"] for b in bad])
+        also = spelled(cli=" (or `skip_layers` in the recipe)", api="")
+        raise ConversionError(f"stage {stage!r} cannot handle these layers: {listed}. Skip them with {skip}{also}")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exporter import tf as tfmod
 from exporter.errors import DataError
+from exporter.option_names import option
 from exporter.progress import progress
 
 
@@ -78,7 +79,8 @@ def split(ctx_train, config: TrainingConfig):
         DataError: no training data or no labels.
     """
     if ctx_train is None or ctx_train.y is None:
-        raise DataError("fine-tuning needs labelled training data: pass --train train.npz (arrays x and y)")
+        raise DataError(f"fine-tuning needs labelled training data: pass {option('train', 'train.npz')} "
+                        "(arrays x and y)")
     x, y = ctx_train.x, ctx_train.y
     n_val = int(len(x) * config.validation_split)
     if n_val == 0:

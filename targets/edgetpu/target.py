@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from exporter.errors import PreflightError
+from exporter.option_names import option
 from targets.base import Artifacts, Measured, Target, TargetOptions, register
 from targets.edgetpu.compiler import (COMPILER, INSTALL_COMMANDS, CompileResult, compile_command,
                                       compile_instructions, compiler_path)
@@ -79,7 +80,8 @@ def requirement_problems(graph, profile, mode: str, facts=None) -> list[str]:
     """
     problems = []
     if mode != "int8":
-        problems.append(f"conversion mode {mode}: the Edge TPU runs only full-integer int8 models (--quantize int8)")
+        problems.append(f"conversion mode {mode}: the Edge TPU runs only full-integer int8 models "
+                        f"({option('quantize', 'int8')})")
     if graph.subgraph_count != 1:
         problems.append(f"the model has {graph.subgraph_count} subgraphs (control flow); the Edge TPU compiler "
                         "takes a single subgraph")
@@ -204,9 +206,10 @@ class EdgeTpuTarget(Target):
         """The compiler on PATH, or None; refuses a missing one when the export requires compiling."""
         compiler = compiler_path()
         if options.require_compiled and compiler is None:
-            raise PreflightError(f"--require-compiled: {COMPILER} not found on PATH, so the model cannot be "
+            required = option("require_compiled")
+            raise PreflightError(f"{required}: {COMPILER} not found on PATH, so the model cannot be "
                                  "compiled for the Edge TPU here. Install it (x86-64 Debian/Ubuntu, Coral's apt "
-                                 f"repository: {'; '.join(INSTALL_COMMANDS)}) or drop --require-compiled to get "
+                                 f"repository: {'; '.join(INSTALL_COMMANDS)}) or drop {required} to get "
                                  "an uncompiled bundle with edgetpu/COMPILE.md")
         return compiler
 

@@ -163,7 +163,7 @@ def custom_model(keras):
 
 @pytest.mark.reliability(17)
 def test_cluster_refuses_unsupported_layer_and_skip_works(custom_model, make_ctx):
-    with pytest.raises(ConversionError, match=r"scale \(Scale\).*--skip-layer scale"):
+    with pytest.raises(ConversionError, match=r"scale \(Scale\).*skip_layers=\['scale'\] in the recipe"):
         ClusterStage({"clusters": 8}).apply(custom_model, make_ctx(epochs=1))
     result = ClusterStage({"clusters": 8}).apply(custom_model, make_ctx(skip=["scale"], epochs=1))
     assert [s["layer"] for s in result.skipped] == ["scale"]

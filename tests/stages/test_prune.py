@@ -197,7 +197,7 @@ def scaled_model(keras):
 def test_layer_tfmot_cannot_handle_is_refused_then_skippable(scaled_model, demo, stage, config):
     with pytest.raises(ConversionError) as err:
         stage(config).apply(scaled_model, context(demo, epochs=1))
-    assert "scale (Scale)" in str(err.value) and "--skip-layer scale" in str(err.value)
+    assert "scale (Scale)" in str(err.value) and "skip_layers=['scale'] in the recipe" in str(err.value)
     result = stage(config).apply(scaled_model, context(demo, epochs=1, skip=("scale",)))
     assert result.skipped == [{"layer": "scale", "class": "Scale", "reason": "skipped by --skip-layer"}]
     assert zeros(result.model.get_layer("out").kernel.numpy()) == pytest.approx(0.5, abs=0.01)

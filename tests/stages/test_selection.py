@@ -64,7 +64,7 @@ def test_default_selection_is_every_layer_with_weights_and_refuses_what_the_stag
     with pytest.raises(ConversionError) as err:
         select(model)
     assert "stage 'toy' cannot handle these layers: scale (" in str(err.value)
-    assert "--skip-layer scale" in str(err.value)
+    assert "Skip them with skip_layers=['scale'] in the recipe" in str(err.value)   # called from Python
 
 
 def test_global_skip_and_left_alone_layers_are_listed_with_their_reason_in_model_order(model):
@@ -102,7 +102,7 @@ def test_every_layer_but_the_input_when_weights_are_not_required(model):
     ((), {"layers": ("hed",)}, ["layers: no layer named 'hed' (did you mean 'head'?)",
                                 "the model's layers: pixels, conv, bn, relu, scale, flat, head"]),
     ((), {"skip_layers": ("conv", "nope")}, ["skip_layers: no layer named 'nope';"]),
-    (("sclae",), {}, ["--skip-layer (the recipe's skip_layers): no layer named 'sclae' (did you mean 'scale'?)"]),
+    (("sclae",), {}, ["the recipe's skip_layers: no layer named 'sclae' (did you mean 'scale'?)"]),
     ((), {"layer_types": ("Conv2d", "LSTM")}, ["layer_types: 'Conv2d' (did you mean 'Conv2D'?) is neither a class "
                                                "of the model's layers nor a tf_keras layer class",
                                                "the model has BatchNormalization, Conv2D, Dense"]),
@@ -132,7 +132,7 @@ def no_training(monkeypatch):
     ({"layers": ["hed"]}, (), ["stage '{name}': layers: no layer named 'hed' (did you mean 'head'?)",
                                "the model's layers: pixels, conv"]),
     ({"skip_layers": ["bnn"]}, (), ["stage '{name}': skip_layers: no layer named 'bnn' (did you mean 'bn'?)"]),
-    ({}, ("sclae",), ["stage '{name}': --skip-layer (the recipe's skip_layers): no layer named 'sclae'"]),
+    ({}, ("sclae",), ["stage '{name}': the recipe's skip_layers: no layer named 'sclae'"]),
     ({"layer_types": ["Lstm"]}, (), ["stage '{name}': layer_types: 'Lstm' is neither a class of the model's"]),
 ])
 def test_every_stage_refuses_unknown_names_before_any_work(model, name, selection, skip, words):
@@ -151,7 +151,7 @@ def test_every_stage_refuses_what_it_cannot_handle_and_skips_what_it_is_told(mod
         with pytest.raises(ConversionError) as err:
             stage.apply(model, ctx())
         for layer in CANNOT[name]:
-            assert f"--skip-layer {layer}" in str(err.value)
+            assert f"skip_layers={list(CANNOT[name])!r} in the recipe" in str(err.value)
     result = stage.apply(model, ctx(skip=CANNOT[name]))
     reasons = {s["layer"]: s["reason"] for s in result.skipped}
     assert reasons == {**LEFT_ALONE[name], **{layer: GLOBAL_SKIP for layer in CANNOT[name]},
