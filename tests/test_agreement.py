@@ -59,6 +59,26 @@ def test_zero_agreement_fails_though_accuracy_is_unchanged(tie_model, tmp_path):
 
 
 @pytest.mark.reliability(43)
+def test_the_issues_mobilenetv2_case_exits_1_naming_agreement(keras, tmp_path):
+    """A MobileNetV2 (alpha 0.35, 96x96) whose Keras top-1 is class 3 and whose int8 top-1 is class 0."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+    kernel, bias = model.layers[-1].get_weights()
+    bias[:] = 0
+    bias[3] = 1e-4                          # the float softmax favours 3 by a hair; int8 outputs tie
+    model.layers[-1].set_weights([np.zeros_like(kernel), bias])
+    model.save(tmp_path / "mnv2.keras")
+    x = np.random.default_rng(0).random((64, 96, 96, 3), dtype=np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    np.savez(tmp_path / "eval.npz", x=x, y=np.array([3, 0] * 32))
+    result = run(["export", str(tmp_path / "mnv2.keras"), "--target", "android", "--calib", str(tmp_path / "calib.npz"),
+                  "--eval", str(tmp_path / "eval.npz"), "--out", str(tmp_path / "b"), "--json"])
+    assert result.exit_code == 1 and "agreement" in result.stderr, result.stderr
+    m = json.loads(result.stdout)["measurements"]
+    assert m["top1_agreement"]["value"] == 0 and m["accuracy"]["value"] == m["accuracy_original"]["value"] == 50
+
+
+@pytest.mark.reliability(43)
 def test_demo_passes_its_agreement_check(demo_bundle):
     report, out = demo_bundle
     check = next(c for c in report.checks if c.name == "agreement")
