@@ -27,39 +27,37 @@ __all__ = ["export", "inspect", "library_versions", "run_steps", "verify"]
 def export(model=None, *, target: str | None = None, profile=None, calib=None, eval=None, labels=None,
            out=None, quantize: str | None = None, limits=None, trust_model: bool = False,
            make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None,
-           target_options: dict | None = None, force: bool = False, targets: list[str] | None = None):
+           target_options: dict | None = None, force: bool = False, targets: list[str] | None = None,
+           normalize: str | None = None, input_shapes=None, label_output: str | None = None):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
-    The work is done by the named steps of exporter/steps.py: resolve → load → check data → build →
-    assess → package.
+    The work is done by the named steps of exporter/steps.py: resolve → load → check data → prove
+    bridge (Keras 3 models) → build → assess → package.
 
     Args:
-        model: path to .keras/.h5/SavedModel/.tflite, or a tf_keras model. None with `demo=True`.
+        model: a .keras/.h5/SavedModel/.tflite path, a tf_keras or Keras 3 model (exporter/keras3/); None with `demo=True`.
         target: registered target name (`edgex targets`). Default "android".
-        targets: several target names instead of `target` (see exporter/multi_target.py): one
-            conversion per distinct (recipe, mode, I/O dtype), bundles in `<out>/<target>`, each
-            target on its default profile. Returns a list of Reports. Default None (one target).
+        targets: several targets instead of `target` (exporter/multi_target.py): one conversion per distinct
+            (recipe, mode, I/O dtype), bundles in `<out>/<target>` on default profiles; returns a list of Reports.
         profile: profile name or YAML path. Default: the target's default profile.
-        calib: calibration data (.npz/.npy path, array, or (x, y)); needed for int8.
-        eval: evaluation data; with labels it gives top-1 accuracy, without it output fidelity.
+        calib, eval, train: calibration (needed for int8), evaluation (labels give top-1 accuracy) and
+            labelled training data (for stages that fine-tune): an .npz/.npy path, arrays, (x, y), or a
+            folder of PNG/JPEG/BMP images, flat or one sub-folder per class (exporter/image_folder.py).
+            Several inputs take one array each (exporter/input_arrays.py).
         labels: class names, a labels.txt path or a list; copied into the bundle.
-        out: bundle directory (with `targets`: the folder of the bundles); None writes no bundle. An
-            existing edgex bundle there is replaced; anything else is refused (exit 2) before any work.
+        out: bundle directory (with `targets`: their folder); None writes none. Only an edgex bundle is replaced.
         quantize: float32 | float16 | dynamic | int8. Default: the profile's preferred mode.
         limits: overrides, {"model_size": "1KB"} or ["latency=12ms"].
         trust_model: allow models whose loading can run code (Lambda layers, SavedModel).
         make_zip: also write `<out>.zip` (the full name plus ".zip": `android-1.2.zip`).
         demo: use the built-in digits CNN and its data (its training split feeds fine-tuning).
-        progress: show progress bars on stderr during this call (the setting before it is restored
-            afterwards). Default True.
-        recipe: the stages to run before conversion: a `Recipe`, a dict, a YAML path or a bundle
-            (its manifest's recipe). Default: the target's default recipe.
-        train: labelled training data for stages that fine-tune (.npz path, (x, y) or Dataset).
-        target_options: options the target takes (its `Options` model, checked before any work), e.g.
-            `{"require_compiled": True}` for the Edge TPU: a bundle its compiler could not make is an
-            error instead of an uncompiled bundle. Default: the target's defaults.
-        force: keep files a user added inside the existing bundle at `out` (they are carried into
-            the new bundle, never deleted) instead of refusing to replace it. Default False.
+        progress: progress bars on stderr during this call (restored afterwards). Default True.
+        recipe: the stages before conversion: a `Recipe`, a dict, a YAML path or a bundle (its manifest's recipe).
+        target_options: the target's typed options, e.g. `{"require_compiled": True}` for the Edge TPU.
+        force: carry files a user added inside the bundle at `out` into the new one instead of refusing.
+        normalize: image folders' pixels as "unit" (0..1, default), "signed" (-1..1), "imagenet" or "raw" (0..255).
+        input_shapes: the shape for dynamic input dims: `(1, 50, 4)` or `{"NAME": (1, 50, 4)}` (exporter/input_shapes.py).
+        label_output: with several outputs, the one the labels are for (accuracy, agreement). Default: the first.
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
@@ -74,7 +72,8 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
         raise UsageError("give either target or targets, not both")
     args = steps.ExportArgs(
         sources=steps.Sources(model=model, calib=calib, eval=eval, labels=labels, train=train,
-                              trust_model=trust_model, demo=demo),
+                              trust_model=trust_model, demo=demo, normalize=normalize, input_shapes=input_shapes,
+                              label_output=label_output),
         output=steps.Output(out=out, make_zip=make_zip, force=force),
         target=target or "android", profile=profile, quantize=quantize, limits=limits, recipe=recipe,
         target_options=target_options)
@@ -99,7 +98,7 @@ def run_steps(args: steps.ExportArgs):
         ExporterError: a subclass carrying the exit code (see exporter.errors).
     """
     request = steps.resolve(args)
-    inputs = steps.check_data(request, steps.load(request))
+    inputs = steps.prove_bridge(steps.check_data(request, steps.load(request)))
     built = steps.build(request, inputs)
     assessment = steps.assess(request, inputs, built)
     report = steps.make_report(request, inputs, built, assessment)
@@ -108,19 +107,30 @@ def run_steps(args: steps.ExportArgs):
     return report
 
 
-def inspect(model_path):
+def inspect(model_path, input_shapes=None):
     """Parse a .tflite file and return its Graph (ops, MACs, tensors, peak activation memory).
+
+    Args:
+        model_path: the .tflite file.
+        input_shapes: for a model with dynamic input dims, the shape to analyse it at (`(1, 50, 4)`
+            or `{"NAME": (1, 50, 4)}`, as for `export`). Without it their sizes stay unknown (-1):
+            the MACs of the ops they reach, `total_macs` and `peak_activation_bytes` are None.
 
     Raises:
         ModelFileError: missing file or not a valid TFLite model.
+        UsageError: a shape that does not fit an input's signature, or that LiteRT cannot run.
     """
     from exporter.analysis.graph import Graph
     from exporter.errors import ModelFileError
+    from exporter.input_shapes import fit, graph_at
 
     path = Path(model_path)
     if not path.is_file():
         raise ModelFileError(f"no such model file: {path}")
-    return Graph.from_bytes(path.read_bytes())
+    data = path.read_bytes()
+    graph = Graph.from_bytes(data)
+    inputs = [(t.name, t.shape_signature) for t in graph.input_details()]
+    return graph_at(data, fit(inputs, input_shapes, required=False, batch_one=False), graph)
 
 
 def verify(bundle) -> dict:

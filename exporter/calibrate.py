@@ -76,10 +76,20 @@ def _features(graph: Graph) -> tuple[float, float, float]:
     return float(int8), float(other), float(len(graph.ops))
 
 
+def _bundle_graph(bundle: Path) -> Graph:
+    """The bundle's model at the input shapes it was measured at (dynamic input dims fixed; manifest.json)."""
+    from exporter.bundle import read_manifest
+    from exporter.input_shapes import graph_at, recorded
+
+    path = bundle / "model.tflite"
+    graph = Graph.from_file(path)
+    return graph_at(path.read_bytes(), recorded(read_manifest(bundle)), graph) if graph.dynamic_inputs() else graph
+
+
 def _points(bundles) -> list[dict]:
     points = []
     for bundle in bundles:
-        graph = Graph.from_file(Path(bundle) / "model.tflite")
+        graph = _bundle_graph(Path(bundle))
         for run in load_runs(bundle):
             latency = run.get("measurements", {}).get("latency")
             if not run.get("complete") or latency is None:

@@ -60,7 +60,8 @@ class Check:
     """A limit against a figure: pass, fail, or skip (no figure to check).
 
     `bound` is "max" for a limit the figure must not exceed, "min" for one it must reach;
-    `headroom` is the distance on the passing side (negative on a fail).
+    `headroom` is the distance on the passing side (negative on a fail); `hint` says what may have
+    caused a failure (exporter/data_summary.py puts the data ranges on a failed accuracy check).
     """
 
     name: str
@@ -74,10 +75,13 @@ class Check:
     note: str = ""
     extra: dict = field(default_factory=dict)
     bound: str = "max"
+    hint: str = ""
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("extra")
+        if not data["hint"]:
+            data.pop("hint")
         return {**data, **self.extra}
 
     def summary(self) -> str:
@@ -87,8 +91,9 @@ class Check:
             return f"{self.name}: {self.note}"
         within, beyond = ("at or above", "BELOW") if self.bound == "min" else ("within", "OVER")
         word = within if self.status == "pass" else beyond
+        hint = f"; {self.hint}" if self.hint else ""
         return (f"{self.name}: {format_value(self.value, self.unit)} {word} limit "
-                f"{format_value(self.limit, self.unit)} ({self.source} on {self.on})")
+                f"{format_value(self.limit, self.unit)} ({self.source} on {self.on}){hint}")
 
 
 def run_checks(limits, figures: dict[str, Measurement], skipped: dict[str, str] | None = None) -> list[Check]:

@@ -69,6 +69,7 @@ def export(model, device, data, output, stages, training):
     """Convert MODEL (after optional compression stages), check it against a device profile, write a bundle."""
     from exporter import api
     from exporter.cli_show import show_report
+    from exporter.input_shapes import from_option
 
     recipe = stages.recipe_for(training)
     several = len(device.targets) > 1
@@ -76,8 +77,9 @@ def export(model, device, data, output, stages, training):
     result = api.export(model, **chosen, profile=device.profile, quantize=device.quantize,
                         limits=list(device.limits), target_options=device.target_options(),
                         calib=data.calib, eval=data.eval_, labels=data.labels, train=data.train,
-                        trust_model=data.trust_model, demo=data.demo, recipe=recipe,
-                        out=output.out, make_zip=output.make_zip, force=output.force)
+                        trust_model=data.trust_model, demo=data.demo, normalize=data.normalize, recipe=recipe,
+                        out=output.out, make_zip=output.make_zip, force=output.force,
+                        input_shapes=from_option(data.input_shapes), label_output=data.label_output)
     if several:
         _finish_targets(result, output.as_json)
         return
@@ -109,13 +111,16 @@ def _finish_targets(reports, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("model")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]SHAPE",
+              help="For dynamic input dims: the shape to analyse at, e.g. 1,50,4 or NAME=1,50,4 (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def inspect(model, as_json):
+def inspect(model, input_shapes, as_json):
     """Print the op table, MACs, tensor sizes and peak activation memory of a .tflite."""
     from exporter import api
     from exporter.cli_show import show_graph
+    from exporter.input_shapes import from_option
 
-    graph = api.inspect(model)
+    graph = api.inspect(model, input_shapes=from_option(input_shapes))
     if as_json:
         print_json(graph.to_dict())
     else:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import click
 
+from exporter.normalization import MODES
+
 __all__ = ["DataOptions", "DeviceOptions", "OutputOptions", "SectionedCommand", "StageOptions", "TrainingOptions",
            "data_options", "device_options", "option_group", "output_options", "stage_options", "training_options"]
 
@@ -114,16 +116,32 @@ class DataOptions:
     eval_: str | None
     labels: str | None
     train: str | None
+    normalize: str | None
+    input_shapes: tuple[str, ...]
+    label_output: str | None
 
+
+_FOLDERS = ("or a folder of PNG/JPEG/BMP images (flat, or one sub-folder per class: the labels), resized to the "
+            "model's input")
 
 data_options = option_group(
     "Model and data", DataOptions, "data",
     click.option("--demo", is_flag=True, help="Use the built-in digits CNN and its data."),
     click.option("--trust-model", is_flag=True, help="Allow models whose loading can run code (Lambda, SavedModel)."),
-    click.option("--calib", help="Calibration data (.npz with x, or .npy) for int8."),
-    click.option("--eval", "eval_", help="Evaluation data (.npz with x and optional y)."),
-    click.option("--labels", help="labels.txt with one class name per line, copied into the bundle."),
-    click.option("--train", help="Labelled training data (.npz with x, y) for stages that fine-tune."),
+    click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]SHAPE",
+                 help="The shape to measure a model with dynamic input dims at, e.g. 1,50,4 (its one input) or "
+                      "NAME=1,50,4 (repeatable); only the -1 dims of its shape signature may differ."),
+    click.option("--calib", help=f"Calibration data for int8: .npz with x, .npy, {_FOLDERS}."),
+    click.option("--eval", "eval_", help=f"Evaluation data: .npz with x and optional y, {_FOLDERS}."),
+    click.option("--labels", help="labels.txt with one class name per line, copied into the bundle (default with "
+                                  "class folders: their names)."),
+    click.option("--train", help=f"Labelled training data for stages that fine-tune: .npz with x, y, {_FOLDERS}."),
+    click.option("--normalize", type=click.Choice(list(MODES)),
+                 help="How image folders' pixels become inputs: unit 0..1 (default), signed -1..1, imagenet "
+                      "(ImageNet mean/std), raw 0..255. Recorded in manifest.json (preprocessing)."),
+    click.option("--label-output", metavar="NAME",
+                 help="For a model with several outputs: the output the labels (y) are for and accuracy and "
+                      "agreement are taken on; default: the first."),
 )
 
 

@@ -78,6 +78,8 @@ def show_report(report) -> None:
         out.print(_stage_table(report))
     for note in report.notes:
         out.print(f"note: {note}")
+    for warning in report.warnings:
+        out.print(Text.assemble(("warning: ", "bold yellow"), warning))
     if report.bundle:
         out.print(Text.assemble(f"bundle: {report.bundle} (", (report.status, "bold"), ")"))
 
@@ -92,23 +94,49 @@ def show_targets_summary(reports) -> None:
         status = "pass" if r.passed else "fail"
         table.add_row(r.target, r.profile, f"{r.mode} (I/O {r.io_dtype})", Text(status, style=colours[status]),
                       ", ".join(c.name for c in r.failed_checks()) or "-", r.bundle or "-")
-    console().print(table)
+    out = console()
+    out.print(table)
+    for warning in dict.fromkeys(w for r in reports for w in r.warnings):      # the same data: once each
+        out.print(Text.assemble(("warning: ", "bold yellow"), warning))
 
 
 def show_graph(model: str, graph) -> None:
-    """Print the op table of a .tflite and a line of totals."""
+    """Print the op table of a .tflite, its inputs and outputs and a line of totals."""
     from exporter.units import format_bytes
 
     out = console()
     table = _table(f"{model} (estimated from the flatbuffer)", ("#", "op", "v", "compute", "MACs", "outputs"))
     for op in graph.ops:
-        outs = ", ".join(f"{graph.tensors[i].dtype}{list(graph.tensors[i].shape)} {format_bytes(graph.tensors[i].nbytes)}"
+        size = lambda t: "? B" if min(t.shape, default=0) < 0 else format_bytes(t.nbytes)  # noqa: E731
+        outs = ", ".join(f"{graph.tensors[i].dtype}{list(graph.tensors[i].shape)} {size(graph.tensors[i])}"
                          for i in op.outputs if i >= 0)
-        table.add_row(str(op.index), op.name, str(op.version), op.compute_dtype, f"{op.macs:,}", outs)
+        table.add_row(str(op.index), op.name, str(op.version), op.compute_dtype,
+                      "unknown" if op.macs is None else f"{op.macs:,}", outs)
     out.print(table)
-    out.print(f"ops {len(graph.ops)} · MACs {graph.total_macs:,} · weights {format_bytes(graph.weight_bytes)} · "
-              f"peak activation memory {format_bytes(graph.peak_activation_bytes)} (tensor liveness, estimated) · "
+    for kind, tensors in (("inputs", graph.input_details()), ("outputs", graph.output_details())):   # every one
+        out.print(f"{kind}: " + ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in tensors))
+    for line in dynamic_lines(graph):
+        out.print(line)
+    macs, peak = graph.total_macs, graph.peak_activation_bytes
+    out.print(f"ops {len(graph.ops)} · MACs {'unknown' if macs is None else f'{macs:,}'} · weights "
+              f"{format_bytes(graph.weight_bytes)} · peak activation memory "
+              f"{'unknown' if peak is None else format_bytes(peak)} (tensor liveness, estimated) · "
               f"subgraphs {graph.subgraph_count}")
+
+
+def dynamic_lines(graph) -> list[str]:
+    """What `inspect` says about dynamic input dims: each such input, and which figures they leave unknown."""
+    from exporter.option_names import option
+
+    lines = [f"input {t.name!r} has dynamic dims: shape signature {list(t.shape_signature)}, "
+             + (f"analysed at {list(t.shape)}" if min(t.shape, default=0) >= 0 else "sizes unknown")
+             for t in graph.dynamic_inputs()]
+    unknown = [op.index for op in graph.ops if op.macs is None]
+    if unknown:
+        lines.append(f"MACs unknown for op{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))} "
+                     f"(their sizes depend on the dynamic dims), and so the total and the peak activation memory; "
+                     f"give a shape with {option('input_shapes')} to count them")
+    return lines
 
 
 def show_profiles(items) -> None:

@@ -1,12 +1,11 @@
 """Calibration and evaluation data: safe loading and checks before any work.
 
-Data sets are `.npz` files with an array `x` and an optional `y` (integer class
-labels, or one-hot rows), or `.npy` files holding `x` alone. Only regular files
-are opened (a FIFO or `/dev/zero` is refused at once). Each array's header is read
-first: object dtypes (which need pickle) are refused with UnsafeDataError, and a
-header declaring more than `MAX_ARRAY_BYTES` (8 GiB) or more bytes than the file
-holds is refused before anything is allocated. Arrays are then read with
-`allow_pickle=False`. Labels files are bounded to `MAX_LABELS_BYTES` (1 MiB).
+Data sets are `.npz` files with an array `x` (or one per model input: exporter/input_arrays.py) and an
+optional `y` (class labels, or one-hot rows), or `.npy` files holding `x` alone. Only regular files are
+opened (a FIFO or `/dev/zero` is refused at once). Each array's header is read first: object dtypes (which
+need pickle) are refused with UnsafeDataError, and a header declaring more than `MAX_ARRAY_BYTES` (8 GiB)
+or more bytes than the file holds is refused before anything is allocated; arrays are read with
+`allow_pickle=False`. Labels files: at most `MAX_LABELS_BYTES` (1 MiB). Image folders: exporter/image_folder.py.
 
 Example:
     >>> np.savez("eval.npz", x=np.zeros((4, 8, 8, 1)), y=np.array([0, 1, 2, 1]))
@@ -29,7 +28,9 @@ import struct
 import unicodedata
 import zipfile
 import zlib
+import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,28 +47,79 @@ _HEADER_PEEK = 16 * 1024            # magic + header length + numpy's 10,000-cha
 
 @dataclass(frozen=True)
 class Dataset:
-    """Samples `x`, optional integer labels `y`, and where they came from."""
+    """Samples `x`, optional integer labels `y`, and where they came from.
 
-    x: np.ndarray
+    Data read from an image folder (exporter/image_folder.py) also carry the class folder names
+    (`classes`, sorted; None for a flat folder or arrays), the `preprocessing` record that made `x`
+    from the pixels (None for arrays: edgex applied none) and `notes` for the report. Several inputs: `x`
+    is a tuple of arrays with their `names` (None: the model's order) and per-output labels `raw_labels`
+    (`y0`, ...) until checked against the model (exporter/input_arrays.py).
+    """
+
+    x: np.ndarray | tuple[np.ndarray, ...]
     y: np.ndarray | None
     origin: str
+    classes: tuple[str, ...] | None = None
+    preprocessing: dict | None = None
+    notes: tuple[str, ...] = ()
+    names: tuple[str, ...] | None = None
+    raw_labels: dict | None = None
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return int(self.inputs[0].shape[0])
+
+    @property
+    def inputs(self) -> tuple[np.ndarray, ...]:
+        """The samples of every input, as a tuple (one array for a single-input model)."""
+        return self.x if isinstance(self.x, tuple) else (self.x,)
+
+    @property
+    def keras_x(self):
+        """`x` as Keras' fit and predict take it: the array, or a list of arrays (a tuple would be (x, y))."""
+        return list(self.x) if isinstance(self.x, tuple) else self.x
+
+    def take(self, index) -> Dataset:
+        """The samples at `index` (a slice or indices) of every input, with their labels.
+
+        >>> Dataset((np.zeros((3, 2)), np.arange(3)), np.array([0, 1, 0]), "a").take(slice(1, None)).x[1].tolist()
+        [1, 2]
+        """
+        x = tuple(a[index] for a in self.x) if isinstance(self.x, tuple) else self.x[index]
+        return dataclasses.replace(self, x=x, y=None if self.y is None else self.y[index])
+
+    @cached_property
+    def value_range(self) -> dict:
+        """min, max and mean of every value of `x`, and the 0.1st/99.9th percentiles (`low`, `high`).
+
+        The percentiles are taken on at most 1,000,000 evenly spaced values, so one stray value
+        does not stretch the range and a large data set is summed once.
+
+        Example:
+            >>> ds = Dataset(np.arange(1001, dtype=np.float32), None, "a")
+            >>> {k: round(v, 1) for k, v in ds.value_range.items()}
+            {'min': 0.0, 'max': 1000.0, 'mean': 500.0, 'low': 1.0, 'high': 999.0}
+        """
+        parts = [a.reshape(-1).astype(np.uint8) if a.dtype == np.bool_ else a.reshape(-1) for a in self.inputs]
+        flat = parts[0] if len(parts) == 1 else np.concatenate([p.astype(np.float64) for p in parts])
+        step = max(1, flat.size // 1_000_000)
+        low, high = np.percentile(flat[::step], (0.1, 99.9))
+        return {"min": float(flat.min()), "max": float(flat.max()), "mean": float(flat.mean(dtype=np.float64)),
+                "low": float(low), "high": float(high)}
 
 
-def load_dataset(path: str | Path, *, role: str) -> Dataset:
+def load_dataset(path: str | Path, *, role: str, inputs: int = 1) -> Dataset:
     """Load a data set from `.npz` (x, optional y) or `.npy` (x only).
 
-    Array headers are read and checked before any array is allocated: object dtypes, sizes
-    over `MAX_ARRAY_BYTES`, and headers declaring more bytes than the file holds are refused.
+    Headers are checked before any array is allocated: object dtypes, sizes over `MAX_ARRAY_BYTES`, and
+    headers declaring more bytes than the file holds are refused.
 
     Args:
         path: the file (a regular file: FIFOs, devices and directories are refused).
         role: "calibration", "evaluation" or "training", used in messages.
+        inputs: the model's number of inputs: with several, one array per input (exporter/input_arrays.py).
 
     Returns:
-        The data set, with one-hot labels turned into class indices.
+        The data set, one-hot labels turned into class indices.
 
     Raises:
         DataError: missing, unreadable or oversized file, not a numpy file, wrong keys, empty,
@@ -82,12 +134,14 @@ def load_dataset(path: str | Path, *, role: str) -> Dataset:
     with open_regular(path, what=f"{role} data file", error=DataError) as f:
         try:
             if path.suffix == ".npy":
-                x, y = _read_npy(f, os.fstat(f.fileno()).st_size, path, MAX_ARRAY_BYTES), None
+                arrays = {"x": _read_npy(f, os.fstat(f.fileno()).st_size, path, MAX_ARRAY_BYTES)}
             else:
-                x, y = _read_npz(f, path, role)
+                arrays = _read_npz(f, path, role, inputs)
         except _READ_ERRORS as exc:
             raise DataError(f"{path}: not a readable numpy file: {exc}") from None
-    return _validated(x, y, str(path), role)
+    from exporter.input_arrays import from_members
+
+    return from_members(arrays, str(path), role, inputs=inputs)
 
 
 _READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
@@ -117,8 +171,10 @@ def _read_npy(f: BinaryIO, size: int, origin, budget: int) -> np.ndarray:
     return npformat.read_array(f, allow_pickle=False)
 
 
-def _read_npz(f: BinaryIO, path: Path, role: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read `x` and optional `y` from an `.npz`, each member's header checked before it is read."""
+def _read_npz(f: BinaryIO, path: Path, role: str, inputs: int) -> dict[str, np.ndarray]:
+    """Read the arrays of an `.npz`, its names checked (exporter/input_arrays.py) and each header before it is read."""
+    from exporter.input_arrays import check_names
+
     with zipfile.ZipFile(f) as archive:
         members = {}
         for info in archive.infolist():
@@ -126,17 +182,13 @@ def _read_npz(f: BinaryIO, path: Path, role: str) -> tuple[np.ndarray, np.ndarra
             if key in members:
                 raise DataError(f"{path}: array {key!r} appears twice in the archive")
             members[key] = info
-        if "x" not in members:
-            raise DataError(f"{path}: {role} .npz needs an array named 'x' (found: {sorted(members) or 'none'})")
-        extra = set(members) - {"x", "y"}
-        if extra:
-            raise DataError(f"{path}: unexpected arrays {sorted(extra)}; a data set holds 'x' and optional 'y'")
+        check_names(list(members), path, role, inputs=inputs)
         arrays, budget = {}, MAX_ARRAY_BYTES
         for key, info in sorted(members.items()):
             with archive.open(info) as member:
                 arrays[key] = _read_npy(member, info.file_size, f"{path}: {key}", budget)
             budget -= arrays[key].nbytes
-    return arrays["x"], arrays.get("y")
+    return {key: arrays[key] for key in members}         # in the archive's order
 
 
 def dataset_from_arrays(x, y=None, *, origin: str = "<arrays>", role: str = "evaluation") -> Dataset:
@@ -162,18 +214,29 @@ def dataset_from_arrays(x, y=None, *, origin: str = "<arrays>", role: str = "eva
     return _validated(x, y, origin, role)
 
 
-def _validated(x: np.ndarray, y: np.ndarray | None, origin: str, role: str) -> Dataset:
-    if x.dtype.hasobject or (y is not None and y.dtype.hasobject):
+def check_samples(x: np.ndarray, origin: str, role: str, name: str = "x") -> None:
+    """Refuse samples that are object arrays, a single value, empty, not real numbers, NaN or Inf.
+
+    Raises:
+        DataError, UnsafeDataError: naming `origin` and the array `name`.
+    """
+    if x.dtype.hasobject:
         raise UnsafeDataError(f"{origin}: holds object arrays; refused")
     if x.ndim == 0:
-        raise DataError(f"{origin}: x is a single value; the {role} set must be an array of samples (N, ...)")
+        raise DataError(f"{origin}: {name} is a single value; the {role} set must be an array of samples (N, ...)")
     if x.shape[0] == 0 or x.size == 0:
         raise DataError(f"{origin}: the {role} set is empty")
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_):
-        raise DataError(f"{origin}: x has dtype {x.dtype}; expected real numbers (float, int or bool)")
+        raise DataError(f"{origin}: {name} has dtype {x.dtype}; expected real numbers (float, int or bool)")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
-        raise DataError(f"{origin}: x holds NaN or Inf in {bad} of {len(x)} samples")
+        raise DataError(f"{origin}: {name} holds NaN or Inf in {bad} of {len(x)} samples")
+
+
+def _validated(x: np.ndarray, y: np.ndarray | None, origin: str, role: str) -> Dataset:
+    if y is not None and y.dtype.hasobject:
+        raise UnsafeDataError(f"{origin}: holds object arrays; refused")
+    check_samples(x, origin, role)
     if y is not None:
         y = _labels(y, len(x), origin)
     return Dataset(x=x, y=y, origin=origin)
@@ -236,7 +299,7 @@ def check_input(ds: Dataset, *, shape: tuple, dtype: str, role: str = "data") ->
         x = ds.x.astype(np.float32, copy=False)
     else:
         x = ds.x
-    return Dataset(x=x, y=ds.y, origin=ds.origin)
+    return dataclasses.replace(ds, x=x)
 
 
 def check_labels(ds: Dataset, num_classes: int) -> None:

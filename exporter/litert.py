@@ -2,7 +2,10 @@
 
 Inputs are given in float and quantized with the model's own scale and zero
 point when its input is int8/uint8; outputs are dequantized likewise, so
-predictions compare directly with the Keras model's.
+predictions compare directly with the Keras model's. A model with several inputs
+and outputs takes a tuple of arrays and gives a list, each in the Keras model's
+order (mapped through the .tflite's signature names, exporter/io_names.py), every
+input quantized and every output dequantized with its own scale and zero point.
 
 Example:
     >>> runner = LiteRTRunner(tiny_tflite)                  # int8 in, int8 out
@@ -12,6 +15,8 @@ Example:
     >>> timing = runner.latency_ms(runs=20)                 # after 10 warm-up invokes
     >>> sorted(timing), timing["runs"]
     (['mean', 'p50', 'p90', 'runs'], 20)
+    >>> tensor_shapes(tiny_tflite, {"serving_default_image:0": (1, 8, 8, 1)})[0]    # every tensor's shape
+    (1, 8, 8, 1)
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import time
 
 import numpy as np
 
-from exporter.errors import ModelFileError
+from exporter.errors import ModelFileError, UsageError
 from exporter.progress import progress, quiet_native_stderr
 from exporter.tf import litert_interpreter_class
 
@@ -39,49 +44,125 @@ def host_description() -> str:
     return f"LiteRT {version('ai-edge-litert')} on host {platform.machine()} ({cpu}), 1 thread"
 
 
-class LiteRTRunner:
-    """A loaded, verified LiteRT interpreter for one single-input model."""
+def _resize(interpreter, input_shapes: dict | None) -> None:
+    """Resize the inputs named in `input_shapes` (name -> shape); only their dynamic (-1) dims may change."""
+    for detail in interpreter.get_input_details():
+        if input_shapes and detail["name"] in input_shapes:
+            interpreter.resize_tensor_input(detail["index"], list(input_shapes[detail["name"]]), strict=True)
 
-    def __init__(self, model_bytes: bytes, threads: int = 1):
+
+def tensor_shapes(model_bytes: bytes, input_shapes: dict) -> dict[int, tuple]:
+    """The shape of every tensor of the main subgraph with the inputs at `input_shapes`.
+
+    The interpreter (builtin kernels, no delegate) is resized, prepared and invoked once on zeros, so
+    that sizes only known when an op runs are exact too.
+
+    Args:
+        model_bytes: the .tflite.
+        input_shapes: input tensor name -> shape.
+
+    Returns:
+        Tensor index -> shape.
+
+    Raises:
+        UsageError: the runtime cannot prepare or run the model at these shapes (the reason).
+    """
+    from ai_edge_litert.interpreter import OpResolverType
+
+    try:
+        with quiet_native_stderr():
+            no_delegates = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES      # shapes from the builtin kernels
+            interpreter = litert_interpreter_class()(model_content=model_bytes,
+                                                     experimental_op_resolver_type=no_delegates)
+            _resize(interpreter, input_shapes)
+            interpreter.allocate_tensors()
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            interpreter.invoke()
+            return {d["index"]: tuple(int(x) for x in d["shape"]) for d in interpreter.get_tensor_details()}
+    except Exception as exc:
+        shapes = ", ".join(f"{name!r} {list(shape)}" for name, shape in input_shapes.items())
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise UsageError(f"LiteRT cannot run the model with input {shapes}: {reason}") from None
+
+
+class LiteRTRunner:
+    """A loaded, verified LiteRT interpreter of a model: `inputs` and `outputs` are its tensors' details.
+
+    `input_shapes` (input name -> shape) resizes inputs with dynamic dims before the tensors are allocated.
+    `names`: the Keras model's IOSignature, whose order `inputs` and `outputs` take (None: the tensor order).
+    """
+
+    def __init__(self, model_bytes: bytes, threads: int = 1, input_shapes: dict | None = None, names=None):
         try:
             with quiet_native_stderr():
                 self.interpreter = litert_interpreter_class()(model_content=model_bytes, num_threads=threads)
+                _resize(self.interpreter, input_shapes)
                 self.interpreter.allocate_tensors()
         except Exception as exc:
             raise ModelFileError(f"not a valid TFLite model: {exc}") from None
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        from exporter.io_names import order_details
 
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        scale, zero = self.input["quantization"]
+        self.inputs, self.outputs = order_details(self.interpreter, model_bytes, names)
+
+    @property
+    def input(self) -> dict:
+        """The first input's details."""
+        return self.inputs[0]
+
+    @property
+    def output(self) -> dict:
+        """The first output's details."""
+        return self.outputs[0]
+
+    @staticmethod
+    def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+        dtype = detail["dtype"]
+        scale, zero = detail["quantization"]
         if np.issubdtype(dtype, np.integer) and scale:
             info = np.iinfo(dtype)
             return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
         return x.astype(dtype)
 
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        scale, zero = self.output["quantization"]
+    @staticmethod
+    def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+        scale, zero = detail["quantization"]
         if np.issubdtype(y.dtype, np.integer) and scale:
             return (y.astype(np.float32) - zero) * scale
         return y.astype(np.float32)
 
-    def predict(self, x: np.ndarray, description: str = "running LiteRT") -> np.ndarray:
-        """Run each sample with batch 1 and return the float outputs, stacked."""
-        outputs = []
-        with progress(description, total=len(x)) as advance:
-            for row in x:
-                self.interpreter.set_tensor(self.input["index"], self._quantize(row[None, ...]))
-                self.interpreter.invoke()
-                outputs.append(self._dequantize(self.interpreter.get_tensor(self.output["index"]))[0])
-                advance()
-        return np.stack(outputs)
+    def _feed(self, rows: tuple) -> None:
+        """Set every input to its sample (batch 1), quantized."""
+        for detail, row in zip(self.inputs, rows):
+            self.interpreter.set_tensor(detail["index"], self._quantize(row[None, ...], detail))
 
-    def latency_ms(self, sample: np.ndarray | None = None, *, warmup: int = 10, runs: int = 100) -> dict:
-        """Time `invoke()` after warm-up; returns p50/p90/mean in ms and the run count."""
+    def predict_all(self, x, description: str = "running LiteRT") -> list[np.ndarray]:
+        """Run each sample with batch 1; every output's float values, stacked, in the model's output order.
+
+        Args:
+            x: the samples: an array for a single-input model, else a tuple of arrays in the model's input order.
+        """
+        parts = x if isinstance(x, tuple) else (x,)
+        outputs: list[list] = [[] for _ in self.outputs]
+        with progress(description, total=len(parts[0])) as advance:
+            for i in range(len(parts[0])):
+                self._feed(tuple(a[i] for a in parts))
+                self.interpreter.invoke()
+                for out, detail in zip(outputs, self.outputs):
+                    out.append(self._dequantize(self.interpreter.get_tensor(detail["index"]), detail)[0])
+                advance()
+        return [np.stack(out) for out in outputs]
+
+    def predict(self, x, description: str = "running LiteRT", output: int = 0) -> np.ndarray:
+        """Run each sample with batch 1 and return output `output`'s float values, stacked."""
+        return self.predict_all(x, description)[output]
+
+    def latency_ms(self, sample=None, *, warmup: int = 10, runs: int = 100) -> dict:
+        """Time `invoke()` after warm-up with every input fed (`sample`: one array, or a tuple per input; None:
+        zeros); returns p50/p90/mean in ms and the run count."""
         if sample is None:
-            sample = np.zeros(self.input["shape"], dtype=np.float32)[0]
-        self.interpreter.set_tensor(self.input["index"], self._quantize(sample[None, ...]))
+            sample = tuple(np.zeros(d["shape"], dtype=np.float32)[0] for d in self.inputs)
+        self._feed(sample if isinstance(sample, tuple) else (sample,))
         for _ in range(warmup):
             self.interpreter.invoke()
         times = []

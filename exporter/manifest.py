@@ -5,7 +5,16 @@ folder or archive is known as an edgex bundle by its manifest, not by the mere p
 called manifest.json. Its file list maps safe relative POSIX paths to
 `{"sha256": <64 hex digits>, "bytes": <int >= 0>}`; device runs (`hil/<run>.json`) are never in it.
 The rest is what the export recorded (`manifest_for`): status, resolved profile and recipe,
-stages, checks, measurements, graph, notes and library versions.
+stages, checks, measurements, graph, notes and library versions, each data set's value range
+(`data`) with any warning about them, and `preprocessing`: how images read from folders were
+made into model inputs (decoder, color, resize, normalization mean/std/scale/offset), or null.
+`input_shapes` maps each model input's name to the shape it was measured at: for inputs with
+dynamic (-1) dims the one given with `--input-shape`, which the device agent resizes to.
+`io` lists every input and output in the model's order: `name` (what data and apps use: the .tflite
+signature's), `tensor`, `index` (the tensor the device agent feeds or reads), `shape` and `dtype`, and
+`label_output`, the output labels and accuracy are for (exporter/io_names.py).
+`bridge` records a Keras 3 model bridged into tf_keras (exporter/keras3/): the Keras version, the
+layers translated and added, and the proof's max |Keras 3 - tf_keras|; null for any other model.
 
 Example:
     >>> body = stamp({"status": "pass"}, {"model.tflite": b"m"})
@@ -70,6 +79,12 @@ def manifest_for(report, profile) -> dict:
         "source": report.model, "checks": [c.to_dict() for c in report.checks],
         "measurements": {k: m.to_dict() for k, m in report.measurements.items()}, "graph": report.graph,
         "notes": report.notes,
+        "input_shapes": {t["name"]: t["shape"] for t in report.graph.get("inputs", [])},
+        # how image folders became inputs (resize, color, normalization), for an app to do the same;
+        # null when the data were arrays (edgex applied none). See exporter/image_reader.py.
+        "preprocessing": report.preprocessing, "data": report.data, "warnings": report.warnings,
+        "io": report.io,               # every input and output: name, tensor, index, shape, dtype; the label output
+        "bridge": report.bridge,       # a Keras 3 model: {"from", "layers", "added_layers", "max_abs_error"}; else null
     }
 
 

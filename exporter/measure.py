@@ -12,6 +12,11 @@ Example:
     ['accuracy', 'accuracy_drop', 'accuracy_original', 'fidelity_cosine', 'fidelity_max_abs_error', 'top1_agreement']
     >>> figures["accuracy_drop"].source, figures["accuracy_drop"].on.endswith("360 eval samples")
     ('measured', True)
+
+A model with several outputs gets fidelity figures per output, named after it (`fidelity_cosine[cls]`,
+`fidelity_max_abs_error[cls]`); `fidelity_cosine` and `fidelity_max_abs_error` are then the worst over
+the outputs (the lowest cosine, the largest error), the figures the `fidelity` check reads. Accuracy and
+top-1 agreement are taken on the label output (exporter/io_names.py).
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
-                 latency_runs: int = 100, converted_from=None) -> dict[str, Measurement]:
+                 latency_runs: int = 100, converted_from=None, input_shapes: dict | None = None,
+                 io=None) -> dict[str, Measurement]:
     """Measure a model with the real LiteRT interpreter on this machine.
 
     Accuracy is compared with the original model (`accuracy_drop`); agreement and fidelity with
@@ -51,17 +57,24 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
         eval_ds: evaluation data (labels optional), or None.
         latency_runs: timed invokes after 10 warm-up runs.
         converted_from: the Keras model that was converted, when it is not `keras_model`.
+        input_shapes: input name -> shape for a model with dynamic input dims (LiteRT resizes to it).
+        io: the model's IOSignature (names in the Keras order, the label output); None: the Keras
+            model's, or for a .tflite its own tensor order with the first output for labels.
 
     Returns:
         Measurements keyed by name; `model_size` and `accuracy_drop` feed the checks.
     """
+    from exporter.io_names import IOSignature
+
     host = host_description()
-    runner = LiteRTRunner(tflite_bytes)
+    if io is None:
+        io = IOSignature.from_keras(keras_model) if keras_model is not None else IOSignature.from_tflite(tflite_bytes)
+    runner = LiteRTRunner(tflite_bytes, input_shapes=input_shapes, names=io)
     out = {
         "model_size": Measurement("model_size", len(tflite_bytes), "bytes", MEASURED, "model.tflite file"),
         "gzip_size": Measurement("gzip_size", gzip_size(tflite_bytes), "bytes", MEASURED, "gzip -9 of model.tflite"),
     }
-    sample = None if eval_ds is None else eval_ds.x[0]
+    sample = None if eval_ds is None else tuple(a[0] for a in eval_ds.inputs)
     lat = runner.latency_ms(sample, runs=latency_runs)
     for key in ("p50", "p90"):
         out[f"host_latency_{key}"] = Measurement(f"host_latency_{key}", lat[key], "ms", MEASURED, host,
@@ -69,27 +82,50 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
     if eval_ds is None:
         return out
     n = len(eval_ds)
-    lite = runner.predict(eval_ds.x, "evaluating .tflite")
+    lites = runner.predict_all(eval_ds.x, "evaluating .tflite")
+    lite = lites[io.label]
     on = f"{host}, {n} eval samples"
+    label = f" (output {io.label_name!r})" if len(io.outputs) > 1 else ""
     if eval_ds.y is not None:
         acc = float((lite.argmax(axis=1) == eval_ds.y).mean() * 100)
-        out["accuracy"] = Measurement("accuracy", acc, "%", MEASURED, on, "top-1 of the .tflite model")
+        out["accuracy"] = Measurement("accuracy", acc, "%", MEASURED, on, f"top-1 of the .tflite model{label}")
     if keras_model is None:
         return out
-    out.update(_against_keras(lite, keras_model, converted_from, eval_ds, on, out.get("accuracy")))
+    out.update(_against_keras(lites, keras_model, converted_from, eval_ds, on, out.get("accuracy"), io))
     return out
 
 
-def _against_keras(lite, keras_model, converted_from, eval_ds: Dataset, on: str, accuracy) -> dict:
+def _predict(model, eval_ds: Dataset) -> list[np.ndarray]:
+    """Every output of a Keras model on the eval samples, in its output order."""
+    result = model.predict(eval_ds.keras_x, verbose=0, batch_size=256)
+    return [np.asarray(r) for r in result] if isinstance(result, (list, tuple)) else [np.asarray(result)]
+
+
+def _fidelity(lites: list, convs: list, names: tuple, on: str, which: str) -> dict:
+    """`fidelity_cosine` and `fidelity_max_abs_error` (the worst over the outputs), and per output when several."""
+    cosines = [_cosine(lite, conv) for lite, conv in zip(lites, convs)]
+    errors = [float(np.abs(lite - conv).max()) for lite, conv in zip(lites, convs)]
+    worst = f"; the worst of the outputs {', '.join(map(repr, names))}" if len(names) > 1 else ""
+    out = {"fidelity_cosine": Measurement("fidelity_cosine", min(cosines), "", MEASURED, on,
+                                          f"mean cosine similarity of .tflite vs {which} outputs{worst}"),
+           "fidelity_max_abs_error": Measurement("fidelity_max_abs_error", max(errors), "", MEASURED, on,
+                                                 f"largest |tflite - keras| output difference ({which}){worst}")}
+    for name, cosine, error in (zip(names, cosines, errors) if len(names) > 1 else ()):
+        out[f"fidelity_cosine[{name}]"] = Measurement(f"fidelity_cosine[{name}]", cosine, "", MEASURED, on,
+                                                      f"mean cosine similarity of output {name!r} vs {which}")
+        out[f"fidelity_max_abs_error[{name}]"] = Measurement(
+            f"fidelity_max_abs_error[{name}]", error, "", MEASURED, on,
+            f"largest |tflite - keras| difference of output {name!r} ({which})")
+    return out
+
+
+def _against_keras(lites, keras_model, converted_from, eval_ds: Dataset, on: str, accuracy, io) -> dict:
     """Fidelity and agreement with the converted Keras model; accuracy and agreement against the original."""
-    out = {}
-    ref = np.asarray(keras_model.predict(eval_ds.x, verbose=0, batch_size=256))
-    conv = ref if converted_from is None else np.asarray(converted_from.predict(eval_ds.x, verbose=0, batch_size=256))
+    refs = _predict(keras_model, eval_ds)
+    convs = refs if converted_from is None else _predict(converted_from, eval_ds)
     which = "Keras" if converted_from is None else "the last stage's Keras model (what was converted)"
-    out["fidelity_cosine"] = Measurement("fidelity_cosine", _cosine(lite, conv), "", MEASURED, on,
-                                         f"mean cosine similarity of .tflite vs {which} outputs")
-    out["fidelity_max_abs_error"] = Measurement("fidelity_max_abs_error", float(np.abs(lite - conv).max()), "",
-                                                MEASURED, on, f"largest |tflite - keras| output difference ({which})")
+    out = _fidelity(lites, convs, io.output_names, on, which)
+    lite, ref, conv = lites[io.label], refs[io.label], convs[io.label]
     if lite.ndim != 2:
         return out
     agree = float((lite.argmax(axis=1) == ref.argmax(axis=1)).mean() * 100)

@@ -4,7 +4,8 @@ Model files can carry code (Lambda bytecode, configs naming arbitrary module fun
 ops, SavedModel graphs) and archives can be zip bombs. A `.keras` archive is checked member by
 member and re-written into a private temp dir with size-bounded reads; its config (and an .h5
 `model_config`) is scanned against allow-lists (exporter/config_scan.py) before tf_keras sees
-it; anything that could run code is refused unless `trust_model=True` (`--trust-model`).
+it; anything that could run code is refused unless `trust_model=True` (`--trust-model`). A Keras 3
+model (file or object) is scanned the same way, then bridged into tf_keras (exporter/keras3/).
 
 Example:
     >>> loaded = load_model(demo.model_path)          # the demo's model.keras
@@ -30,14 +31,10 @@ from exporter.config_scan import find_problems, raise_custom, raise_unsafe, scan
 from exporter.errors import ExporterError, ModelFileError, UnsafeModelError, UsageError
 from exporter.keras_archive import checked_copy, open_regular, show
 
-__all__ = ["LoadedModel", "load_model", "check_is_tf_keras", "scan_config"]
+__all__ = ["LoadedModel", "load_model", "scan_config"]
 
 _SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite"}
 _MAX_TFLITE_BYTES = 2 << 30          # the FlatBuffer format's own limit
-_KERAS3_HINT = ("TF-MOT needs tf_keras (Keras 2) models. Build or load the model with `import tf_keras as "
-                "keras` (or set TF_USE_LEGACY_KERAS=1 before importing TensorFlow so that tf.keras is "
-                "tf_keras), copy the weights over if needed (model.get_weights() / set_weights()), then "
-                "re-save it with model.save().")
 
 
 @dataclass(frozen=True)
@@ -49,20 +46,23 @@ class LoadedModel:
         path: Where it was loaded from, or `None` for an in-memory model.
         kind: One of `"keras"`, `"h5"`, `"savedmodel"`, `"tflite"`, `"object"`.
         tflite_bytes: The flatbuffer when `kind == "tflite"`, else `None`.
+        bridge: For a Keras 3 model, its `exporter.keras3.Bridge` (the Keras 3 model, what was
+            translated); `model` is then the tf_keras translation. Else `None`.
     """
 
     model: object
     path: Path | None
     kind: str
     tflite_bytes: bytes | None = None
+    bridge: object = None
 
 
 def load_model(source, *, trust_model: bool = False, hint: str | None = None) -> LoadedModel:
-    """Load a model from a path or accept an in-memory tf_keras model.
+    """Load a model from a path or accept an in-memory tf_keras model; Keras 3 models are bridged.
 
     Args:
         source: A `str` or path-like to a `.keras`, `.h5`/`.hdf5` or `.tflite` file (any
-            letter case) or a SavedModel directory; or a `tf_keras.Model`.
+            letter case) or a SavedModel directory; or a `tf_keras.Model` or Keras 3 model.
         trust_model: Allow models whose loading can run code (Lambda layers, SavedModels,
             custom classes). Only for models from trusted sources. Default False.
         hint: What a refusal tells the user to do. Default: how to trust the model (`trust_hint()`).
@@ -72,10 +72,11 @@ def load_model(source, *, trust_model: bool = False, hint: str | None = None) ->
 
     Raises:
         ModelFileError: The file is missing, unreadable, not a regular file, empty, corrupt,
-            of the wrong kind, a Keras 3 model, or needs custom code (exit code 2).
+            of the wrong kind, needs custom code, or a Keras 3 model outside the bridge's table (exit code 2).
         UnsafeModelError: Loading would run code from the file and `trust_model` is False,
             or the `.keras` archive is a zip bomb or has unexpected members (exit code 3).
-        UsageError: `source` is neither a path nor a tf_keras model.
+        ConversionError: A Keras 3 model whose tf_keras translation does not build or take its weights (4).
+        UsageError: `source` is neither a path nor a tf_keras or Keras 3 model.
     """
     if isinstance(source, (str, os.PathLike)):
         try:
@@ -83,28 +84,15 @@ def load_model(source, *, trust_model: bool = False, hint: str | None = None) ->
         except (RuntimeError, ValueError, TypeError) as e:
             raise ModelFileError(f"bad model path {show(source)}: {e}") from e
         return _load_path(path, trust_model, hint)
-    check_is_tf_keras(source)
+    from exporter.keras3 import bridge_object, is_keras3_object
+
+    if is_keras3_object(source):
+        model, bridge = bridge_object(source)
+        return LoadedModel(model, None, "object", bridge=bridge)
     tf_keras = sys.modules.get("tf_keras")  # a tf_keras model implies it is imported
     if tf_keras is not None and isinstance(source, tfmod.keras().Model):
         return LoadedModel(source, None, "object")
-    raise UsageError(f"expected a model path or a tf_keras.Model, got {type(source).__name__}")
-
-
-def check_is_tf_keras(model) -> None:
-    """Refuse Keras 3 model objects (TF-MOT only works on tf_keras models).
-
-    Does not import Keras 3: the object's class hierarchy is inspected.
-
-    Args:
-        model: Any object.
-
-    Raises:
-        ModelFileError: `model` is a Keras 3 object.
-    """
-    for klass in type(model).__mro__:
-        if getattr(klass, "__module__", "").startswith("keras.src"):
-            raise ModelFileError(f"this model is a Keras 3 object ({type(model).__module__}."
-                                 f"{type(model).__qualname__}). {_KERAS3_HINT}")
+    raise UsageError(f"expected a model path or a tf_keras or Keras 3 model, got {type(source).__name__}")
 
 
 def _load_path(path: Path, trust: bool, hint: str | None) -> LoadedModel:
@@ -127,19 +115,29 @@ def _load_path(path: Path, trust: bool, hint: str | None) -> LoadedModel:
         return _load_keras(path, trust, hint)
     open_regular(path).close()  # refuses FIFOs, devices and empty files before h5py opens it
     config, version = _read_h5(path)
-    _scan(config, version, path, trust, hint)
+    if _scan(config, version, path, trust, hint):
+        return _bridge(config, version, path, path, kind, trust)
     model = _guarded_load(path, trust, lambda: tfmod.keras().models.load_model(str(path), compile=False))
     return LoadedModel(model, path, kind)
 
 
-def _scan(config, version, path: Path, trust: bool, hint: str | None) -> None:
-    """Unsafe findings first (exit 3), then Keras 3 (2), then custom classes (2)."""
+def _scan(config, version, path: Path, trust: bool, hint: str | None) -> bool:
+    """Unsafe findings first (exit 3), then custom classes (2); True for a Keras 3 model (to bridge)."""
+    from exporter.keras3 import is_keras3_version
+
     found = None if trust else find_problems(config)
     if found is not None:
         raise_unsafe(found.unsafe, show(path), hint)
-    _check_version(version, path)
-    if found is not None:
         raise_custom(found.custom, show(path), hint)
+    return is_keras3_version(version)
+
+
+def _bridge(record, version, copy: Path, path: Path, kind: str, trust: bool) -> LoadedModel:
+    """A scanned Keras 3 file translated into tf_keras (exporter/keras3/)."""
+    from exporter.keras3 import bridge_file
+
+    model, bridge = bridge_file(record, version, copy, show(path), trust=trust)
+    return LoadedModel(model, path, kind, bridge=bridge)
 
 
 def _load_keras(path: Path, trust: bool, hint: str | None) -> LoadedModel:
@@ -153,7 +151,9 @@ def _load_keras(path: Path, trust: bool, hint: str | None) -> LoadedModel:
             raise ModelFileError(f"{show(path)}: config.json is not a JSON object")
         # compile=False makes tf_keras drop the top-level compile_config unread.
         config = {k: v for k, v in config.items() if k != "compile_config"}
-        _scan(config, meta.get("keras_version") if isinstance(meta, dict) else None, path, trust, hint)
+        version = meta.get("keras_version") if isinstance(meta, dict) else None
+        if _scan(config, version, path, trust, hint):
+            return _bridge(config, version, copy, path, "keras", trust)   # before the copy is removed
         model = _guarded_load(path, trust, lambda: tfmod.keras().models.load_model(
             str(copy), compile=False, safe_mode=not trust))
     finally:
@@ -182,12 +182,6 @@ def _parse_json(raw, what: str):
         return json.loads(raw)
     except (ValueError, TypeError, RecursionError) as e:
         raise ModelFileError(f"{what} is not valid JSON ({e})") from e
-
-
-def _check_version(version, path: Path) -> None:
-    major = str(version or "").split(".")[0]
-    if major.isdigit() and int(major) >= 3:
-        raise ModelFileError(f"{show(path)} was saved by Keras {str(version)[:40]} (Keras 3). {_KERAS3_HINT}")
 
 
 def _guarded_load(path: Path, trust: bool, load):
@@ -229,13 +223,17 @@ def _load_savedmodel(path: Path, trust: bool, hint: str | None) -> LoadedModel:
 
 
 def _load_tflite(path: Path) -> LoadedModel:
+    from exporter.analysis.graph import free_dims
+
     with open_regular(path) as fh:
         data = fh.read(_MAX_TFLITE_BYTES + 1)
     if len(data) > _MAX_TFLITE_BYTES:
         raise ModelFileError(f"{show(path)} is larger than 2 GiB, the TFLite (FlatBuffer) limit")
     try:
         interpreter = tfmod.litert_interpreter_class()(model_content=data)
-        interpreter.allocate_tensors()
+        # Dynamic input dims (-1 beyond the batch): prepared later, at the shape given for them.
+        if not any(free_dims(d.get("shape_signature", ())) for d in interpreter.get_input_details()):
+            interpreter.allocate_tensors()
     except Exception as e:  # noqa: BLE001
         reason = " ".join(str(e).split())[:300] or type(e).__name__
         raise ModelFileError(f"not a valid TFLite model: {show(path)}: {reason}") from e

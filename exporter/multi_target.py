@@ -27,7 +27,7 @@ from pathlib import Path
 from exporter import progress as progress_mod
 from exporter import steps
 from exporter.errors import UsageError
-from exporter.inputs import read_data
+from exporter.inputs import input_count, read_data
 from exporter.option_names import option
 from exporter.request import ExportArgs, Output, Sources
 
@@ -96,8 +96,9 @@ def export_targets(args: ExportArgs, targets: list[str]) -> list:
     requests = [steps.resolve(a) for a in target_args(args, list(targets))]   # every output checked first
     sources = requests[0].sources
     loaded = load_model(sources.model, trust_model=sources.trust_model)
-    data = read_data(sources)
+    data = read_data(sources, input_count(loaded))
     inputs = [steps.check_data(r, steps.load(r, loaded), data) for r in requests]
+    inputs = [steps.prove_bridge(i) for i in inputs]       # a Keras 3 model: proved once (same samples), after every check
     built: dict[tuple, steps.Built] = {}
     for request, inp in zip(requests, inputs):
         key = build_key(request, inp)

@@ -76,10 +76,13 @@ OPTIONS: dict[str, Spelling] = {
     "eval": _plain("eval"),
     "labels": _plain("labels"),
     "train": _plain("train"),
+    "normalize": _plain("normalize"),
     "out": _plain("out"),
     "make_zip": Spelling("--zip", "make_zip={}", flag=True),
     "force": _plain("force", flag=True),
     "recipe": _plain("recipe"),
+    "input_shapes": Spelling("--input-shape", "input_shapes={}", repeat=True),
+    "label_output": _plain("label_output"),
     # CLI shorthands for parts of a recipe (exporter/recipe.py `recipe_from_flags`)
     "skip_layers": Spelling("--skip-layer", "skip_layers={} in the recipe", bare="the recipe's skip_layers",
                             repeat=True),

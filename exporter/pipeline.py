@@ -33,11 +33,11 @@ from exporter.stages.convert import convert
 from exporter.stages.training import accuracy
 
 
-def _tflite_accuracy(runner: LiteRTRunner, eval_ds) -> float | None:
-    """Top-1 accuracy in % of the .tflite on the labelled eval set, or None without labels."""
+def _tflite_accuracy(runner: LiteRTRunner, eval_ds, output: int = 0) -> float | None:
+    """Top-1 accuracy in % of the .tflite on the labelled eval set (of output `output`), or None without labels."""
     if eval_ds is None or eval_ds.y is None:
         return None
-    preds = runner.predict(eval_ds.x, "evaluating stage .tflite")
+    preds = runner.predict(eval_ds.x, "evaluating stage .tflite", output=output)
     return float((preds.argmax(axis=1) == eval_ds.y).mean() * 100)
 
 
@@ -58,14 +58,15 @@ def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: 
         The record the report shows for this stage.
     """
     graph = Graph.from_bytes(tflite)
-    runner = LiteRTRunner(tflite)
+    runner = LiteRTRunner(tflite, names=ctx.io)          # ctx.io: the original's names (exporter/io_names.py)
     host = runner.latency_ms(runs=30, warmup=5)
+    label = ctx.io.label if ctx.io is not None else 0
     record = {
         "stage": name,
         "config": config or {},
         **keras_totals(model),
-        "keras_accuracy": accuracy(model, ctx.eval),
-        "tflite_accuracy": _tflite_accuracy(runner, ctx.eval),
+        "keras_accuracy": accuracy(model, ctx.eval, label),
+        "tflite_accuracy": _tflite_accuracy(runner, ctx.eval, label),
         "tflite_bytes": len(tflite),
         "gzip_bytes": gzip_size(tflite),
         "est_latency_ms": estimate_latency_ms(graph, ctx.profile.cost_model),

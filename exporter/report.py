@@ -39,6 +39,11 @@ class Report:
     created: str = ""
     stages: list[dict] = field(default_factory=list)
     recipe: dict = field(default_factory=dict)
+    data: list[dict] = field(default_factory=list)          # each data set's range (exporter/data_summary.py)
+    warnings: list[str] = field(default_factory=list)
+    preprocessing: dict | None = None                        # what made image folders into inputs; None: arrays
+    bridge: dict | None = None                               # a Keras 3 model bridged into tf_keras (exporter/keras3/)
+    io: dict | None = None                                   # every input and output by name (exporter/io_names.py)
 
     @property
     def passed(self) -> bool:
@@ -59,7 +64,8 @@ class Report:
             "checks": [c.to_dict() for c in self.checks],
             "measurements": {k: m.to_dict() for k, m in self.measurements.items()},
             "graph": self.graph, "notes": self.notes, "versions": self.versions, "created": self.created,
-            "recipe": self.recipe, "stages": self.stages,
+            "recipe": self.recipe, "stages": self.stages, "data": self.data, "warnings": self.warnings,
+            "preprocessing": self.preprocessing, "bridge": self.bridge, "io": self.io,
         }
 
     def to_markdown(self) -> str:
@@ -69,6 +75,7 @@ class Report:
             f"- target: {self.target}, profile `{self.profile}` ({self.device})",
             f"- conversion: {self.mode}, I/O {self.io_dtype}, batch 1",
             f"- created: {self.created}", "",
+            *[f"**Warning:** {w}\n" for w in self.warnings],
             "## Checks against the profile's limits", "",
             "| limit | status | value | limit | headroom | source | on |",
             "|---|---|---|---|---|---|---|",
@@ -78,16 +85,21 @@ class Report:
             value = c.note if c.status == "skip" else format_value(c.value, c.unit)
             lines.append(f"| {c.name} | {c.status} | {value} | {format_value(c.limit, c.unit)} | {head} "
                          f"| {c.source} | {c.on} |")
+        hints = [f"- {c.name} failed: {c.hint}" for c in self.checks if c.hint]
+        lines += ["", *hints] if hints else []
         lines += ["", "## Figures", "", "| figure | value | source | on | note |", "|---|---|---|---|---|"]
         for m in self.measurements.values():
             lines.append(f"| {m.name} | {format_value(m.value, m.unit)} | {m.source} | {m.on} | {m.note} |")
         lines += ["", "## Graph (estimated from the .tflite flatbuffer)", "",
                   f"- ops: {len(self.graph.get('ops', []))}, MACs: {self.graph.get('total_macs', 0):,}",
                   f"- peak activation memory (tensor liveness): {format_value(self.graph.get('peak_activation_bytes'), 'bytes')}",
-                  f"- weights: {format_value(self.graph.get('weight_bytes'), 'bytes')}", "",
+                  f"- weights: {format_value(self.graph.get('weight_bytes'), 'bytes')}",
+                  *[f"- input `{t['name']}` has dynamic dims (shape signature {t['shape_signature']}): measured at "
+                    f"{t['shape']} (manifest.json `input_shapes`)" for t in self.graph.get("inputs", [])
+                    if min(t.get("shape_signature") or [0]) < 0], "",
                   "### Inputs and outputs", ""]
         lines += _md_table(*self.io_table()) + ["", "### Ops", ""] + _md_table(*self.op_table())
-        lines += self._stage_lines()
+        lines += self._data_lines() + self._stage_lines()
         if self.skipped_table()[1]:
             lines += ["", "## Layers the stages left alone", ""] + _md_table(*self.skipped_table())
         if self.notes:
@@ -95,10 +107,20 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def io_table(self) -> tuple[list[str], list[list]]:
-        """The model's inputs and outputs as (headers, rows): kind, name, shape, dtype."""
-        rows = [[kind, t["name"], "x".join(map(str, t["shape"])), t["dtype"]]
-                for kind in ("input", "output") for t in self.graph.get(f"{kind}s", [])]
-        return ["I/O", "tensor", "shape", "dtype"], rows
+        """Every input and output as (headers, rows): kind, name, tensor, shape, dtype, in the model's order.
+
+        The name is the one data and apps use (the .tflite signature's: exporter/io_names.py); the output
+        the labels are for is marked "output (labels)" when the model has several.
+        """
+        if not self.io:      # a report from before names were recorded
+            rows = [[kind, t["name"], "x".join(map(str, t["shape"])), t["dtype"]]
+                    for kind in ("input", "output") for t in self.graph.get(f"{kind}s", [])]
+            return ["I/O", "tensor", "shape", "dtype"], rows
+        several = len(self.io["outputs"]) > 1
+        rows = [[f"{kind} (labels)" if several and kind == "output" and t["name"] == self.io["label_output"] else kind,
+                 t["name"], t["tensor"], "x".join(map(str, t["shape"])), t["dtype"]]
+                for kind in ("input", "output") for t in self.io[f"{kind}s"]]
+        return ["I/O", "name", "tensor", "shape", "dtype"], rows
 
     def op_table(self) -> tuple[list[str], list[list]]:
         """The graph's ops as (headers, rows): index, op, compute dtype, MACs, first output shape."""
@@ -111,6 +133,22 @@ class Report:
         rows = [[s["stage"], k["layer"], k["class"], k.get("reason", "")]
                 for s in self.stages for k in s.get("skipped", [])]
         return ["stage", "layer", "class", "reason"], rows
+
+    def _data_lines(self) -> list[str]:
+        """The data sets' ranges and the preprocessing of image folders."""
+        if not self.data:
+            return []
+        rows = [[d["role"], d["origin"], f"{d['samples']:,}", "yes" if d["labelled"] else "no", f"{d['min']:.4g}",
+                 f"{d['max']:.4g}", f"{d['mean']:.4g}"] for d in self.data]
+        lines = ["", "## Data", ""] + _md_table(["data", "from", "samples", "labels", "min", "max", "mean"], rows)
+        pre = self.preprocessing
+        if pre:
+            norm = pre["normalize"]
+            lines += ["", f"Image folders ({', '.join(a['role'] for a in pre['applies_to'])}): {pre['color']}, "
+                          f"resized to {'x'.join(map(str, pre['resize']['size']))} ({pre['resize']['library']} "
+                          f"{pre['resize']['method']}), normalized '{norm['mode']}': {norm['formula']}, mean "
+                          f"{norm['mean']}, std {norm['std']} (manifest.json `preprocessing`)"]
+        return lines
 
     def _stage_lines(self) -> list[str]:
         if not self.stages:

@@ -113,6 +113,7 @@ def render_html(report) -> str:
     if skipped[1]:
         stages += "<h2>Layers the stages left alone</h2>" + _table(*skipped)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
+    warnings = "".join(f"<p class='fail'><b>Warning:</b> {html.escape(w)}</p>" for w in report.warnings)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
              "figure{display:inline-block;margin:8px}.pass{color:#070}.fail{color:#b00}")
@@ -121,5 +122,5 @@ def render_html(report) -> str:
             f"<h1>edgex export report: <span class='{report.status}'>{report.status.upper()}</span></h1>"
             f"<p>{html.escape(report.model)} → {html.escape(report.target)} · {html.escape(report.profile)} "
             f"({html.escape(report.device)}) · {html.escape(report.mode)}, I/O {html.escape(report.io_dtype)} · "
-            f"{html.escape(report.created)}</p><h2>Checks</h2>{checks}{stages}<h2>Charts</h2>{images}"
+            f"{html.escape(report.created)}</p>{warnings}<h2>Checks</h2>{checks}{stages}<h2>Charts</h2>{images}"
             f"<h2>Figures</h2>{figures}{graph}<h2>Notes</h2><ul>{notes}</ul></body></html>")

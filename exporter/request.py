@@ -37,6 +37,10 @@ class Sources:
         labels: a labels.txt path or a list of class names; None when not given.
         trust_model: allow models whose loading can run code. Default False.
         demo: use the built-in digits CNN and whichever of its data was not given. Default False.
+        normalize: how image folders' pixels become inputs (exporter/normalization.py); None: "unit".
+        input_shapes: the shape to measure a model with dynamic input dims at: one shape, or
+            {input name: shape} (exporter/input_shapes.py); None: the model's own shapes.
+        label_output: the output the labels are for (exporter/io_names.py); None: the first.
     """
 
     model: object = None
@@ -46,6 +50,9 @@ class Sources:
     train: object = None
     trust_model: bool = False
     demo: bool = False
+    normalize: str | None = None
+    input_shapes: object = None
+    label_output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,8 @@ def _with_demo(sources: Sources) -> Sources:
     d = load_demo()
     return Sources(model=d.model_path, calib=_or(sources.calib, d.calib), eval=_or(sources.eval, d.eval),
                    labels=_or(sources.labels, d.labels), train=_or(sources.train, d.train),
-                   trust_model=sources.trust_model, demo=True)
+                   trust_model=sources.trust_model, demo=True, normalize=sources.normalize,
+                   input_shapes=sources.input_shapes, label_output=sources.label_output)
 
 
 def _or(given, default):

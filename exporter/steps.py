@@ -1,9 +1,10 @@
-"""The named steps of one export: resolve → load → check data → build → assess → package.
+"""The named steps of one export: resolve → load → check data → prove bridge → build → assess → package.
 
 `exporter.api.export` runs them in this order. Each step takes the small dataclasses the steps
 before it returned and returns its own, so a step can be read (and tested) alone:
 
     ExportArgs ─resolve─► ExportRequest ─load─► Inputs ─check_data─► Inputs (with data)
+      ─prove_bridge─► Inputs (a Keras 3 model: its tf_keras translation proved on the data)
       ─build─► Built ─assess─► Assessment ─make_report─► Report ─package─► the bundle
 
 `resolve` and its dataclasses are in exporter/request.py, `load` and `check_data` in
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     from targets.base import Artifacts, Measured
 
 __all__ = ["Assessment", "Built", "ExportArgs", "ExportRequest", "Inputs", "Output", "Sources", "assess", "build",
-           "check_data", "library_versions", "load", "make_report", "package", "resolve", "skipped_note"]
+           "check_data", "library_versions", "load", "make_report", "package", "prove_bridge", "resolve",
+           "skipped_note"]
 
 _LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy")
 
@@ -60,6 +62,7 @@ class Built:
     records: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     converted_from: object = None    # the last stage's Keras model (None: the input model was converted)
+    input_shapes: dict | None = None  # input name -> the shape LiteRT resizes to (dynamic dims); None: as stored
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,18 @@ def _pass_through(request: ExportRequest, inputs: Inputs) -> Built:
     """A given .tflite, bundled as it is once its mode is one the profile allows."""
     from exporter.analysis.graph import Graph
 
+    from exporter.input_shapes import graph_at, notes
+
     tflite = inputs.loaded.tflite_bytes
-    graph = Graph.from_bytes(tflite)
+    graph = graph_at(tflite, inputs.input_shapes, Graph.from_bytes(tflite))
     mode = _detect_mode(graph)
     policy = request.policy
     if mode not in policy.allowed:
         raise UsageError(f"the given .tflite is {mode}, which profile {request.profile.name} does not allow "
                          f"(allowed: {', '.join(policy.allowed)})")
-    return Built(tflite, graph, mode, notes=[f"input was a .tflite ({mode}); it is measured and bundled as it is"])
+    return Built(tflite, graph, mode, notes=[f"input was a .tflite ({mode}); it is measured and bundled as it is",
+                                             *notes(graph, request.sources.input_shapes is not None)],
+                 input_shapes=inputs.input_shapes)
 
 
 def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tuple:
@@ -116,7 +123,8 @@ def _run_stages(request: ExportRequest, inputs: Inputs, config, calib_x) -> tupl
     recipe = request.recipe
     progress_mod.status(f"measuring the original model (converted to TFLite, {config.mode})")
     ctx = StageContext(train=inputs.train, eval=inputs.eval, training=recipe.training, profile=request.profile,
-                       mode=inputs.mode, skip_layers=recipe.skip_layers, teacher=inputs.loaded.model)
+                       mode=inputs.mode, skip_layers=recipe.skip_layers, teacher=inputs.loaded.model,
+                       io=inputs.signature)
     final, tflite, records = run_stages(inputs.loaded.model, request.stages, ctx, config, calib_x)
     notes = [skipped_note(s["stage"], s["skipped"]) for s in records if s["skipped"]]
     notes += [n for s in records for n in s["notes"] if n.startswith(f"{s['stage']}: ")]  # console
@@ -156,6 +164,30 @@ def skipped_note(stage: str, skipped: list[dict], *, shown: int = 3) -> str:
     return f"{stage}: skipped {len(skipped)} {noun} ({', '.join(parts)}); {option('skip_layers')} to choose"
 
 
+def prove_bridge(inputs: Inputs) -> Inputs:
+    """A Keras 3 model's proof: it and its tf_keras translation run on the same samples (exporter/keras3/proof.py).
+
+    Args:
+        inputs: the loaded model and its checked data (the eval samples are used, else the calibration ones).
+
+    Returns:
+        `inputs` with `bridge_proof` (the `bridge_max_abs_error` figure) for a bridged model, else as given.
+
+    Raises:
+        ConversionError: the outputs differ by more than 1e-4; names the first layer whose outputs differ.
+    """
+    bridge = inputs.loaded.bridge
+    if bridge is None:
+        return inputs
+    from exporter.keras3.proof import prove
+
+    data, role = (inputs.eval, "eval") if inputs.eval is not None else (inputs.calib, "calibration")
+    progress_mod.status("proving the Keras 3 bridge: both models on the same samples")
+    figure = prove(bridge, inputs.loaded.model, None if data is None else data.x, role,
+                   str(inputs.loaded.path or "<in-memory model>"))
+    return replace(inputs, bridge_proof=figure)
+
+
 def build(request: ExportRequest, inputs: Inputs) -> Built:
     """Make the .tflite: a given .tflite as it is, a plain conversion, or the recipe's stages.
 
@@ -173,11 +205,16 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
     if inputs.is_tflite:
         return _pass_through(request, inputs)
     from exporter.analysis.graph import Graph
+    from exporter.input_shapes import converted_notes
+    from exporter.inputs import fixed_shapes
     from exporter.stages.convert import ConvertConfig, convert
 
-    policy, mode = request.policy, inputs.mode
+    policy, mode, sig = request.policy, inputs.mode, inputs.signature      # names: the signature's (io_names.py)
     config = ConvertConfig(mode=mode, io_dtype=policy.io_dtype(mode),
-                           min_calibration_samples=policy.min_calibration_samples)
+                           min_calibration_samples=policy.min_calibration_samples,
+                           input_shape=inputs.shape if inputs.input_shapes else None,   # dynamic dims fixed
+                           input_shapes=fixed_shapes(inputs), input_names=sig.input_names,
+                           output_names=sig.output_names)
     calib_x = None if inputs.calib is None else inputs.calib.x
     records, notes, converted = [], [], None
     if request.stages:
@@ -185,6 +222,7 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
     else:
         progress_mod.status(f"converting to TFLite ({mode}) for {request.profile.name}")
         tflite = convert(inputs.loaded.model, config, calib=calib_x)
+    notes += converted_notes(inputs.loaded, inputs.input_shapes)
     return Built(tflite, Graph.from_bytes(tflite), mode, records, notes, converted)
 
 
@@ -203,6 +241,7 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
         PreflightError: ops, tensors or I/O the device cannot run.
     """
     from exporter.checks import run_checks
+    from exporter.data_summary import data_ranges, with_range_hints
     from targets.base import Artifacts
 
     target, profile = request.target, request.profile
@@ -211,7 +250,7 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
     artifacts = Artifacts(tflite=built.tflite, graph=built.graph, profile=profile, mode=built.mode,
                           keras_model=inputs.loaded.model, eval_ds=inputs.eval, labels=inputs.labels,
                           source=str(inputs.loaded.path) if inputs.loaded.path else None, options=request.options,
-                          converted_from=built.converted_from)
+                          converted_from=built.converted_from, input_shapes=built.input_shapes, io=inputs.signature)
     measured = target.measure(artifacts)
     no_reference = ("no original model to compare with (the input is a .tflite)" if inputs.is_tflite
                     else f"no evaluation data ({option('eval')})" if inputs.eval is None else None)
@@ -222,6 +261,7 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
     elif "top1_agreement" not in measured.figures:
         skipped["agreement"] = "the model's output is not one score per class, so it has no top-1"
     checks = run_checks(profile.limits, measured.figures, skipped) + target.extra_checks(artifacts, measured)
+    checks = with_range_hints(checks, data_ranges(inputs.calib, inputs.eval, inputs.train))   # the likely cause
     return Assessment(artifacts, measured, checks, list(notes))
 
 
@@ -237,15 +277,24 @@ def make_report(request: ExportRequest, inputs: Inputs, built: Built, assessment
     Returns:
         The Report (`report.bundle` is set by `package`).
     """
+    from exporter.data_summary import summarize
+    from exporter.io_names import io_record
     from exporter.report import Report
 
     profile, mode = request.profile, built.mode
+    data = summarize(inputs.calib, inputs.eval, inputs.train)      # ranges, warnings, image preprocessing
     io_dtype = built.graph.input_details()[0].dtype if inputs.is_tflite else request.policy.io_dtype(mode)
     recipe = {**request.recipe.to_dict(), "stages": [s.to_spec() for s in request.stages], "quantize": mode}
+    bridge, proof = inputs.loaded.bridge, inputs.bridge_proof        # a Keras 3 model (exporter/keras3/)
+    figures = {**assessment.measured.figures, **({proof.name: proof} if proof else {})}
+    bridged = None if bridge is None else {**bridge.record(), "max_abs_error": proof.value if proof else None}
     return Report(
         model=str(inputs.loaded.path or "<in-memory model>"), target=request.target.name, profile=profile.name,
-        device=profile.device, mode=mode, io_dtype=io_dtype, measurements=assessment.measured.figures,
-        checks=assessment.checks, graph=built.graph.to_dict(), notes=built.notes + assessment.notes,
+        device=profile.device, mode=mode, io_dtype=io_dtype, measurements=figures, bridge=bridged,
+        checks=assessment.checks, graph=built.graph.to_dict(),
+        io=io_record(built.tflite, built.graph, inputs.signature),
+        notes=([bridge.note()] if bridge else []) + data.notes + built.notes + assessment.notes,
+        data=[r.to_dict() for r in data.ranges], warnings=data.warnings, preprocessing=data.preprocessing,
         versions=library_versions(), stages=built.records, recipe=recipe,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -273,7 +322,7 @@ def package(request: ExportRequest, inputs: Inputs, built: Built, assessment: As
 
     output = request.output
     target_files = request.target.package(assessment.artifacts, assessment.measured)
-    extra = {**target_files, **bundle_agent_files(inputs.eval, inputs.loaded.model)}
+    extra = {**target_files, **bundle_agent_files(inputs.eval, inputs.loaded.model, io=inputs.signature)}
     report.bundle = str(Path(output.out))
     files = {"model.tflite": built.tflite, "report.md": report.to_markdown().encode("utf-8"),
              "report.html": render_html(report).encode("utf-8"), **extra}

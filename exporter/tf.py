@@ -48,6 +48,15 @@ def keras():
 
 
 @functools.cache
+def keras3():
+    """Return Keras 3 (the `keras` package), for the Keras 3 bridge (exporter/keras3/) only."""
+    tensorflow()
+    import keras
+
+    return keras
+
+
+@functools.cache
 def tfmot():
     """Return `tensorflow_model_optimization`."""
     keras()

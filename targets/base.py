@@ -137,6 +137,8 @@ class Artifacts:
     source: str | None = None
     options: TargetOptions | None = None
     converted_from: object = None   # the Keras model converted, when stages changed it (None: keras_model)
+    input_shapes: dict | None = None  # input name -> shape LiteRT resizes to (dynamic input dims); None: as stored
+    io: object = None               # the model's IOSignature (exporter/io_names.py); None: keras_model's or the .tflite's
 
     def host_figures(self) -> dict:
         """What LiteRT measures on this machine: size, host latency, accuracy, agreement and fidelity.
@@ -146,7 +148,8 @@ class Artifacts:
         """
         from exporter.measure import measure_host
 
-        return measure_host(self.tflite, self.keras_model, self.eval_ds, converted_from=self.converted_from)
+        return measure_host(self.tflite, self.keras_model, self.eval_ds, converted_from=self.converted_from,
+                            input_shapes=self.input_shapes, io=self.io)
 
 
 @dataclass
@@ -172,6 +175,26 @@ class Target(ABC):
     """Profile sections this target reads: top-level YAML key -> its pydantic model (extra="forbid")."""
     Options: ClassVar[type[TargetOptions]] = TargetOptions
     """The options an export may give this target (`exporter.export(..., target_options={...})`)."""
+    static_shapes: ClassVar[str | None] = None
+    """Why the device's runtime needs static input shapes (a .tflite with dynamic input dims is refused); None: it
+    resizes inputs, as LiteRT does."""
+
+    def check_static(self, dynamic: list, profile) -> None:
+        """Refuse inputs with dynamic dims when the runtime needs static shapes (`static_shapes`).
+
+        Args:
+            dynamic: (name, shape signature) of each input with dynamic dims beyond the batch.
+            profile: the device profile (named in the message).
+
+        Raises:
+            PreflightError: naming each input, its signature and why, and what to do instead.
+        """
+        if not self.static_shapes or not dynamic:
+            return
+        inputs = "; ".join(f"input {name!r} has dynamic dims (shape signature {list(sig)})" for name, sig in dynamic)
+        raise PreflightError(f"pre-flight for {self.name} ({profile.name}) failed: {inputs}: {self.static_shapes}. "
+                             f"{option('input_shapes')} only sets the shape LiteRT measures at: re-export the model "
+                             "with a static input shape (no -1 in its signature)")
 
     def parse_options(self, options: dict | TargetOptions | None) -> TargetOptions:
         """Validate export options for this target.

@@ -214,14 +214,15 @@ def test_lambda_model_is_refused_and_its_code_never_runs(keras, tmp_path, monkey
 
 
 @pytest.mark.reliability(6)
-def test_keras3_model_gets_a_specific_message(tmp_path):
+def test_keras3_model_outside_the_bridge_gets_a_specific_message(tmp_path):
     path = tmp_path / "k3.keras"
-    code = ("import keras; m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]); "
-            f"m.save({str(path)!r})")
+    code = ("import keras; m = keras.Sequential([keras.Input((4,)), keras.layers.GaussianNoise(0.1, name='noise'), "
+            f"keras.layers.Dense(2)]); m.save({str(path)!r})")
     env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
     result = run(["export", str(path), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "tf_keras" in result.stderr
+    assert result.exit_code == 2 and "layer 'noise' (GaussianNoise) is not in edgex's Keras 3 table" in result.stderr
+    assert "tf_keras" in result.stderr and "format='litert'" in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_importing_the_package_selects_tf_keras():

@@ -15,7 +15,7 @@ from exporter import keras_archive, model_io
 from exporter import tf as tfmod
 from exporter.config_scan import Findings
 from exporter.errors import ModelFileError, UnsafeModelError, UsageError
-from exporter.model_io import LoadedModel, check_is_tf_keras, load_model, scan_config
+from exporter.model_io import LoadedModel, load_model, scan_config
 
 
 def _tiny(keras, *middle):
@@ -300,7 +300,7 @@ def test_missing_path(tmp_path):
         load_model(tmp_path / "nope.keras")
 
 
-# Rule 6: Keras 3 models ------------------------------------------------------
+# Rule 6: Keras 3 models are bridged into tf_keras (exporter/keras3/; the bridge's own tests: tests/keras3/)
 
 _KERAS3_SCRIPT = """
 import sys, keras
@@ -321,24 +321,26 @@ def keras3_dir(tmp_path_factory):
     return d
 
 
-@pytest.mark.reliability(6)
 @pytest.mark.parametrize("name", ["k3.keras", "k3.h5"])
-def test_keras3_file_refused(keras3_dir, name):
-    with pytest.raises(ModelFileError) as excinfo:
-        load_model(keras3_dir / name)
-    msg = str(excinfo.value)
-    assert "Keras 3" in msg and "tf_keras" in msg and "TF_USE_LEGACY_KERAS=1" in msg
+def test_keras3_file_is_bridged_into_tf_keras(keras3_dir, name):
+    import numpy as np
+
+    loaded = load_model(keras3_dir / name)
+    assert isinstance(loaded.model, tfmod.keras().Model) and type(loaded.bridge.source).__module__.startswith("keras.src")
+    assert loaded.bridge.version.startswith("3.") and loaded.bridge.layers == 4     # Input, Conv2D, Flatten, Dense
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.model(x), loaded.bridge.source(x), atol=1e-6)
 
 
-@pytest.mark.reliability(6)
-def test_keras3_object_refused():
+def test_keras3_object_is_bridged_into_tf_keras():
     import keras as keras3  # Keras 3 is importable as `keras` next to tf_keras
 
-    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-    with pytest.raises(ModelFileError, match="Keras 3 object"):
-        check_is_tf_keras(model)
-    with pytest.raises(ModelFileError, match="TF_USE_LEGACY_KERAS=1"):
-        load_model(model)
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2, name="head")])
+    loaded = load_model(model)
+    assert (loaded.kind, loaded.path, loaded.bridge.source) == ("object", None, model)
+    assert isinstance(loaded.model, tfmod.keras().Model)
+    assert [w.tolist() for w in loaded.model.get_layer("head").get_weights()] == \
+        [w.tolist() for w in model.get_layer("head").get_weights()]
 
 
 # Rule 6 (scan details): allowed and custom classes --------------------------
@@ -580,8 +582,7 @@ def test_tflite_invalid(tmp_path, tflite_bytes, cut):
 
 def test_in_memory_tf_keras_model(files):
     loaded = load_model(files["plain"])
-    assert (loaded.model, loaded.path, loaded.kind) == (files["plain"], None, "object")
-    check_is_tf_keras(files["plain"])
+    assert (loaded.model, loaded.path, loaded.kind, loaded.bridge) == (files["plain"], None, "object", None)
 
 
 def test_in_memory_subclassed_model(keras):

@@ -2,7 +2,10 @@
 each with the exit code the README documents (0 unless its comment says `exits N`).
 
 The folder holds what the examples name: `model.keras` (the demo CNN saved by tf_keras), `calib.npz`,
-`eval.npz` and `train.npz` (its data splits) and `recipe.yaml` (the README's own recipe block).
+`eval.npz` and `train.npz` (its data splits), `recipe.yaml` (the README's own recipe block),
+`frontend.tflite` (an audio front-end with input [-1, -1], tests/dynamic_models.py), `images/`
+(the eval split as PNGs in class folders), `model_k3.keras` (a Keras 3 CNN, tests/keras3/models.py) and
+`two_io.keras` with `two_io_calib.npz`, `two_io_eval.npz` (a two-input, two-output model, tests/multi_io_models.py).
 Device addresses are mapped to stand-ins that really run the bundle: a real OpenSSH server on
 127.0.0.1 with a TensorFlow-free device venv, the stub adb server with this machine as the phone,
 and the TFLM firmware simulator on a pty. The README's Python API block and its profile example are
@@ -20,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.dynamic_models import frontend_tflite
+from tests.keras3.models import save_digits_cnn
+from tests.multi_io_models import write as write_two_io
 from tests.test_cli import run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -86,6 +92,16 @@ def _yaml_block(text: str, first_key: str) -> str:
     return next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if b.startswith(first_key))
 
 
+def _write_image_folder(root: Path, demo) -> None:
+    """images/: the demo's evaluation images as 16x16 8-bit PNGs, one class folder per name in demo.labels."""
+    from PIL import Image
+
+    for i, (x, y) in enumerate(zip(demo.eval.x, demo.eval.y)):
+        (root / demo.labels[y]).mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(np.round(x[..., 0] * 255).astype(np.uint8), "L")
+        image.resize((16, 16), Image.Resampling.NEAREST).save(root / demo.labels[y] / f"{i:03d}.png")
+
+
 @pytest.fixture(scope="module")
 def workspace(demo, tmp_path_factory):
     """The folder the README's commands run in, with the files they name."""
@@ -97,6 +113,10 @@ def workspace(demo, tmp_path_factory):
     np.savez(root / "eval.npz", x=demo.eval.x, y=demo.eval.y)
     np.savez(root / "train.npz", x=demo.train.x, y=demo.train.y)
     (root / "recipe.yaml").write_text(_yaml_block(README.read_text(), "quantize:"))
+    _write_image_folder(root / "images", demo)
+    (root / "frontend.tflite").write_bytes(frontend_tflite())     # an audio front-end, input [-1, -1]
+    save_digits_cnn(root / "model_k3.keras", demo)                # a Keras 3 CNN, for "Keras 3 models"
+    write_two_io(root)                                            # two_io.keras and its data: "Several inputs and outputs"
     return root
 
 

@@ -6,17 +6,15 @@ subgraph (index 0) is analysed; `Graph.subgraph_count` counts them all.
 Lengths, buffers and every name are checked first (exporter/analysis/flatbuffer.py):
 a name that is not UTF-8 makes the file "not a valid TFLite model" (exit 2).
 
-MAC convention (multiply-accumulates, from the static `shape` fields; any `-1`
-in `shape_signature` is ignored; `out_elems` = elements of the first output):
+MACs (multiply-accumulates) per op follow exporter/analysis/macs.py, from the tensors' shapes.
 
-- CONV_2D: out_elems * kh * kw * in_c (filter `[out_c, kh, kw, in_c/groups]`)
-- DEPTHWISE_CONV_2D: out_elems * kh * kw
-- FULLY_CONNECTED: out_elems * in_features (weights `[units, in_features]`)
-- BATCH_MATMUL: out_elems * K (K = contracted dimension of the lhs)
-- TRANSPOSE_CONV: input_elems * kh * kw * out_c
-- AVERAGE_POOL_2D, MAX_POOL_2D: out_elems * filter_h * filter_w
-- ADD, SUB, MUL, DIV, SQUARED_DIFFERENCE: out_elems
-- everything else: 0
+Dynamic sizes: each tensor keeps its `shape_signature` (-1 for a size fixed only at run time).
+A dynamic batch (dim 0 of an input of rank 2 or more, the only dynamic dim) is taken as 1, the
+batch edgex runs. Any other dynamic input dim leaves every tensor whose signature has a -1 with
+that -1 in its `shape` (unknown) unless `shapes` fixes it: such ops have `macs` None, and
+`total_macs` and `peak_activation_bytes` are None; nothing is computed from the flatbuffer's
+placeholder sizes. `Graph.from_bytes(data, shapes=...)` takes the shapes of every tensor at one
+input shape (exporter/input_shapes.py gets them from the LiteRT interpreter).
 
 `Graph.peak_activation_bytes` is a liveness bound: a non-constant tensor is live
 from the op that produces it (graph inputs from step 0) to the last op that
@@ -38,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import math
 import os
@@ -50,6 +49,7 @@ from exporter.analysis.flatbuffer import check_len as _check_len
 from exporter.analysis.flatbuffer import check_strings, text
 from exporter.analysis.flatbuffer import invalid as _invalid
 from exporter.analysis.flatbuffer import vec as _vec
+from exporter.analysis.macs import op_macs
 from exporter.errors import ModelFileError
 
 _OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items()
@@ -59,7 +59,6 @@ _DTYPES = {v: k.lower() for k, v in vars(tflite.TensorType).items()
 _BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "float64": 64, "int4": 4,
          "int8": 8, "uint8": 8, "bool": 8, "int16": 16, "uint16": 16, "int32": 32,
          "uint32": 32, "int64": 64, "uint64": 64, "complex64": 64, "complex128": 128}
-_ELEMENTWISE = {"ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,8 @@ class TensorInfo:
     `dtype` is a numpy-style name ("float32", "int8", ...); `is_constant` means
     backed by a non-empty buffer (weights); `quantization` is
     `{"scale": [...], "zero_point": [...], "quantized_dimension": int}` or None.
+    `shape_signature` has -1 for sizes fixed only at run time (the `shape` when the file has none);
+    a -1 left in `shape` is a size no input shape has fixed (see the module docstring).
     """
 
     index: int
@@ -79,6 +80,7 @@ class TensorInfo:
     is_constant: bool
     quantization: dict | None = field(default=None, hash=False)
     is_variable: bool = False
+    shape_signature: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class OpInfo:
     `name` is the builtin name ("CONV_2D") or "CUSTOM:<custom_code>";
     `compute_dtype` is the dtype of the first non-constant input, or "hybrid"
     for float activations with int8/uint8/int4 weights. Input index -1 marks an
-    omitted optional input.
+    omitted optional input. `macs` is None while it depends on an unknown size.
     """
 
     index: int
@@ -96,13 +98,15 @@ class OpInfo:
     version: int
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
-    macs: int
+    macs: int | None
     compute_dtype: str
     is_custom: bool
 
 
-def _prod(dims) -> int:
-    return math.prod(max(int(d), 0) for d in dims)
+def _nbytes(shape, dtype: str, stored: int) -> int:
+    """Bytes of a tensor of `shape` (unknown -1 sizes count 0), or its stored bytes for an unsized dtype."""
+    bits = _BITS.get(dtype)
+    return (math.prod(max(int(d), 0) for d in shape) * bits + 7) // 8 if bits else stored
 
 
 def _parse_tensor(i: int, t, buffer_sizes: list[int]) -> TensorInfo:
@@ -113,48 +117,36 @@ def _parse_tensor(i: int, t, buffer_sizes: list[int]) -> TensorInfo:
         raise _invalid(f"tensor {i} refers to missing buffer {b}")
     stored = buffer_sizes[b] if buffer_sizes else 0
     variable = bool(t.IsVariable())
-    bits = _BITS.get(dtype)
-    nbytes = (_prod(shape) * bits + 7) // 8 if bits else stored
     q, quant = t.Quantization(), None
     if q is not None and q.ScaleLength() > 0:
         quant = {"scale": [float(s) for s in _vec(q, "Scale")],
                  "zero_point": [int(z) for z in _vec(q, "ZeroPoint")],
                  "quantized_dimension": int(q.QuantizedDimension())}
     name = text(t.Name(), f"tensor {i} name")
-    return TensorInfo(i, name, shape, dtype, int(nbytes), stored > 0 and not variable,
-                      quant, variable)
+    signature = tuple(int(d) for d in _vec(t, "ShapeSignature")) or shape
+    return TensorInfo(i, name, shape, dtype, _nbytes(shape, dtype, stored), stored > 0 and not variable,
+                      quant, variable, signature)
 
 
-def _options(op, cls):
-    """Return the op's builtin options as `cls`, or None if it has others."""
-    table = op.BuiltinOptions()
-    if table is None or op.BuiltinOptionsType() != getattr(tflite.BuiltinOptions, cls.__name__):
-        return None
-    opts = cls()
-    opts.Init(table.Bytes, table.Pos)
-    return opts
+def free_dims(signature) -> list[int]:
+    """The dynamic (-1) dims of an input signature that need a given size: all but a dynamic batch.
+
+    Example:
+        >>> free_dims((-1, 8, 8, 1)), free_dims((-1, -1, 4)), free_dims((-1,))
+        ([], [1], [0])
+    """
+    return [k for k, d in enumerate(signature) if d < 0 and (k > 0 or len(signature) < 2)]
 
 
-def _macs(name: str, op, ins: list, outs: list, tensors) -> int:
-    """Return the multiply-accumulates of one op (see the module docstring)."""
-    shape = lambda i: tensors[i].shape if 0 <= i < len(tensors) else ()  # noqa: E731
-    arg = lambda k: shape(ins[k]) if len(ins) > k else ()  # noqa: E731
-    out_elems = _prod(shape(outs[0])) if outs else 0
-    if name == "CONV_2D" and len(arg(1)) == 4:
-        return out_elems * _prod(arg(1)[1:])
-    if name == "DEPTHWISE_CONV_2D" and len(arg(1)) == 4:
-        return out_elems * arg(1)[1] * arg(1)[2]
-    if name == "FULLY_CONNECTED" and arg(1):
-        return out_elems * arg(1)[-1]
-    if name == "BATCH_MATMUL" and len(arg(0)) >= 2:
-        opts = _options(op, tflite.BatchMatMulOptions)
-        return out_elems * arg(0)[-2 if opts is not None and opts.AdjX() else -1]
-    if name == "TRANSPOSE_CONV" and len(arg(1)) == 4:
-        return _prod(arg(2)) * _prod(arg(1)[:3])
-    if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        opts = _options(op, tflite.Pool2DOptions)
-        return out_elems * opts.FilterHeight() * opts.FilterWidth() if opts else 0
-    return out_elems if name in _ELEMENTWISE else 0
+def _settle(tensors: tuple, inputs, shapes: dict | None) -> tuple:
+    """Tensors with `shapes` (index -> shape) applied, or their sizes left unknown (-1) when an input needs one."""
+    if shapes is None and not any(free_dims(tensors[i].shape_signature) for i in inputs):
+        return tensors
+    if shapes is None:
+        shapes = {t.index: t.shape_signature for t in tensors if min(t.shape_signature, default=0) < 0}
+    return tuple(dataclasses.replace(t, shape=tuple(int(d) for d in shapes[t.index]),
+                                     nbytes=_nbytes(shapes[t.index], t.dtype, t.nbytes))
+                 if t.index in shapes else t for t in tensors)
 
 
 def _compute_dtype(ins: list, outs: list, tensors) -> str:
@@ -179,11 +171,12 @@ class Graph:
     subgraph_count: int
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Graph":
+    def from_bytes(cls, data: bytes, shapes: dict | None = None) -> "Graph":
         """Parse a TFLite flatbuffer.
 
         Args:
             data: The bytes of a `.tflite` file.
+            shapes: tensor index -> shape at one input shape (see exporter/input_shapes.py), or None.
 
         Returns:
             A `Graph` of subgraph 0.
@@ -201,7 +194,7 @@ class Graph:
         if not tflite.Model.ModelBufferHasIdentifier(data, 0) or data[4:8] != b"TFL3":
             raise _invalid("missing 'TFL3' file identifier")
         try:
-            return cls._parse(data)
+            return cls._parse(data, shapes)
         except ModelFileError:
             raise
         except Exception as e:  # the flatbuffer reader fails in many ways
@@ -228,7 +221,7 @@ class Graph:
         return cls.from_bytes(data)
 
     @classmethod
-    def _parse(cls, data: bytes) -> "Graph":
+    def _parse(cls, data: bytes, shapes: dict | None) -> "Graph":
         model = tflite.Model.GetRootAs(data, 0)
         if model.Version() != 3:
             raise _invalid(f"schema version {model.Version()}, expected 3")
@@ -256,6 +249,8 @@ class Graph:
                     raise _invalid(f"{what} refers to missing tensor {i}")
             return tuple(int(i) for i in values)
 
+        inputs = indices(_vec(sg, "Inputs"), "subgraph input")
+        tensors = _settle(tensors, inputs, shapes)
         ops = []
         for k in range(_check_len(sg.OperatorsLength(), data, "operators")):
             op = sg.Operators(k)
@@ -264,15 +259,15 @@ class Graph:
             name, version, custom = codes[op.OpcodeIndex()]
             ins = indices(_vec(op, "Inputs"), f"operator {k}", optional=True)
             outs = indices(_vec(op, "Outputs"), f"operator {k}")
-            ops.append(OpInfo(k, name, version, ins, outs, _macs(name, op, ins, outs, tensors),
-                              _compute_dtype(ins, outs, tensors), custom))
-        return cls(tuple(ops), tensors, indices(_vec(sg, "Inputs"), "subgraph input"),
-                   indices(_vec(sg, "Outputs"), "subgraph output"), n_sub)
+            macs = op_macs(name, op, ins, outs, lambda i: tensors[i].shape)
+            ops.append(OpInfo(k, name, version, ins, outs, macs, _compute_dtype(ins, outs, tensors), custom))
+        return cls(tuple(ops), tensors, inputs, indices(_vec(sg, "Outputs"), "subgraph output"), n_sub)
 
     @property
-    def total_macs(self) -> int:
-        """Sum of the MACs of all ops of the main subgraph."""
-        return sum(op.macs for op in self.ops)
+    def total_macs(self) -> int | None:
+        """Sum of the MACs of all ops of the main subgraph; None when an op's are unknown (dynamic sizes)."""
+        macs = [op.macs for op in self.ops]
+        return None if None in macs else sum(macs)
 
     @property
     def weight_bytes(self) -> int:
@@ -280,11 +275,13 @@ class Graph:
         return sum(t.nbytes for t in self.tensors if t.is_constant)
 
     @property
-    def peak_activation_bytes(self) -> int:
-        """Peak bytes of live non-constant tensors over the op steps.
+    def peak_activation_bytes(self) -> int | None:
+        """Peak bytes of live non-constant tensors over the op steps; None while sizes are unknown.
 
         See the module docstring for the liveness rule (no in-place reuse).
         """
+        if any(d < 0 for t in self.tensors for d in t.shape):
+            return None
         steps = max(len(self.ops), 1)
         start, end = dict.fromkeys(self.inputs, 0), dict.fromkeys(self.inputs, 0)
         for op in self.ops:
@@ -312,6 +309,10 @@ class Graph:
         """Return the distinct custom op codes (without "CUSTOM:"), sorted."""
         return sorted({op.name.split(":", 1)[1] for op in self.ops if op.is_custom})
 
+    def dynamic_inputs(self) -> list[TensorInfo]:
+        """The graph inputs whose shape signature has a dynamic (-1) size."""
+        return [t for t in self.input_details() if min(t.shape_signature, default=0) < 0]
+
     def input_details(self) -> list[TensorInfo]:
         """Return the `TensorInfo` of each graph input, in order."""
         return [self.tensors[i] for i in self.inputs]
@@ -325,12 +326,13 @@ class Graph:
 
         Returns:
             A dict with `ops` (name, version, macs, compute_dtype,
-            output_shapes), `inputs`/`outputs` (name, shape, dtype),
-            `op_counts`, `custom_ops`, `total_macs`, `weight_bytes`,
-            `peak_activation_bytes` and `subgraph_count`.
+            output_shapes), `inputs`/`outputs` (name, shape, shape_signature, dtype),
+            `dynamic_inputs` (names), `op_counts`, `custom_ops`, `total_macs`, `weight_bytes`,
+            `peak_activation_bytes` and `subgraph_count` (None: unknown, see the module docstring).
         """
         def io(ts):
-            return [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in ts]
+            return [{"name": t.name, "shape": list(t.shape), "shape_signature": list(t.shape_signature),
+                     "dtype": t.dtype} for t in ts]
         return {
             "ops": [{"index": op.index, "name": op.name, "version": op.version, "macs": op.macs,
                      "compute_dtype": op.compute_dtype,
@@ -338,6 +340,7 @@ class Graph:
                     for op in self.ops],
             "inputs": io(self.input_details()),
             "outputs": io(self.output_details()),
+            "dynamic_inputs": [t.name for t in self.dynamic_inputs()],
             "op_counts": self.op_counts(),
             "custom_ops": self.custom_ops(),
             "total_macs": self.total_macs,

@@ -2,9 +2,11 @@
 
 A standalone file (standard library, numpy and one TFLite runtime; Python 3.8+, numpy 1 or 2)
 that edgex pushes to a device with the model and the bundle's manifest. It checks the model's
-sha256 against the manifest before loading it, loads it with the runtime's flatbuffer verifier,
-times warm-up and timed invokes on a zero input, optionally scores the bundle's eval samples,
-and prints exactly one JSON object (protocol 1, see exporter/hil/result.py) on stdout.
+sha256 against the manifest before loading it, loads it with the runtime's flatbuffer verifier
+(inputs with dynamic dims resized to the manifest's `input_shapes`, the shape edgex measured at),
+times warm-up and timed invokes on zero inputs, optionally scores the bundle's eval samples,
+and prints exactly one JSON object (protocol 1, see exporter/hil/result.py) on stdout. Several inputs and
+outputs go in the order of the manifest's `io`; eval samples are `x` or `x0`, `x1`, ..., `y` its `label_output`'s.
 
 The model is first loaded and invoked once in a child process (`--probe`), so that a model
 which crashes the runtime (old runtimes do not verify the flatbuffer) is reported, not fatal.
@@ -61,7 +63,7 @@ def find_runtime():
 
 
 def check_model(model_bytes, manifest_path):
-    """Refuse a model whose sha256 is not the manifest's (exit 3)."""
+    """Refuse a model whose sha256 is not the manifest's (exit 3); return its `input_shapes` and `io` (or None)."""
     try:
         with open(manifest_path, "rb") as f:
             manifest = json.loads(f.read(1 << 24).decode("utf-8"))
@@ -75,6 +77,22 @@ def check_model(model_bytes, manifest_path):
     if actual != expected:
         raise AgentFailure("model.tflite sha256 %s does not match the manifest's %s; the model was "
                            "changed or corrupted in transfer; refusing to run it" % (actual, expected), 3)
+    try:  # the shapes a model with dynamic (-1) input dims was measured at; the I/O order (older manifests: none)
+        io = manifest.get("io") or None
+        order = io and ([int(t["index"]) for t in io["inputs"]], [int(t["index"]) for t in io["outputs"]],
+                        [t["name"] for t in io["outputs"]].index(io["label_output"]))
+        return {str(k): [int(d) for d in v] for k, v in (manifest.get("input_shapes") or {}).items()}, order
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        raise AgentFailure("manifest %s has malformed input_shapes or io" % manifest_path, 2)
+
+
+def io_details(interpreter, order):
+    """(input details, output details, label output position) in the manifest's order; tensor order without it."""
+    ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
+    by_index = dict((d["index"], d) for d in ins + outs)
+    if order and any(i not in by_index for i in order[0] + order[1]):
+        raise AgentFailure("the manifest's io names tensors the model does not have", 2)
+    return ([by_index[i] for i in order[0]], [by_index[i] for i in order[1]], order[2]) if order else (ins, outs, 0)
 
 
 def probe(args):
@@ -89,10 +107,7 @@ def probe(args):
     except subprocess.TimeoutExpired:
         raise AgentFailure("loading the model did not finish in 600 s", 4)
     if done.returncode < 0:
-        try:
-            name = signal.Signals(-done.returncode).name
-        except ValueError:
-            name = "signal %d" % -done.returncode
+        name = dict((s.value, s.name) for s in signal.Signals).get(-done.returncode, "signal %d" % -done.returncode)
         raise AgentFailure("model.tflite is not a valid model: the runtime crashed loading it (%s)" % name, 2)
     lines = [line for line in done.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
     try:
@@ -104,7 +119,15 @@ def probe(args):
         raise AgentFailure(str(answer.get("error")), done.returncode or 4)
 
 
-def load_interpreter(interpreter_cls, model_bytes, threads):
+def input_shape(detail, shapes):
+    """The manifest's shape for an input with dynamic (-1) dims (else 1 for each -1); None for a static one."""
+    signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+    if any(d < 0 for d in signature):
+        return shapes.get(detail["name"]) or [max(d, 1) for d in signature]
+    return None
+
+
+def load_interpreter(interpreter_cls, model_bytes, threads, shapes=None):
     try:
         interpreter = interpreter_cls(model_content=model_bytes, num_threads=threads)
     except Exception as exc:
@@ -112,9 +135,9 @@ def load_interpreter(interpreter_cls, model_bytes, threads):
         raise AgentFailure("model.tflite is not a valid model: " + first, 2)
     try:
         for detail in interpreter.get_input_details():
-            signature = detail.get("shape_signature")
-            if signature is not None and any(int(d) < 0 for d in signature):
-                interpreter.resize_tensor_input(detail["index"], [max(int(d), 1) for d in signature])
+            shape = input_shape(detail, shapes or {})
+            if shape is not None:
+                interpreter.resize_tensor_input(detail["index"], shape)
         interpreter.allocate_tensors()
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -140,10 +163,7 @@ def to_input(np, sample, detail):
     scale, zero_point = quantization(detail)
     x = np.asarray(sample, dtype=np.float64).reshape(detail["shape"])
     if np.issubdtype(dtype, np.integer):
-        if scale:
-            x = np.round(x / scale + zero_point)
-        info = np.iinfo(dtype)
-        x = np.clip(x, info.min, info.max)
+        x = np.clip(np.round(x / scale + zero_point) if scale else x, np.iinfo(dtype).min, np.iinfo(dtype).max)
     return x.astype(dtype)
 
 
@@ -163,8 +183,8 @@ def invoke(interpreter):
         raise AgentFailure("invoke failed: " + first, 4)
 
 
-def time_model(np, interpreter, warmup, runs):
-    inputs = interpreter.get_input_details()
+def time_model(np, interpreter, warmup, runs, order=None):
+    inputs, outputs, _ = io_details(interpreter, order)
     for detail in inputs:
         interpreter.set_tensor(detail["index"], zero_input(np, detail))
     for _ in range(warmup):
@@ -176,40 +196,37 @@ def time_model(np, interpreter, warmup, runs):
         times.append((time.perf_counter() - start) * 1000.0)
     if not times:
         invoke(interpreter)
-    first = interpreter.get_output_details()[0]
-    digest = hashlib.sha256(np.ascontiguousarray(interpreter.get_tensor(first["index"])).tobytes()).hexdigest()
-    latency = None
-    if times:
-        ordered = np.asarray(times, dtype=np.float64)
-        latency = {"p50": float(np.percentile(ordered, 50)), "p90": float(np.percentile(ordered, 90)),
-                   "mean": float(ordered.mean()), "runs": len(times)}
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(interpreter.get_tensor(d["index"])).tobytes()
+                                     for d in outputs)).hexdigest()
+    ms = np.asarray(times or [0.0], dtype=np.float64)
+    latency = {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+               "mean": float(ms.mean()), "runs": len(times)} if times else None
     return latency, digest
 
 
-def evaluate(np, interpreter, path, limit):
-    """Top-1 accuracy (%) on up to `limit` samples of an .npz with x and y (no pickle)."""
+def evaluate(np, interpreter, path, limit, order=None):
+    """Top-1 accuracy (%) of the label output on up to `limit` samples of an .npz: x (or x0, x1, ...) and y."""
+    inputs, outputs, label = io_details(interpreter, order)
+    names = ["x"] if len(inputs) == 1 else ["x%d" % i for i in range(len(inputs))]
     try:
         with np.load(path, allow_pickle=False) as data:
-            x, y = np.asarray(data["x"]), np.asarray(data["y"])
+            xs, y = [np.asarray(data[name]) for name in names], np.asarray(data["y"])
     except Exception as exc:
         raise AgentFailure("cannot read eval samples %s: %s" % (path, str(exc)[:200]), 2)
-    if y.ndim == 2:
-        y = y.argmax(axis=1)
-    n = min(int(limit), len(x), len(y))
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    y = y.argmax(axis=1) if y.ndim == 2 else y
+    n = min([int(limit), len(y)] + [len(x) for x in xs])
     if n == 0:
         return None, 0
-    if len(inputs) != 1:
-        raise AgentFailure("eval samples need a single-input model; this one has %d inputs" % len(inputs), 2)
-    detail = inputs[0]
-    if int(np.prod(detail["shape"])) != int(np.prod(x.shape[1:])):
-        raise AgentFailure("eval sample shape %s does not fit the model input %s"
-                           % (tuple(x.shape[1:]), tuple(int(d) for d in detail["shape"])), 2)
+    for name, x, detail in zip(names, xs, inputs):
+        if int(np.prod(detail["shape"])) != int(np.prod(x.shape[1:])):
+            raise AgentFailure("eval samples %s of shape %s do not fit the model input %s"
+                               % (name, tuple(x.shape[1:]), tuple(int(d) for d in detail["shape"])), 2)
     correct = 0
     for i in range(n):
-        interpreter.set_tensor(detail["index"], to_input(np, x[i], detail))
+        for x, detail in zip(xs, inputs):
+            interpreter.set_tensor(detail["index"], to_input(np, x[i], detail))
         invoke(interpreter)
-        scores = from_output(np, interpreter.get_tensor(outputs[0]["index"]), outputs[0])
+        scores = from_output(np, interpreter.get_tensor(outputs[label]["index"]), outputs[label])
         correct += int(int(np.argmax(scores.reshape(-1))) == int(y[i]))
     return 100.0 * correct / n, n
 
@@ -259,11 +276,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="Run a .tflite model and print one JSON line.")
     parser.add_argument("--model", required=True)
     parser.add_argument("--manifest", required=True)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--eval", default=None, help=".npz with x and y")
-    parser.add_argument("--eval-samples", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    for flag, default in (("--warmup", 10), ("--runs", 50), ("--eval-samples", 0), ("--threads", 1)):
+        parser.add_argument(flag, type=int, default=default)
+    parser.add_argument("--eval", default=None, help=".npz with x (or x0, x1, ...) and y")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 0 <= args.warmup <= 1000000 or not 1 <= args.runs <= 1000000:
@@ -283,19 +298,19 @@ def run(argv, result):
     except OSError as exc:
         raise AgentFailure("cannot read model %s: %s" % (args.model, exc.strerror or exc), 2)
     result["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
-    check_model(model_bytes, args.manifest)
+    shapes, order = check_model(model_bytes, args.manifest)
     import numpy as np
 
     result["runtime"], result["runtime_version"], interpreter_cls = find_runtime()
     if not args.probe:
         probe(args)
-    interpreter = load_interpreter(interpreter_cls, model_bytes, args.threads)
+    interpreter = load_interpreter(interpreter_cls, model_bytes, args.threads, shapes)
     if args.probe:
         time_model(np, interpreter, 0, 1)
         return
-    result["latency_ms"], result["output_digest"] = time_model(np, interpreter, args.warmup, args.runs)
+    result["latency_ms"], result["output_digest"] = time_model(np, interpreter, args.warmup, args.runs, order)
     if args.eval and args.eval_samples:
-        result["accuracy"], result["eval_samples"] = evaluate(np, interpreter, args.eval, args.eval_samples)
+        result["accuracy"], result["eval_samples"] = evaluate(np, interpreter, args.eval, args.eval_samples, order)
     result["device"] = device_info(args.threads)
 
 

@@ -31,31 +31,39 @@ AGENT_FLAG = "--use-installed-agent"
 MAX_AGENT_BYTES = 4 << 20      # the agent is ~15 KB; a bigger file is not an edgex agent
 
 
-def bundle_agent_files(eval_ds, keras_model=None, max_samples: int = 200) -> dict[str, bytes]:
+def bundle_agent_files(eval_ds, keras_model=None, max_samples: int = 200, io=None) -> dict[str, bytes]:
     """Files to add to a bundle: the agent, and up to `max_samples` labelled eval samples.
 
     With the original Keras model, the samples also carry its top-1 answers (`ref`), so that a
-    device run's accuracy is compared with the original's on exactly the same samples.
+    device run's accuracy is compared with the original's on exactly the same samples. The samples
+    are named like data: `x`, or `x0`, `x1`, ... in the model's input order; `y` labels the label
+    output, the one the manifest's `io` names (exporter/io_names.py).
 
     Args:
         eval_ds: the evaluation data set (x, y), or None.
         keras_model: the original model, for the reference answers (default None: none stored).
         max_samples: the most samples stored (default 200).
+        io: the model's IOSignature (its label output); None: the first output.
 
     Returns:
         Bundle-relative path → bytes: `agent/edgex_agent.py` (this edgex's agent) and, with
         labelled data, `agent/eval_samples.npz`.
     """
-    import io
+    import io as io_module
 
     import numpy as np
 
+    from exporter.io_names import data_names
+
     files = {f"agent/{AGENT_NAME}": AGENT_SOURCE.read_bytes()}
     if eval_ds is not None and eval_ds.y is not None:
-        buffer = io.BytesIO()
-        arrays = {"x": eval_ds.x[:max_samples], "y": eval_ds.y[:max_samples]}
+        buffer = io_module.BytesIO()
+        part = eval_ds.take(slice(0, max_samples))
+        arrays = {**dict(zip(data_names(len(part.inputs)), part.inputs)), "y": part.y}
         if keras_model is not None:
-            arrays["ref"] = np.argmax(keras_model.predict(arrays["x"], verbose=0, batch_size=256), axis=-1)
+            scores = keras_model.predict(part.keras_x, verbose=0, batch_size=256)
+            scores = scores[io.label if io is not None else 0] if isinstance(scores, list) else scores
+            arrays["ref"] = np.argmax(scores, axis=-1)
         np.savez(buffer, **arrays)
         files[f"agent/{EVAL_NAME}"] = buffer.getvalue()
     return files

@@ -86,6 +86,7 @@ class StageContext:
         previous: names of the stages already applied, in order.
         skip_layers: layer names the user asked every stage to leave alone.
         teacher: the original model (for distillation).
+        io: the original model's IOSignature (exporter/io_names.py): names and label output of its .tflite.
     """
 
     train: object
@@ -96,6 +97,7 @@ class StageContext:
     previous: list[str] = field(default_factory=list)
     skip_layers: tuple[str, ...] = ()
     teacher: object = None
+    io: object = None
 
 
 @dataclass

@@ -17,6 +17,12 @@ Example:
     Traceback (most recent call last):
     ...
     exporter.errors.DataError: int8 needs at least 32 calibration samples (calib=); got 10
+
+A model with several inputs or outputs is converted through a function whose signature names its
+inputs and outputs after the Keras model's (`input_names`, `output_names`: the original model's, which
+TF-MOT's wrappers may rename), so the .tflite's `serving_default` signature maps each name to its
+tensor (the converter orders the tensors its own way; exporter/io_names.py). Its calibration data are a
+tuple of arrays in the model's input order, fed to the converter as dicts keyed by those names.
 """
 from __future__ import annotations
 
@@ -40,9 +46,17 @@ class ConvertConfig(BaseModel):
     io_dtype: str = Field("int8", description="I/O dtype of int8 models: int8 | uint8 | float32")
     calibration_samples: int = Field(200, ge=1, description="most calibration samples used")
     min_calibration_samples: int = Field(32, ge=1, description="fewest calibration samples accepted")
+    input_shape: tuple[int, ...] | None = Field(None, description="the static input shape to convert at, for a "
+                                                "model with dynamic (None) dims; default: batch 1 and the model's")
+    input_shapes: tuple[tuple[int, ...], ...] | None = Field(None, description="the same per input, for a model "
+                                                             "with several inputs")
+    input_names: tuple[str, ...] | None = Field(None, description="names of the inputs in the .tflite signature "
+                                                "(several inputs or outputs); default: the model's")
+    output_names: tuple[str, ...] | None = Field(None, description="names of the outputs in the .tflite signature "
+                                                 "(several inputs or outputs); default: the model's")
 
 
-def _configure(converter, tf, config: ConvertConfig, calib: np.ndarray | None):
+def _configure(converter, tf, config: ConvertConfig, calib, names: list[str] | None = None):
     """Set the converter's optimizations, types and representative data for `config.mode`."""
     if config.mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -50,18 +64,20 @@ def _configure(converter, tf, config: ConvertConfig, calib: np.ndarray | None):
     elif config.mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif config.mode == "int8":
-        if calib is None or len(calib) < config.min_calibration_samples:
-            got = 0 if calib is None else len(calib)
+        parts = () if calib is None else calib if isinstance(calib, tuple) else (calib,)
+        got = len(parts[0]) if parts else 0
+        if got < config.min_calibration_samples:
             raise DataError(
                 f"int8 needs at least {config.min_calibration_samples} calibration samples ({option('calib')}); "
                 f"got {got}")
-        samples = calib[: config.calibration_samples].astype(np.float32)
+        samples = [a[: config.calibration_samples].astype(np.float32) for a in parts]
 
         def representative():
-            with progress("calibrating int8", total=len(samples)) as advance:
-                for row in samples:
+            with progress("calibrating int8", total=len(samples[0])) as advance:
+                for i in range(len(samples[0])):
                     advance()
-                    yield [row[None, ...]]
+                    rows = [a[i][None, ...] for a in samples]
+                    yield dict(zip(names, rows)) if names else rows
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -77,9 +93,10 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
     """Convert a tf_keras model to TFLite flatbuffer bytes with batch size 1.
 
     Args:
-        model: a single-input tf_keras model.
+        model: a tf_keras model.
         config: the conversion mode and its settings.
-        calib: calibration samples (required for int8).
+        calib: calibration samples (required for int8): an array, or for several inputs a tuple of arrays
+            in the model's input order.
 
     Returns:
         The .tflite bytes.
@@ -89,17 +106,41 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
         ConversionError: the converter failed, e.g. on ops TFLite builtins lack (listed).
     """
     tf = tfmod.tensorflow()
-    spec = model.inputs[0]
-    signature = tf.TensorSpec([1, *spec.shape[1:]], spec.dtype, name=spec.name.split(":")[0])
-    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(signature)
+    names = None
+    if len(model.inputs) == 1 and len(model.outputs) == 1:
+        spec = model.inputs[0]
+        shape = config.input_shape or [1, *spec.shape[1:]]
+        signature = tf.TensorSpec(list(shape), spec.dtype, name=spec.name.split(":")[0])
+        function = tf.function(lambda x: model(x, training=False)).get_concrete_function(signature)
+    else:
+        function, names = _named_function(tf, model, config)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    _configure(converter, tf, config, calib)
+    _configure(converter, tf, config, calib, names)
     try:
         with quiet_native_stderr():
             return bytes(converter.convert())
     except Exception as exc:  # the converter raises many types; all mean "could not convert"
         raise ConversionError(_explain(exc, config.mode)) from exc
+
+
+def _named_function(tf, model, config: ConvertConfig):
+    """A concrete function of a model with several inputs or outputs, its signature named as the Keras model's.
+
+    Returns:
+        (the function, its input names in the model's order).
+    """
+    inputs = list(config.input_names or model.input_names)
+    outputs = list(config.output_names or model.output_names)
+    shapes = config.input_shapes or [[1, *t.shape[1:]] for t in model.inputs]
+    specs = [tf.TensorSpec(list(shape), t.dtype, name=name) for t, name, shape in zip(model.inputs, inputs, shapes)]
+    several = len(model.outputs) > 1
+
+    def call(*args):
+        result = model(list(args) if len(args) > 1 else args[0], training=False)
+        return dict(zip(outputs, result if several else [result]))
+
+    return tf.function(call).get_concrete_function(*specs), inputs
 
 
 def _explain(exc: Exception, mode: str) -> str:

@@ -214,8 +214,9 @@ class LowBitStage(Stage):
             optimizer.apply_gradients(zip(grads, targets))   # straight through Q onto the shadows
             return loss
 
-        data = (tf.data.Dataset.from_tensor_slices((x.astype(np.float32), y))
-                .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size))
+        x = tuple(a.astype(np.float32) for a in x) if isinstance(x, list) else x.astype(np.float32)  # several inputs
+        data = (tf.data.Dataset.from_tensor_slices((x, y))
+                .shuffle(len(y), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size))
         best, waited = None, 0
         with progress(f"{bits}-bit fine-tuning", total=config.epochs) as advance:
             for _ in range(config.epochs):

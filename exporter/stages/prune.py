@@ -181,8 +181,8 @@ class PruneStage(Stage):
     def _pruning_params(self, sparsity_api, ctx: StageContext) -> dict:
         """The keyword arguments of `prune_low_magnitude`: schedule and structure."""
         cfg = self.config
-        (x, _), _ = training.split(ctx.train, ctx.training)
-        total = ctx.training.epochs * math.ceil(len(x) / ctx.training.batch_size)
+        (_, y), _ = training.split(ctx.train, ctx.training)
+        total = ctx.training.epochs * math.ceil(len(y) / ctx.training.batch_size)
         if cfg.end_step is None:
             # the last step on which the masks are updated, so that the target is reached
             end = cfg.begin_step + (total - cfg.begin_step) // cfg.frequency * cfg.frequency
@@ -191,7 +191,7 @@ class PruneStage(Stage):
         if not cfg.structure and (end <= cfg.begin_step or end > total):
             raise ConfigError(
                 f"stage {self.name!r}: fine-tuning runs {total} steps ({ctx.training.epochs} epochs of "
-                f"{math.ceil(len(x) / ctx.training.batch_size)}), so pruning from step {cfg.begin_step} every "
+                f"{math.ceil(len(y) / ctx.training.batch_size)}), so pruning from step {cfg.begin_step} every "
                 f"{cfg.frequency} steps to end_step {cfg.end_step if cfg.end_step else end} cannot reach the "
                 "target: lower begin_step, end_step or frequency, or train for more epochs")
         if cfg.structure:

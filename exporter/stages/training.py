@@ -73,7 +73,7 @@ def split(ctx_train, config: TrainingConfig):
         config: the TrainingConfig (validation_split, seed).
 
     Returns:
-        ((x, y), (x_val, y_val) or None).
+        ((x, y), (x_val, y_val) or None); x as Keras takes it: an array, or a list of arrays for several inputs.
 
     Raises:
         DataError: no training data or no labels.
@@ -81,13 +81,12 @@ def split(ctx_train, config: TrainingConfig):
     if ctx_train is None or ctx_train.y is None:
         raise DataError(f"fine-tuning needs labelled training data: pass {option('train', 'train.npz')} "
                         "(arrays x and y)")
-    x, y = ctx_train.x, ctx_train.y
-    n_val = int(len(x) * config.validation_split)
+    n_val = int(len(ctx_train) * config.validation_split)
     if n_val == 0:
-        return (x, y), None
-    order = np.random.default_rng(config.seed).permutation(len(x))
-    val, train = order[:n_val], order[n_val:]
-    return (x[train], y[train]), (x[val], y[val])
+        return (ctx_train.keras_x, ctx_train.y), None
+    order = np.random.default_rng(config.seed).permutation(len(ctx_train))
+    val, train = ctx_train.take(order[:n_val]), ctx_train.take(order[n_val:])
+    return (train.keras_x, train.y), (val.keras_x, val.y)
 
 
 def fit(model, ctx, *, loss="sparse_categorical_crossentropy", callbacks=(), epochs: int | None = None,
@@ -120,17 +119,19 @@ def fit(model, ctx, *, loss="sparse_categorical_crossentropy", callbacks=(), epo
                          shuffle=True, callbacks=cbs)
 
 
-def accuracy(model, dataset) -> float | None:
+def accuracy(model, dataset, output: int = 0) -> float | None:
     """Top-1 accuracy in % of a Keras model on a labelled dataset.
 
     Args:
         model: a tf_keras classifier.
         dataset: a Dataset, or None.
+        output: which output the labels are for (a model with several outputs).
 
     Returns:
         The accuracy, or None without a labelled dataset.
     """
     if dataset is None or dataset.y is None:
         return None
-    probs = model.predict(dataset.x, verbose=0, batch_size=256)
+    probs = model.predict(dataset.keras_x, verbose=0, batch_size=256)
+    probs = probs[output] if isinstance(probs, (list, tuple)) else probs
     return float((np.argmax(probs, axis=1) == dataset.y).mean() * 100)

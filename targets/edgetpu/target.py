@@ -37,6 +37,13 @@ from targets.edgetpu.estimate import EDGETPU_CUSTOM_OP
 from targets.edgetpu.settings import EdgeTpuSettings
 
 _IO_DTYPES = ("uint8", "int8")
+_STATIC = "the Edge TPU compiler needs static shapes (every tensor size is fixed at compile time)"
+
+
+def _static_hint() -> str:
+    """Why a dynamic size is refused and what to do, naming the option as the caller spells it."""
+    return (f"{_STATIC}; re-export the model with a static input shape ({option('input_shapes')} only sets the "
+            "shape LiteRT measures at)")
 
 
 class EdgeTpuOptions(TargetOptions):
@@ -95,8 +102,7 @@ def requirement_problems(graph, profile, mode: str, facts=None) -> list[str]:
                 problems.append(f"{kind} {t.name!r} has batch {t.shape[0]}; the Edge TPU runs batch 1")
     if facts is not None:
         for tensor in facts.dynamic_tensors(graph):
-            problems.append(f"tensor {tensor} has a dynamic size (-1 in its shape signature); the Edge TPU "
-                            "needs sizes fixed at compile time")
+            problems.append(f"tensor {tensor} has a dynamic size (-1 in its shape signature); {_static_hint()}")
     for op in graph.ops:
         if op.name == EDGETPU_CUSTOM_OP:
             problems.append(f"op {op.index} is an edgetpu-custom-op: the model is already compiled for the Edge "
@@ -128,6 +134,7 @@ class EdgeTpuTarget(Target):
     ram_source = "mixed (model file + estimated host tensors + profile runtime)"
     latency_source = "estimated (TPU MAC rate, host link, CPU cost model)"
     sections = {"edgetpu": EdgeTpuSettings}
+    static_shapes = _STATIC
     Options = EdgeTpuOptions
 
     def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
@@ -221,8 +228,7 @@ class EdgeTpuTarget(Target):
         dynamic = facts.dynamic_tensors(artifacts.graph)
         if dynamic:
             raise PreflightError(f"pre-flight for {self.name} ({artifacts.profile.name}) failed:\n  " + "\n  ".join(
-                f"tensor {t} has a dynamic size (-1 in its shape signature); the Edge TPU needs sizes fixed at "
-                "compile time" for t in dynamic))
+                f"tensor {t} has a dynamic size (-1 in its shape signature); {_static_hint()}" for t in dynamic))
         return facts
 
     def _mapping_document(self, artifacts: Artifacts, compiler, mapping, result, est: dict) -> dict:

@@ -51,6 +51,8 @@ class EthosUTarget(MicrocontrollerTarget):
     ram_source = "estimated (Vela SRAM plan)"
     latency_source = "estimated (Vela cycles)"
     sections = {"microcontroller": MicrocontrollerSettings, "ethos_u": EthosUSettings}
+    static_shapes = "Vela needs static shapes (it compiles the NPU command stream for fixed tensor sizes, and TFLM " \
+                    "never resizes an input)"
 
     def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
         profile.section("ethos_u")

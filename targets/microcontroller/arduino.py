@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 import re
 from string import Template
@@ -50,6 +51,17 @@ def _count(value, what: str) -> int:
     return number
 
 
+def _per_input(input_shape, input_dtype) -> list[tuple]:
+    """(shape, dtype) of every input: one shape and dtype, or a list of shapes and one of dtypes (several inputs)."""
+    several = len(input_shape) > 0 and not isinstance(input_shape[0], numbers.Integral)
+    if not several:
+        return [(input_shape, input_dtype)]
+    dtypes = [input_dtype] * len(input_shape) if isinstance(input_dtype, str) else list(input_dtype)
+    if len(dtypes) != len(input_shape):
+        raise UsageError(f"{len(input_shape)} input shapes but {len(dtypes)} input dtypes")
+    return list(zip(input_shape, dtypes))
+
+
 def _check_library_args(model_files, resolver_source, version, input_shape, input_dtype, output_size):
     for fname in model_files:
         if not _SAFE_FILE.match(fname) or fname.rsplit(".", 1)[-1] not in ("h", "cc", "cpp"):
@@ -60,17 +72,20 @@ def _check_library_args(model_files, resolver_source, version, input_shape, inpu
         raise UsageError(RESOLVER_CONTRACT)
     if not _VERSION.match(str(version)):
         raise UsageError(f"library version {version!r} must look like 1.2.3 (letters, digits, . + -)")
-    dims = [_count(d, f"input shape {input_shape!r}") for d in input_shape]
-    if not dims:
-        raise UsageError("input shape must not be empty")
-    if str(input_dtype) not in _DTYPES:
-        raise UsageError(f"input dtype {input_dtype!r} is not one of {sorted(_DTYPES)}")
-    return dims, str(input_dtype), _count(output_size, "output size")
+    inputs = []
+    for shape, dtype in _per_input(input_shape, input_dtype):
+        dims = [_count(d, f"input shape {shape!r}") for d in shape]
+        if not dims:
+            raise UsageError("input shape must not be empty")
+        if str(dtype) not in _DTYPES:
+            raise UsageError(f"input dtype {dtype!r} is not one of {sorted(_DTYPES)}")
+        inputs.append((dims, str(dtype)))
+    return inputs, _count(output_size, "output size")
 
 
 def arduino_library(*, name: str, model_files: dict[str, bytes], resolver_source: str, arena_bytes: int,
                     margin: float, version: str, input_shape, input_dtype: str,
-                    output_size: int) -> dict[str, bytes]:
+                    output_size: int, output_index: int = 0) -> dict[str, bytes]:
     """An Arduino library holding the model, its op resolver, arena size and an example sketch.
 
     Layout under `arduino/<LibName>/`: `library.properties`, `src/<LibName>.h`,
@@ -85,8 +100,11 @@ def arduino_library(*, name: str, model_files: dict[str, bytes], resolver_source
         resolver_source: the text of op_resolver.h; see `RESOLVER_CONTRACT`.
         arena_bytes: the arena measured on the host; margin: share added (`arena_header`).
         version: the library version for library.properties.
-        input_shape, input_dtype: of the model's input ("int8", "uint8", "int16", "float32").
+        input_shape, input_dtype: of the model's input ("int8", "uint8", "int16", "float32"); for a model
+            with several inputs a list of shapes and a list of dtypes (or one for all), in the .tflite's order.
+            The sketch fills every input.
         output_size: number of output values (classes) for the top-1 of the sketch.
+        output_index: the output the sketch takes the top-1 of (its position among the .tflite's outputs).
 
     Returns:
         Bundle-relative paths mapped to file contents.
@@ -94,8 +112,10 @@ def arduino_library(*, name: str, model_files: dict[str, bytes], resolver_source
     Raises:
         UsageError: a bad argument, named.
     """
-    dims, input_dtype, output_size = _check_library_args(model_files, resolver_source, version, input_shape,
-                                                         input_dtype, output_size)
+    inputs, output_size = _check_library_args(model_files, resolver_source, version, input_shape, input_dtype,
+                                              output_size)
+    if isinstance(output_index, bool) or not isinstance(output_index, numbers.Integral) or output_index < 0:
+        raise UsageError(f"output index must be a whole number >= 0, got {output_index!r}")
     ident, lib = c_identifier(name), library_name(name)
     camel, root = camel_case(ident), f"arduino/{lib}"
     files = {f"{root}/src/{f[:-3] + '.cpp' if f.endswith('.cc') else f}": bytes(data)
@@ -115,16 +135,29 @@ def arduino_library(*, name: str, model_files: dict[str, bytes], resolver_source
     files[f"{root}/src/{lib}.h"] = (
         f"{banner(ident, 'Arduino library')}#ifndef {guard}\n#define {guard}\n\n"
         '#include "model_data.h"\n#include "model_arena.h"\n#include "op_resolver.h"\n\n'
-        f"// Input: shape [{', '.join(map(str, dims))}], {input_dtype}. Output: {output_size} values.\n"
-        f"constexpr int k{camel}InputSize = {math.prod(dims)};\n"
-        f"constexpr int k{camel}OutputSize = {output_size};\n\n#endif  // {guard}\n").encode()
+        f"{_sizes(camel, inputs, output_size, output_index)}\n#endif  // {guard}\n").encode()
+    dtypes = [dtype for _, dtype in inputs]
     files[f"{root}/examples/RunInference/RunInference.ino"] = SKETCH.substitute(
-        ident=ident, camel=camel, lib=lib, library=TFLM_ARDUINO_LIBRARY, input_dtype=input_dtype,
-        dtype_enum=_DTYPES[input_dtype]).encode()
+        ident=ident, camel=camel, lib=lib, library=TFLM_ARDUINO_LIBRARY, input_dtype="/".join(dict.fromkeys(dtypes)),
+        inputs=len(inputs), dtype_enums=", ".join(_DTYPES[d] for d in dtypes), output_index=int(output_index)).encode()
     return files
 
 
-SKETCH = Template("""// RunInference: runs model `${ident}` on an all-zero input once a second and prints
+def _sizes(camel: str, inputs: list, output_size: int, output_index: int) -> str:
+    """The header's comment and constants: each input's size (`k<Id>InputSize`, or per input with a count)."""
+    if len(inputs) == 1:
+        (dims, dtype), = inputs
+        return (f"// Input: shape [{', '.join(map(str, dims))}], {dtype}. Output: {output_size} values.\n"
+                f"constexpr int k{camel}InputSize = {math.prod(dims)};\n"
+                f"constexpr int k{camel}OutputSize = {output_size};\n")
+    lines = [f"// Input {i}: shape [{', '.join(map(str, dims))}], {dtype}." for i, (dims, dtype) in enumerate(inputs)]
+    lines += [f"// Output {output_index} (the top-1 of RunInference): {output_size} values.",
+              f"constexpr int k{camel}InputCount = {len(inputs)};"]
+    lines += [f"constexpr int k{camel}Input{i}Size = {math.prod(dims)};" for i, (dims, _) in enumerate(inputs)]
+    return "\n".join([*lines, f"constexpr int k{camel}OutputSize = {output_size};", ""])
+
+
+SKETCH = Template("""// RunInference: runs model `${ident}` on all-zero inputs once a second and prints
 // the latency of Invoke(), the arena used and the top-1 index over Serial (115200 baud).
 // Generated by edgex. Needs the ${library} library.
 #include <TensorFlowLite.h>
@@ -138,6 +171,7 @@ namespace {
 alignas(16) uint8_t tensor_arena[k${camel}ArenaSize];
 OpResolver resolver;
 tflite::MicroInterpreter* interpreter = nullptr;
+const TfLiteType kInputTypes[${inputs}] = {${dtype_enums}};
 }  // namespace
 
 static void Halt(const char* message) {
@@ -163,7 +197,9 @@ void setup() {
   static tflite::MicroInterpreter static_interpreter(model, resolver, tensor_arena, k${camel}ArenaSize);
   interpreter = &static_interpreter;
   if (interpreter->AllocateTensors() != kTfLiteOk) Halt("AllocateTensors failed: arena too small?");
-  if (interpreter->input(0)->type != ${dtype_enum}) Halt("input is not ${input_dtype} as exported");
+  for (size_t i = 0; i < ${inputs}; ++i) {
+    if (interpreter->input(i)->type != kInputTypes[i]) Halt("an input is not ${input_dtype} as exported");
+  }
   Serial.print("arena used: ");
   Serial.print((unsigned long)interpreter->arena_used_bytes());
   Serial.print(" of ");
@@ -171,18 +207,20 @@ void setup() {
 }
 
 void loop() {
-  TfLiteTensor* input = interpreter->input(0);
-  // Zeros: the real value 0.0, i.e. the zero point of a quantized (${input_dtype}) input.
-  if (input->type == kTfLiteInt8 || input->type == kTfLiteUInt8) {
-    memset(input->data.raw, input->params.zero_point, input->bytes);
-  } else {
-    memset(input->data.raw, 0, input->bytes);
+  for (size_t i = 0; i < ${inputs}; ++i) {    // every input
+    TfLiteTensor* input = interpreter->input(i);
+    // Zeros: the real value 0.0, i.e. the zero point of a quantized (${input_dtype}) input.
+    if (input->type == kTfLiteInt8 || input->type == kTfLiteUInt8) {
+      memset(input->data.raw, input->params.zero_point, input->bytes);
+    } else {
+      memset(input->data.raw, 0, input->bytes);
+    }
   }
   unsigned long start = micros();
   TfLiteStatus status = interpreter->Invoke();
   unsigned long elapsed = micros() - start;
   if (status != kTfLiteOk) Halt("Invoke failed");
-  TfLiteTensor* output = interpreter->output(0);
+  TfLiteTensor* output = interpreter->output(${output_index});
   int top = 0;
   for (int i = 1; i < k${camel}OutputSize; ++i) {
     if (OutputValue(output, i) > OutputValue(output, top)) top = i;
@@ -197,4 +235,5 @@ void loop() {
 }
 """)
 """RunInference.ino: one timed inference a second on zeros, printed over Serial. Placeholders:
-ident, camel, lib (this library), library (TFLM's Arduino library), input_dtype, dtype_enum."""
+ident, camel, lib (this library), library (TFLM's Arduino library), input_dtype (the inputs' dtypes),
+inputs (their count), dtype_enums (each input's TfLiteType), output_index (the output of the top-1)."""

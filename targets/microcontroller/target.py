@@ -63,6 +63,8 @@ class MicrocontrollerTarget(Target):
     ram_source = "mixed (measured TFLM arena + margin + profile runtime)"
     latency_source = "estimated (cycles/MAC)"
     sections = {"microcontroller": MicrocontrollerSettings}
+    static_shapes = ("TFLM needs static shapes (it plans its tensor arena for the sizes stored in the model and "
+                     "never resizes an input)")
 
     def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
         from targets.microcontroller.tflm import unsupported_ops
@@ -152,12 +154,19 @@ class MicrocontrollerTarget(Target):
         files = {f"mcu/{name}": data for name, data in measured.c_sources.items()}
         arena = measured.arena
         if arena.ok:
+            from exporter.io_names import io_record
+
             graph = artifacts.graph
-            inp = graph.input_details()[0]
+            inputs, outputs = graph.input_details(), graph.output_details()
+            record = io_record(artifacts.tflite, graph, artifacts.io)         # the label output: the sketch's top-1
+            label = next(t["index"] for t in record["outputs"] if t["name"] == record["label_output"])
+            position = list(graph.outputs).index(label)
+            several = len(inputs) > 1
             files.update(arduino_library(
                 name=model_identifier(artifacts), model_files=measured.c_sources,
                 resolver_source=measured.c_sources["op_resolver.h"].decode("utf-8"),
                 arena_bytes=arena.arena_bytes, margin=artifacts.profile.section("microcontroller").arena_margin,
-                version="1.0.0", input_shape=inp.shape, input_dtype=inp.dtype,
-                output_size=math.prod(graph.output_details()[0].shape)))
+                version="1.0.0", input_shape=[t.shape for t in inputs] if several else inputs[0].shape,
+                input_dtype=[t.dtype for t in inputs] if several else inputs[0].dtype,
+                output_size=math.prod(outputs[position].shape), output_index=position))
         return files

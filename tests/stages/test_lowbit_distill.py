@@ -239,7 +239,7 @@ def test_run_stages_forwards_stage_prefixed_notes(monkeypatch):
         recipe = type("R", (), {"training": Training(), "skip_layers": []})()
         profile, stages = None, []
 
-    inputs = type("I", (), {"train": None, "eval": None, "mode": "int8",
+    inputs = type("I", (), {"train": None, "eval": None, "mode": "int8", "signature": None,
                             "loaded": type("L", (), {"model": None})()})()
     config = type("C", (), {"mode": "int8"})()
     _, _, _, notes = steps._run_stages(Stub(), inputs, config, None)
