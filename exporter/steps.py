@@ -175,12 +175,17 @@ def prove_bridge(inputs: Inputs) -> Inputs:
 
     Raises:
         ConversionError: the outputs differ by more than 1e-4; names the first layer whose outputs differ.
+        UsageError: a Keras 3 model with several inputs or outputs (the proof takes one of each).
     """
     bridge = inputs.loaded.bridge
     if bridge is None:
         return inputs
     from exporter.keras3.proof import prove
 
+    if len(inputs.loaded.model.inputs) > 1 or len(inputs.loaded.model.outputs) > 1:
+        raise UsageError("the Keras 3 bridge proves models with one input and one output only; this one has "
+                         f"{len(inputs.loaded.model.inputs)} inputs and {len(inputs.loaded.model.outputs)} outputs: "
+                         "save it with tf_keras (`import tf_keras as keras`), or convert it to .tflite and pass that")
     data, role = (inputs.eval, "eval") if inputs.eval is not None else (inputs.calib, "calibration")
     progress_mod.status("proving the Keras 3 bridge: both models on the same samples")
     figure = prove(bridge, inputs.loaded.model, None if data is None else data.x, role,

@@ -213,3 +213,17 @@ def test_a_mutated_keras3_file_is_bridged_or_refused_with_a_documented_code(mode
         assert e.exit_code in (2, 3, 4) and str(e)
     else:
         assert loaded.bridge is not None and loaded.model.inputs
+
+
+def test_a_keras3_model_with_two_inputs_is_refused_with_what_to_do(tmp_path):
+    import keras
+
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+    model.save(tmp_path / "two.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", a=rng.random((32, 4), dtype=np.float32), b=rng.random((32, 3), dtype=np.float32))
+    result = run(["export", str(tmp_path / "two.keras"), "--calib", str(tmp_path / "calib.npz"),
+                  "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "one input and one output" in result.stderr and "tf_keras" in result.stderr
+    assert not (tmp_path / "out").exists()
