@@ -100,7 +100,6 @@ def _detect_mode(graph) -> str:
 def _pass_through(request: ExportRequest, inputs: Inputs) -> Built:
     """A given .tflite, bundled as it is once its mode is one the profile allows."""
     from exporter.analysis.graph import Graph
-
     from exporter.input_shapes import graph_at, notes
 
     tflite = inputs.loaded.tflite_bytes

@@ -18,6 +18,7 @@ from exporter.errors import ConversionError, ModelFileError, UnsafeModelError
 from exporter.keras3 import table
 from tests.keras3.models import trained_digits_cnn
 from tests.test_cli import run
+from tests.test_model_io import _rewrite_keras as _rewrite
 
 _RNG = np.random.default_rng(0)
 _CALIB = _RNG.uniform(-1, 1, (32, 96, 96, 3)).astype("float32")
@@ -135,20 +136,6 @@ def loads(monkeypatch):
         original = getattr(owner, name)
         monkeypatch.setattr(owner, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
     return calls
-
-
-def _rewrite(src, dst, mutate):
-    import zipfile
-
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                mutate(config)
-                data = json.dumps(config).encode()
-            zout.writestr(item, data)
-    return dst
 
 
 def test_hostile_keras3_configs_exit_3_before_anything_loads(models, tmp_path, loads):
