@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
-# Debian packages the microcontroller target (arm gcc) and the HIL tests (sshd, pgrep) use,
-# installed when missing (needs root).
-DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib openssh-server procps
+# Debian packages the microcontroller target (arm gcc), the HIL tests (sshd, pgrep), the TFLite metadata
+# round trip (libusb-1.0-0: tflite-support's native module links it) and the android app-code tests (kotlin:
+# kotlinc 1.3.31, which pulls a JDK) use, installed when missing (needs root).
+DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib openssh-server procps \
+                libusb-1.0-0 kotlin
 sysdeps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
 	  [ "$$(dpkg-query -W -f='$${Status}' $$p 2>/dev/null)" = "install ok installed" ] || echo $$p; done); \

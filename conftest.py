@@ -53,6 +53,18 @@ def edgex_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def _config_homes(tmp_path_factory):
+    return tmp_path_factory.mktemp("xdg-config"), iter(range(10**9))
+
+
+@pytest.fixture(autouse=True)
+def _edgex_config_home(_config_homes, monkeypatch):
+    """No test reads or writes this user's edgex config (~/.config/edgex): each has its own, empty one."""
+    root, numbers = _config_homes
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(root / str(next(numbers))))
+
+
+@pytest.fixture(scope="session")
 def demo(edgex_cache):
     from exporter.demo import load_demo
 

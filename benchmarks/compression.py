@@ -53,7 +53,10 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from exporter.profile import load_profile
+
     specs, training = rows(args.epochs)
+    threads = load_profile("android-arm64-midrange").threads     # the android default: host LiteRT and the estimate
     results, distilled = [], []
     for name, mode, stages in specs:
         print(f"running: {name}", file=sys.stderr, flush=True)
@@ -73,11 +76,11 @@ def main() -> None:
     float_acc = results[0][2]
     table = Table(title="compression on the demo digits CNN (measured on this machine; device latency estimated)")
     for col in ("recipe", "accuracy", "drop", ".tflite", "gzip", "ratio (gzip)", "host latency p50",
-                "est. device latency"):
+                "est. device latency", "threads"):
         table.add_column(col)
     for name, acc, _, size, gz, host, est in results:
         table.add_row(name, f"{acc:.2f} %", f"{float_acc - acc:+.2f} pt", f"{size:,} B", f"{gz:,} B",
-                      f"{float_gzip / gz:.1f}x", f"{host * 1000:.0f} us", f"{est * 1000:.0f} us")
+                      f"{float_gzip / gz:.1f}x", f"{host * 1000:.0f} us", f"{est * 1000:.0f} us", str(threads))
     anchors = Table(title="published anchors (../shared/anchors.md)")
     for col in ("reference", "figure", "source"):
         anchors.add_column(col)

@@ -72,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from exporter.demo import DEMO_VERSION, cache_dir, load_demo
+    from exporter.profile import load_profile
 
     demo = load_demo()
     folder = cache_dir() / DEMO_VERSION
@@ -95,10 +96,11 @@ def main() -> None:
     from rich.table import Table
 
     table = Table(title=f"edgex overhead (median of {args.repeat}; help: median of 10), measured on this machine")
-    for col in ("row", "hand-written TF script", "edgex", "ratio / figure", "target"):
+    for col in ("row", "hand-written TF script", "edgex", "ratio / figure", "target", "LiteRT threads"):
         table.add_column(col)
-    table.add_row("export int8 android (demo CNN)", f"{h:.2f} s", f"{e:.2f} s", f"{e / h:.3f}x", "<= 1.15x")
-    table.add_row("edgex --help start-up", "", f"{s * 1000:.0f} ms", f"{s * 1000:.0f} ms", "< 500 ms")
+    threads = f"1 / {load_profile('android-arm64-midrange').threads}"     # hand-written / edgex (its profile's)
+    table.add_row("export int8 android (demo CNN)", f"{h:.2f} s", f"{e:.2f} s", f"{e / h:.3f}x", "<= 1.15x", threads)
+    table.add_row("edgex --help start-up", "", f"{s * 1000:.0f} ms", f"{s * 1000:.0f} ms", "< 500 ms", "")
     Console(width=120).print(table)
 
 

@@ -9,7 +9,7 @@ Example:
     >>> report.passed, [c.name for c in report.failed_checks()]
     (True, [])
     >>> exporter.verify("build/android")["files"]
-    6
+    9
     >>> exporter.inspect("build/android/model.tflite").subgraph_count
     1
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from exporter import progress as progress_mod
 from exporter import steps
 from exporter.steps import library_versions
+from exporter.tflite_metadata.info import ModelInfo
 
 __all__ = ["export", "inspect", "library_versions", "run_steps", "verify"]
 
@@ -28,11 +29,14 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
            out=None, quantize: str | None = None, limits=None, trust_model: bool = False,
            make_zip: bool = False, demo: bool = False, progress: bool = True, recipe=None, train=None,
            target_options: dict | None = None, force: bool = False, targets: list[str] | None = None,
-           normalize: str | None = None, input_shapes=None, label_output: str | None = None):
+           normalize: str | None = None, input_shapes=None, label_output: str | None = None,
+           bundle_samples: int | None = None, model_name: str | None = None, model_version: str | None = None,
+           model_description: str | None = None, author: str | None = None, license: str | None = None):  # noqa: A002
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     The work is done by the named steps of exporter/steps.py: resolve → load → check data → prove
-    bridge (Keras 3 models) → build → assess → package.
+    bridge (Keras 3 models) → build → describe (TFLite metadata: exporter/tflite_metadata/step.py) → assess
+    → package.
 
     Args:
         model: a .keras/.h5/SavedModel/.tflite path, a tf_keras or Keras 3 model (exporter/keras3/); None with `demo=True`.
@@ -58,6 +62,11 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
         normalize: image folders' pixels as "unit" (0..1, default), "signed" (-1..1), "imagenet" or "raw" (0..255).
         input_shapes: the shape for dynamic input dims: `(1, 50, 4)` or `{"NAME": (1, 50, 4)}` (exporter/input_shapes.py).
         label_output: with several outputs, the one the labels are for (accuracy, agreement). Default: the first.
+        bundle_samples: labelled eval samples the bundle keeps for device runs (`agent/eval_samples.npz`; 0: none).
+            Default None: as many as fit in 1 MB (exporter/bundle_samples.py).
+        model_name, model_version, model_description, author, license: what the model's TFLite metadata says
+            (android and linux; exporter/tflite_metadata/). Defaults: the model file's name ("edgex demo"), "1",
+            what edgex made for which target; no author or licence.
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
@@ -66,23 +75,41 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
     Raises:
         ExporterError: a subclass carrying the exit code (see exporter.errors).
     """
-    if targets is not None and target is not None:
-        from exporter.errors import UsageError
-
-        raise UsageError("give either target or targets, not both")
-    args = steps.ExportArgs(
-        sources=steps.Sources(model=model, calib=calib, eval=eval, labels=labels, train=train,
-                              trust_model=trust_model, demo=demo, normalize=normalize, input_shapes=input_shapes,
-                              label_output=label_output),
-        output=steps.Output(out=out, make_zip=make_zip, force=force),
-        target=target or "android", profile=profile, quantize=quantize, limits=limits, recipe=recipe,
-        target_options=target_options)
+    args = _export_args(locals())
     with progress_mod.scoped(enabled=progress), progress_mod.quiet_native_stderr():   # TF's native log lines
         if targets is not None:
             from exporter.multi_target import export_targets
 
             return export_targets(args, list(targets))
         return run_steps(args)
+
+
+def _export_args(given: dict) -> steps.ExportArgs:
+    """`export`'s parameters (`given`: its locals) grouped into the ExportArgs its steps take.
+
+    Each of `Sources`, `Output` and `ModelInfo` (exporter/tflite_metadata/info.py, whose fields are spelled
+    `model_name=`, ...) takes the parameters of its fields' names; ExportArgs the rest.
+
+    Raises:
+        UsageError: both `target` and `targets` given.
+    """
+    import dataclasses
+
+    from exporter.tflite_metadata.info import OPTIONS
+
+    if given["targets"] is not None and given["target"] is not None:
+        from exporter.errors import UsageError
+
+        raise UsageError("give either target or targets, not both")
+
+    def take(cls, spelled: dict | None = None) -> dict:
+        return {f.name: given[(spelled or {}).get(f.name, f.name)] for f in dataclasses.fields(cls)}
+
+    return steps.ExportArgs(
+        sources=steps.Sources(**take(steps.Sources)), output=steps.Output(**take(steps.Output)),
+        target=given["target"] or "android", profile=given["profile"], quantize=given["quantize"],
+        limits=given["limits"], recipe=given["recipe"], target_options=given["target_options"],
+        model_info=ModelInfo(**take(ModelInfo, OPTIONS)))
 
 
 def run_steps(args: steps.ExportArgs):
@@ -97,9 +124,11 @@ def run_steps(args: steps.ExportArgs):
     Raises:
         ExporterError: a subclass carrying the exit code (see exporter.errors).
     """
+    from exporter.tflite_metadata.step import describe
+
     request = steps.resolve(args)
     inputs = steps.prove_bridge(steps.check_data(request, steps.load(request)))
-    built = steps.build(request, inputs)
+    built = describe(request, inputs, steps.build(request, inputs))    # TFLite metadata, for the targets taking it
     assessment = steps.assess(request, inputs, built)
     report = steps.make_report(request, inputs, built, assessment)
     if request.output.out is not None:

@@ -12,7 +12,7 @@ central directory) is an IntegrityError too, whatever zipfile or zlib raise on i
 Example:
     >>> result = verify_archive(bundle.with_name("android.zip"))     # build/android.zip, beside the bundle
     >>> result["files"], result["status"]
-    (6, 'pass')
+    (9, 'pass')
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """`edgex profiles calibrate`: fit a profile's latency cost model to measured device runs.
 
 Each stored HIL run of a bundle exported for the profile gives one point: the model's int8
-MACs, float MACs and op count (from its .tflite) against the latency the device measured.
+MACs, float MACs and op count (from its .tflite) against the latency the device measured
+(on the profile's `threads`: the MAC terms are divided by the cost model's thread speed-up, so the
+fitted rates stay single-thread rates, exporter/analysis/cost_model.py).
 With three or more points that vary, the per-MAC and per-op costs are fitted by
 non-negative least squares; otherwise the cost model is scaled by the median ratio of
 measured to estimated latency. The result is a new profile file whose header states the
@@ -27,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exporter.analysis.cost_model import INT8_TYPES, estimate_latency_ms
+from exporter.analysis.cost_model import INT8_TYPES, estimate_latency_ms, speedup
 from exporter.analysis.graph import Graph
 from exporter.errors import DataError
 from exporter.hil.runner import load_runs
 from exporter.profile import CostModel, load_profile
+from targets.base import get_target
 
 
 @dataclass
@@ -99,8 +102,9 @@ def _points(bundles) -> list[dict]:
     return points
 
 
-def _error(cost: CostModel, points) -> float:
-    errors = [abs(estimate_latency_ms(p["graph"], cost) - p["measured_ms"]) / p["measured_ms"] for p in points]
+def _error(cost: CostModel, points, threads: int = 1) -> float:
+    errors = [abs(estimate_latency_ms(p["graph"], cost, threads) - p["measured_ms"]) / p["measured_ms"]
+              for p in points]
     return float(np.mean(errors) * 100)
 
 
@@ -114,10 +118,12 @@ def _scaled(cost: CostModel, k: float) -> CostModel:
     return cost.model_copy(update=update)
 
 
-def _fitted(cost: CostModel, points) -> CostModel | None:
+def _fitted(cost: CostModel, points, threads: int = 1) -> CostModel | None:
+    """The cost model fitted to `points`; its MAC rates stay single-thread rates (MAC time x the speed-up)."""
     from scipy.optimize import nnls
 
-    a = np.array([p["features"] for p in points])
+    s = speedup(cost, threads)
+    a = np.array([(int8 / s, other / s, ops) for int8, other, ops in (p["features"] for p in points)])
     b = np.array([p["measured_ms"] * 1e-3 for p in points])
     if len(points) < 3 or np.linalg.matrix_rank(a) < 3:
         return None
@@ -144,13 +150,14 @@ def calibrate(profile_name, bundles) -> Calibration:
     if not points:
         raise DataError("no complete device runs in the given bundles: run `edgex hil run BUNDLE --device ...` first")
     cost = profile.cost_model
-    fitted = _fitted(cost, points)
+    threads = get_target(profile.target).latency_threads(profile)      # as the export's estimate used them
+    fitted = _fitted(cost, points, threads)
     method = "non-negative least squares on int8 MACs, float MACs and ops"
     if fitted is None:
-        ratios = [p["measured_ms"] / estimate_latency_ms(p["graph"], cost) for p in points]
+        ratios = [p["measured_ms"] / estimate_latency_ms(p["graph"], cost, threads) for p in points]
         fitted = _scaled(cost, float(np.median(ratios)))
         method = f"scaled by the median measured/estimated ratio {float(np.median(ratios)):.3f}"
-    before, after = _error(cost, points), _error(fitted, points)
+    before, after = _error(cost, points, threads), _error(fitted, points, threads)
     new = profile.model_copy(update={"cost_model": fitted,
                                      "notes": f"{profile.notes} calibrated: {method}; error {before:.1f}% -> "
                                               f"{after:.1f}%".strip()})

@@ -21,8 +21,8 @@ import click
 
 from exporter import __version__
 from exporter import progress
-from exporter.cli_options import (SectionedCommand, data_options, device_options, output_options, stage_options,
-                                  training_options)
+from exporter.cli_options import (SectionedCommand, data_options, device_options, metadata_options, output_options,
+                                  stage_options, training_options)
 from exporter.cli_show import print_json
 from exporter.errors import (EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TERMINATED,
                              ExporterError)
@@ -63,9 +63,10 @@ def cli(state: CliState, debug: bool) -> None:
 @device_options
 @data_options
 @output_options
+@metadata_options
 @stage_options
 @training_options
-def export(model, device, data, output, stages, training):
+def export(model, device, data, output, metadata, stages, training):
     """Convert MODEL (after optional compression stages), check it against a device profile, write a bundle."""
     from exporter import api
     from exporter.cli_show import show_report
@@ -79,7 +80,9 @@ def export(model, device, data, output, stages, training):
                         calib=data.calib, eval=data.eval_, labels=data.labels, train=data.train,
                         trust_model=data.trust_model, demo=data.demo, normalize=data.normalize, recipe=recipe,
                         out=output.out, make_zip=output.make_zip, force=output.force,
-                        input_shapes=from_option(data.input_shapes), label_output=data.label_output)
+                        bundle_samples=output.bundle_samples,
+                        input_shapes=from_option(data.input_shapes), label_output=data.label_output,
+                        **metadata.to_api())
     if several:
         _finish_targets(result, output.as_json)
         return
@@ -115,16 +118,24 @@ def _finish_targets(reports, as_json: bool) -> None:
               help="For dynamic input dims: the shape to analyse at, e.g. 1,50,4 or NAME=1,50,4 (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def inspect(model, input_shapes, as_json):
-    """Print the op table, MACs, tensor sizes and peak activation memory of a .tflite."""
+    """Print the op table, MACs, tensor sizes, peak activation memory and I/O contract of a .tflite."""
     from exporter import api
-    from exporter.cli_show import show_graph
+    from exporter.cli_show import show_graph, show_metadata
     from exporter.input_shapes import from_option
+    from exporter.io_names import io_record
+
+    from exporter.tflite_metadata.summary import found_in
 
     graph = api.inspect(model, input_shapes=from_option(input_shapes))
+    with open(model, "rb") as fh:                   # api.inspect has checked it is a readable model file
+        data = fh.read()
+    io = io_record(data, graph, None)              # names, scale and zero point of every input and output
+    metadata = found_in(data)                      # TFLite metadata (exporter/tflite_metadata/); None: none
     if as_json:
-        print_json(graph.to_dict())
+        print_json({**graph.to_dict(), "io": io, "metadata": metadata})
     else:
-        show_graph(model, graph)
+        show_graph(model, graph, io)
+        show_metadata(metadata)
 
 
 @cli.command()

@@ -23,8 +23,9 @@ import click
 
 from exporter.normalization import MODES
 
-__all__ = ["DataOptions", "DeviceOptions", "OutputOptions", "SectionedCommand", "StageOptions", "TrainingOptions",
-           "data_options", "device_options", "option_group", "output_options", "stage_options", "training_options"]
+__all__ = ["DataOptions", "DeviceOptions", "MetadataOptions", "OutputOptions", "SectionedCommand", "StageOptions",
+           "TrainingOptions", "data_options", "device_options", "metadata_options", "option_group", "output_options",
+           "stage_options", "training_options"]
 
 OTHER = "Other options"
 
@@ -152,6 +153,7 @@ class OutputOptions:
     out: str
     make_zip: bool
     force: bool
+    bundle_samples: int | None
     as_json: bool
 
 
@@ -166,7 +168,36 @@ output_options = option_group(
     click.option("--force", is_flag=True,
                  help="Replace the bundle at --out even though you added files to it: they are kept (carried into "
                       "the new bundle, never deleted). Without it such a bundle is refused, naming the files."),
+    click.option("--bundle-samples", type=click.IntRange(min=0), metavar="N",
+                 help="Labelled eval samples the bundle keeps for device runs (agent/eval_samples.npz; 0: none). "
+                      "Default: as many as fit in 1 MB (1,000,000 B), chosen class by class."),
     click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+)
+
+
+@dataclass(frozen=True)
+class MetadataOptions:
+    """What the model's TFLite metadata says about it (exporter/tflite_metadata/); None: the default."""
+
+    model_name: str | None
+    model_version: str | None
+    model_description: str | None
+    author: str | None
+    license: str | None
+
+    def to_api(self) -> dict:
+        """The `exporter.export` keywords."""
+        return dataclasses.asdict(self)
+
+
+metadata_options = option_group(
+    "Model metadata (android, linux)", MetadataOptions, "metadata",
+    click.option("--model-name", metavar="TEXT", help="The model's name; default: the model file's name."),
+    click.option("--model-version", metavar="TEXT", help="The model's version; default: 1."),
+    click.option("--model-description", metavar="TEXT",
+                 help="What the model does; default: what edgex made, for which target and profile."),
+    click.option("--author", metavar="TEXT", help="Who made the model; default: none."),
+    click.option("--license", metavar="TEXT", help="The licence(s) of the model, e.g. Apache-2.0; default: none."),
 )
 
 

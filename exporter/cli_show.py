@@ -42,7 +42,9 @@ def _table(title: str, columns):
 def _stage_table(report):
     from exporter.units import format_value
 
-    table = _table(f"stages (each converted as {report.mode}; latency: device estimated / host measured)",
+    threads = report.stages[0].get("threads") or {}
+    on = f" at {threads['est_latency_ms']} / {threads['host_latency_ms']} thread(s)" if threads else ""
+    table = _table(f"stages (each converted as {report.mode}; latency: device estimated / host measured{on})",
                    ("stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", ".tflite", "gzip",
                     "est. latency", "host latency"))
     pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
@@ -76,12 +78,33 @@ def show_report(report) -> None:
     out.print(figures)
     if report.stages:
         out.print(_stage_table(report))
+    for line in io_lines(report.io):
+        out.print(line)
     for note in report.notes:
         out.print(f"note: {note}")
     for warning in report.warnings:
         out.print(Text.assemble(("warning: ", "bold yellow"), warning))
     if report.bundle:
         out.print(Text.assemble(f"bundle: {report.bundle} (", (report.status, "bold"), ")"))
+
+
+def io_lines(io: dict | None) -> list[str]:
+    """One line per input and output: name, dtype, shape and its I/O contract; then the formulas when quantized.
+
+    Example:
+        >>> io = {"inputs": [{"name": "image", "dtype": "int8", "shape": [1, 8, 8, 1], "scale": 0.5, "zero_point": -128,
+        ...                   "qmin": -128, "qmax": 127, "per_channel": False, "axis": None}], "outputs": []}
+        >>> print("\\n".join(io_lines(io)))  # doctest: +ELLIPSIS
+        input 'image' [1, 8, 8, 1]: int8, scale 0.5, zero point -128, q in -128..127
+        Quantized inputs and outputs: an app feeds a real value x as q = clamp(round(x / scale) + zero_point, ...
+    """
+    from exporter.io_contract import FORMULA_NOTE, contract_text
+
+    if not io:
+        return []
+    entries = [(kind, t) for kind in ("input", "output") for t in io[f"{kind}s"] if "scale" in t]
+    lines = [f"{kind} {t['name']!r} {list(t['shape'])}: {contract_text(t)}" for kind, t in entries]
+    return lines + ([FORMULA_NOTE] if any(t["scale"] is not None for _, t in entries) else [])
 
 
 def show_targets_summary(reports) -> None:
@@ -100,8 +123,8 @@ def show_targets_summary(reports) -> None:
         out.print(Text.assemble(("warning: ", "bold yellow"), warning))
 
 
-def show_graph(model: str, graph) -> None:
-    """Print the op table of a .tflite, its inputs and outputs and a line of totals."""
+def show_graph(model: str, graph, io: dict | None = None) -> None:
+    """Print the op table of a .tflite, its inputs and outputs (with `io`: their I/O contract) and a line of totals."""
     from exporter.units import format_bytes
 
     out = console()
@@ -115,7 +138,7 @@ def show_graph(model: str, graph) -> None:
     out.print(table)
     for kind, tensors in (("inputs", graph.input_details()), ("outputs", graph.output_details())):   # every one
         out.print(f"{kind}: " + ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in tensors))
-    for line in dynamic_lines(graph):
+    for line in [*io_lines(io), *dynamic_lines(graph)]:
         out.print(line)
     macs, peak = graph.total_macs, graph.peak_activation_bytes
     out.print(f"ops {len(graph.ops)} · MACs {'unknown' if macs is None else f'{macs:,}'} · weights "
@@ -219,3 +242,12 @@ def show_targets(rows) -> None:
         table.add_row(r["target"], r["runtime"], ", ".join(r["quantization"]), r["default_profile"],
                       ", ".join(r["profiles"]), r["ram"], r["latency"])
     console().print(table)
+
+
+def show_metadata(found) -> None:
+    """Print what `edgex inspect` found of a .tflite's TFLite metadata (exporter/tflite_metadata/summary.py)."""
+    from exporter.tflite_metadata.summary import lines
+
+    out = console()
+    for line in lines(found):
+        out.print(line)

@@ -184,14 +184,24 @@ def io_record(tflite_bytes: bytes, graph, signature: IOSignature | None) -> dict
     """What the manifest and report list of each input and output, in the model's order, and the label output.
 
     Each entry: `name` (Keras / signature name), `tensor` (the .tflite tensor name), `index` (its tensor
-    index, which the device agent feeds), `shape` and `dtype` as stored in the .tflite.
+    index, which the device agent feeds), `slot` (its position among the subgraph's inputs or outputs: the
+    order of LiteRT's buffers and of the Interpreter API's indices), `shape` and `dtype` as stored in the
+    .tflite, and its I/O contract (exporter/io_contract.py): `scale`, `zero_point`, `qmin`, `qmax`,
+    `per_channel`, `axis`, read from the .tflite. `formulas` says how an app quantizes and dequantizes.
 
     Example:
         >>> from exporter.analysis.graph import Graph
         >>> record = io_record(tiny_tflite, Graph.from_bytes(tiny_tflite), None)
-        >>> record["inputs"], record["label_output"]
-        ([{'name': 'image', 'tensor': 'serving_default_image:0', 'index': 0, 'shape': [1, 8, 8, 1], 'dtype': 'int8'}], 'output_0')
+        >>> {k: v for k, v in record["inputs"][0].items() if k != "scale"}  # doctest: +NORMALIZE_WHITESPACE
+        {'name': 'image', 'tensor': 'serving_default_image:0', 'index': 0, 'slot': 0, 'shape': [1, 8, 8, 1],
+         'dtype': 'int8', 'zero_point': -128, 'qmin': -128, 'qmax': 127, 'per_channel': False, 'axis': None}
+        >>> round(record["inputs"][0]["scale"], 4)                 # read from the .tflite, as LiteRT reports it
+        0.0039
+        >>> record["label_output"], record["formulas"]["quantize"]
+        ('output_0', 'q = clamp(round(x / scale) + zero_point, qmin, qmax)')
     """
+    from exporter.io_contract import FORMULAS, tensor_contract
+
     ins, outs = signature_names(tflite_bytes)
     order = signature or IOSignature.from_tflite(tflite_bytes, graph)
 
@@ -199,9 +209,11 @@ def io_record(tflite_bytes: bytes, graph, signature: IOSignature | None) -> dict
         named = {names_of.get(i, graph.tensors[i].name): i for i in indices}
         chosen = [named[n] for n in want] if set(want) == set(named) else list(indices)
         return [{"name": names_of.get(i, graph.tensors[i].name), "tensor": graph.tensors[i].name, "index": i,
-                 "shape": list(graph.tensors[i].shape), "dtype": graph.tensors[i].dtype} for i in chosen]
+                 "slot": list(indices).index(i), "shape": list(graph.tensors[i].shape),
+                 **tensor_contract(graph.tensors[i])} for i in chosen]
 
     inputs = entries(graph.inputs, ins, order.input_names)
     outputs = entries(graph.outputs, outs, order.output_names)
     label = order.label if order.label < len(outputs) else 0
-    return {"inputs": inputs, "outputs": outputs, "label_output": outputs[label]["name"] if outputs else None}
+    return {"inputs": inputs, "outputs": outputs, "label_output": outputs[label]["name"] if outputs else None,
+            "formulas": FORMULAS}

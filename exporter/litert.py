@@ -30,8 +30,12 @@ from exporter.progress import progress, quiet_native_stderr
 from exporter.tf import litert_interpreter_class
 
 
-def host_description() -> str:
-    """Say what this machine is, for the 'measured on' of every host figure."""
+def host_description(threads: int = 1) -> str:
+    """Say what this machine is and the LiteRT threads, for the 'measured on' of every host figure.
+
+    Args:
+        threads: LiteRT's `num_threads` (the profile's `threads`); default 1.
+    """
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -41,7 +45,28 @@ def host_description() -> str:
         pass
     from importlib.metadata import version
 
-    return f"LiteRT {version('ai-edge-litert')} on host {platform.machine()} ({cpu}), 1 thread"
+    return f"LiteRT {version('ai-edge-litert')} on host {platform.machine()} ({cpu}), {thread_count(threads)}"
+
+
+def host_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def thread_count(threads: int) -> str:
+    """'1 thread', '4 threads'."""
+    return f"{threads} thread" + ("" if threads == 1 else "s")
+
+
+def threads_detail(threads: int) -> str:
+    """How the host ran LiteRT: "4 threads (LiteRT num_threads=4) on 2 cores available (more threads than cores...)"."""
+    cores = host_cores()
+    more = f" (more threads than cores: they share them, so this is not a {threads}-core figure)" \
+        if threads > cores else ""
+    return (f"{thread_count(threads)} (LiteRT num_threads={threads}) on {cores} core{'' if cores == 1 else 's'} "
+            f"available{more}")
 
 
 def _resize(interpreter, input_shapes: dict | None) -> None:

@@ -11,10 +11,18 @@ made into model inputs (decoder, color, resize, normalization mean/std/scale/off
 `input_shapes` maps each model input's name to the shape it was measured at: for inputs with
 dynamic (-1) dims the one given with `--input-shape`, which the device agent resizes to.
 `io` lists every input and output in the model's order: `name` (what data and apps use: the .tflite
-signature's), `tensor`, `index` (the tensor the device agent feeds or reads), `shape` and `dtype`, and
-`label_output`, the output labels and accuracy are for (exporter/io_names.py).
+signature's), `tensor`, `index` (the tensor the device agent feeds or reads), `slot` (its place among
+LiteRT's buffers), `shape` and `dtype`, the I/O contract read from the .tflite (`scale`, `zero_point`, `qmin`,
+`qmax`, `per_channel`, `axis`: exporter/io_contract.py), `label_output`, the output labels and accuracy are
+for (exporter/io_names.py), and `formulas`: how an app quantizes inputs and dequantizes outputs.
 `bridge` records a Keras 3 model bridged into tf_keras (exporter/keras3/): the Keras version, the
 layers translated and added, and the proof's max |Keras 3 - tf_keras|; null for any other model.
+`metadata` records the TFLite metadata in model.tflite (exporter/tflite_metadata/): name, version,
+description, author, licence, each input's content, normalization and value range, each output's
+associated files (labels.txt), and `source` (edgex, or the input .tflite that carried it); null when
+the model has none (targets whose runtimes do not read it: microcontrollers, Ethos-U, Edge TPU).
+`bundle_samples` says how many labelled eval samples `agent/eval_samples.npz` keeps for device runs, of
+how many, their bytes and why (`by`: the 1 MB `cap`, or the `flag` --bundle-samples); null without eval data.
 
 Example:
     >>> body = stamp({"status": "pass"}, {"model.tflite": b"m"})
@@ -83,8 +91,11 @@ def manifest_for(report, profile) -> dict:
         # how image folders became inputs (resize, color, normalization), for an app to do the same;
         # null when the data were arrays (edgex applied none). See exporter/image_reader.py.
         "preprocessing": report.preprocessing, "data": report.data, "warnings": report.warnings,
-        "io": report.io,               # every input and output: name, tensor, index, shape, dtype; the label output
+        "io": report.io,               # every input and output: name, tensor, index, shape, dtype, scale, zero point
         "bridge": report.bridge,       # a Keras 3 model: {"from", "layers", "added_layers", "max_abs_error"}; else null
+        # the eval samples kept in agent/eval_samples.npz: kept of `of`, bytes, `by` cap or flag (exporter/bundle_samples.py)
+        "bundle_samples": report.bundle_samples,
+        "metadata": report.metadata,   # the TFLite metadata in model.tflite (exporter/tflite_metadata/); else null
     }
 
 

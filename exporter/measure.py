@@ -26,7 +26,7 @@ import numpy as np
 
 from exporter.checks import ESTIMATED, MEASURED, Measurement
 from exporter.data import Dataset
-from exporter.litert import LiteRTRunner, host_description
+from exporter.litert import LiteRTRunner, host_description, threads_detail
 
 
 def gzip_size(data: bytes) -> int:
@@ -43,7 +43,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
                  latency_runs: int = 100, converted_from=None, input_shapes: dict | None = None,
-                 io=None) -> dict[str, Measurement]:
+                 io=None, threads: int = 1) -> dict[str, Measurement]:
     """Measure a model with the real LiteRT interpreter on this machine.
 
     Accuracy is compared with the original model (`accuracy_drop`); agreement and fidelity with
@@ -60,16 +60,18 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
         input_shapes: input name -> shape for a model with dynamic input dims (LiteRT resizes to it).
         io: the model's IOSignature (names in the Keras order, the label output); None: the Keras
             model's, or for a .tflite its own tensor order with the first output for labels.
+        threads: LiteRT's `num_threads` on this host (the profile's `threads`; default 1), named in every
+            host figure's "on" and the latency figures' note with the cores available.
 
     Returns:
         Measurements keyed by name; `model_size` and `accuracy_drop` feed the checks.
     """
     from exporter.io_names import IOSignature
 
-    host = host_description()
+    host = host_description(threads)
     if io is None:
         io = IOSignature.from_keras(keras_model) if keras_model is not None else IOSignature.from_tflite(tflite_bytes)
-    runner = LiteRTRunner(tflite_bytes, input_shapes=input_shapes, names=io)
+    runner = LiteRTRunner(tflite_bytes, threads=threads, input_shapes=input_shapes, names=io)
     out = {
         "model_size": Measurement("model_size", len(tflite_bytes), "bytes", MEASURED, "model.tflite file"),
         "gzip_size": Measurement("gzip_size", gzip_size(tflite_bytes), "bytes", MEASURED, "gzip -9 of model.tflite"),
@@ -78,7 +80,7 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
     lat = runner.latency_ms(sample, runs=latency_runs)
     for key in ("p50", "p90"):
         out[f"host_latency_{key}"] = Measurement(f"host_latency_{key}", lat[key], "ms", MEASURED, host,
-                                                 f"{lat['runs']} invokes after 10 warm-up")
+                                                 f"{lat['runs']} invokes after 10 warm-up; {threads_detail(threads)}")
     if eval_ds is None:
         return out
     n = len(eval_ds)

@@ -8,6 +8,7 @@ exporter/steps.py with these rules:
 - targets that share the recipe, the conversion mode and the I/O dtype share one `build` (one
   conversion). With compression stages the profile is part of the key too: stage records carry a
   latency estimated with the profile's cost model. A given .tflite is checked per target;
+- a target writing TFLite metadata (android, linux) gets its own copy of the shared model with it;
 - every target is assessed (pre-flight, measure, checks) before any bundle is written, so an error
   stops the run with its exit code and nothing written;
 - the bundles go to `<out>/<target name>`.
@@ -46,7 +47,8 @@ def target_args(args: ExportArgs, targets: list[str]) -> list[ExportArgs]:
 
     Raises:
         UsageError: no target, a target named twice, a profile given (it belongs to one target), or
-            target options that none of the targets takes.
+            target options or metadata options (`model_info`: given to the targets writing TFLite metadata)
+            that none of the targets takes.
     """
     from targets.base import get_target
 
@@ -63,9 +65,14 @@ def target_args(args: ExportArgs, targets: list[str]) -> list[ExportArgs]:
     if options and not any(takes.values()):
         raise UsageError(f"target options {', '.join(sorted(options))}: none of the targets "
                          f"{', '.join(targets)} takes them")
+    if args.model_info is not None and not any(get_target(t).tflite_metadata for t in targets):
+        from exporter.tflite_metadata.info import for_target
+
+        for_target(args.model_info, get_target(targets[0]))      # refuses metadata options none of them takes
     out = args.output.out
     return [dataclasses.replace(
         args, target=t, target_options=options if options and takes[t] else None,
+        model_info=args.model_info if get_target(t).tflite_metadata else None,
         output=dataclasses.replace(args.output, out=None if out is None else Path(out) / t)) for t in targets]
 
 
@@ -92,6 +99,7 @@ def export_targets(args: ExportArgs, targets: list[str]) -> list:
         ExporterError: the first error of any target, before any bundle is written.
     """
     from exporter.model_io import load_model
+    from exporter.tflite_metadata.step import describe
 
     requests = [steps.resolve(a) for a in target_args(args, list(targets))]   # every output checked first
     sources = requests[0].sources
@@ -108,7 +116,7 @@ def export_targets(args: ExportArgs, targets: list[str]) -> list:
             progress_mod.status(f"{request.target.name}: sharing the {inp.mode} conversion made for an earlier target")
     parts = []
     for request, inp in zip(requests, inputs):
-        b = built[build_key(request, inp)]
+        b = describe(request, inp, built[build_key(request, inp)])     # TFLite metadata: per target, on a copy
         assessment = steps.assess(request, inp, b)
         parts.append((request, inp, b, assessment, steps.make_report(request, inp, b, assessment)))
     for request, inp, b, assessment, report in parts:

@@ -80,14 +80,24 @@ OPTIONS: dict[str, Spelling] = {
     "out": _plain("out"),
     "make_zip": Spelling("--zip", "make_zip={}", flag=True),
     "force": _plain("force", flag=True),
+    "bundle_samples": _plain("bundle_samples"),
     "recipe": _plain("recipe"),
     "input_shapes": Spelling("--input-shape", "input_shapes={}", repeat=True),
     "label_output": _plain("label_output"),
+    # what the model's TFLite metadata says (exporter/tflite_metadata/info.py)
+    "model_name": _plain("model_name"),
+    "model_version": _plain("model_version"),
+    "model_description": _plain("model_description"),
+    "author": _plain("author"),
+    "license": _plain("license"),
     # CLI shorthands for parts of a recipe (exporter/recipe.py `recipe_from_flags`)
     "skip_layers": Spelling("--skip-layer", "skip_layers={} in the recipe", bare="the recipe's skip_layers",
                             repeat=True),
     "student": Spelling("--student", "the distill stage's student"),
     "distill": Spelling("--distill WIDTH", "the distill stage's width"),
+    # `edgex hil run` / exporter.hil.runner.hil_run (exporter/hil/cli.py)
+    "benchmark_binary": Spelling("--benchmark-binary", "TransportOptions(benchmark_binary={})",
+                                 bare="TransportOptions(benchmark_binary=...)"),
 }
 """Every option a message may name, by its Python parameter name."""
 

@@ -25,7 +25,7 @@ from exporter.analysis.cost_model import estimate_latency_ms
 from exporter.analysis.graph import Graph
 from exporter.analysis.weights import keras_totals, keras_weight_stats, tflite_weight_stats
 from exporter.config_text import config_inline
-from exporter.litert import LiteRTRunner
+from exporter.litert import LiteRTRunner, thread_count, threads_detail
 from exporter.measure import gzip_size
 from exporter.progress import status
 from exporter.stages.base import Family
@@ -57,8 +57,11 @@ def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: 
     Returns:
         The record the report shows for this stage.
     """
+    from targets.base import get_target
+
     graph = Graph.from_bytes(tflite)
-    runner = LiteRTRunner(tflite, names=ctx.io)          # ctx.io: the original's names (exporter/io_names.py)
+    threads, est_threads = ctx.profile.threads, get_target(ctx.profile.target).latency_threads(ctx.profile)
+    runner = LiteRTRunner(tflite, threads=threads, names=ctx.io)      # ctx.io: the original's names (io_names.py)
     host = runner.latency_ms(runs=30, warmup=5)
     label = ctx.io.label if ctx.io is not None else 0
     record = {
@@ -69,7 +72,7 @@ def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: 
         "tflite_accuracy": _tflite_accuracy(runner, ctx.eval, label),
         "tflite_bytes": len(tflite),
         "gzip_bytes": gzip_size(tflite),
-        "est_latency_ms": estimate_latency_ms(graph, ctx.profile.cost_model),
+        "est_latency_ms": estimate_latency_ms(graph, ctx.profile.cost_model, est_threads),
         "host_latency_ms": host["p50"],
         "seconds": round(seconds, 2),
         "layers": keras_weight_stats(model),
@@ -77,7 +80,9 @@ def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: 
         "skipped": [] if result is None else result.skipped,
         "notes": [] if result is None else result.notes,
         "metrics": {} if result is None else result.metrics,
-        "sources": {"est_latency_ms": f"estimated: cost model of {ctx.profile.name}",
+        "threads": {"est_latency_ms": est_threads, "host_latency_ms": threads},
+        "sources": {"est_latency_ms": f"estimated: cost model of {ctx.profile.name}, {thread_count(est_threads)}",
+                    "host_latency_ms": f"measured: LiteRT on this machine, {threads_detail(threads)}",
                     "other figures": "measured on this machine (TensorFlow and LiteRT)"},
     }
     return record

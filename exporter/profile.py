@@ -76,6 +76,9 @@ class CostModel(_Strict):
     float_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per float32 MAC")
     per_op_overhead_us: FiniteFloat = Field(..., ge=0, description="fixed cost of dispatching one op, microseconds")
     runtime_ram_bytes: ByteSize = Field(0, description="memory the runtime itself needs")
+    thread_efficiency: FiniteFloat = Field(
+        0.65, gt=0, le=1, description="speed-up of the MAC-bound work per thread added beyond the first "
+        "(1 = linear); the default and its source: exporter/analysis/cost_model.py")
 
     @model_validator(mode="after")
     def _one_throughput(self):
@@ -112,7 +115,11 @@ class DeviceProfile(_Strict):
     limits: Limits = Field(..., description="the budgets a model must fit")
     quantization: Quantization = Field(..., description="conversion modes the device allows and prefers")
     cost_model: CostModel = Field(..., description="coefficients of the latency estimate")
-    threads: int = Field(1, ge=1, description="threads the runtime uses on the device")
+    threads: int = Field(1, ge=1, le=64, description="threads the runtime uses on the device; also LiteRT's num_threads "
+                                              "on this host and the cost model's thread count")
+    delegate: Literal["cpu", "xnnpack", "gpu", "nnapi"] = Field(
+        "xnnpack", description="LiteRT delegate of device runs: xnnpack (LiteRT's default CPU delegate), cpu "
+        "(its builtin kernels, XNNPACK off), gpu or nnapi (benchmark_model's --use_xnnpack/--use_gpu/--use_nnapi)")
     notes: str = Field("", description="free text")
 
     @field_validator("target")

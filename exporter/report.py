@@ -44,6 +44,8 @@ class Report:
     preprocessing: dict | None = None                        # what made image folders into inputs; None: arrays
     bridge: dict | None = None                               # a Keras 3 model bridged into tf_keras (exporter/keras3/)
     io: dict | None = None                                   # every input and output by name (exporter/io_names.py)
+    metadata: dict | None = None                             # the model's TFLite metadata (exporter/tflite_metadata/)
+    bundle_samples: dict | None = None                       # eval samples for device runs (exporter/bundle_samples.py)
 
     @property
     def passed(self) -> bool:
@@ -66,6 +68,7 @@ class Report:
             "graph": self.graph, "notes": self.notes, "versions": self.versions, "created": self.created,
             "recipe": self.recipe, "stages": self.stages, "data": self.data, "warnings": self.warnings,
             "preprocessing": self.preprocessing, "bridge": self.bridge, "io": self.io,
+            "bundle_samples": self.bundle_samples, "metadata": self.metadata,
         }
 
     def to_markdown(self) -> str:
@@ -98,7 +101,7 @@ class Report:
                     f"{t['shape']} (manifest.json `input_shapes`)" for t in self.graph.get("inputs", [])
                     if min(t.get("shape_signature") or [0]) < 0], "",
                   "### Inputs and outputs", ""]
-        lines += _md_table(*self.io_table()) + ["", "### Ops", ""] + _md_table(*self.op_table())
+        lines += _md_table(*self.io_table()) + self.io_note() + ["", "### Ops", ""] + _md_table(*self.op_table())
         lines += self._data_lines() + self._stage_lines()
         if self.skipped_table()[1]:
             lines += ["", "## Layers the stages left alone", ""] + _md_table(*self.skipped_table())
@@ -107,20 +110,30 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def io_table(self) -> tuple[list[str], list[list]]:
-        """Every input and output as (headers, rows): kind, name, tensor, shape, dtype, in the model's order.
+        """Every input and output as (headers, rows): kind, name, tensor, shape, dtype, scale, zero point and
+        q range (exporter/io_contract.py), in the model's order.
 
         The name is the one data and apps use (the .tflite signature's: exporter/io_names.py); the output
         the labels are for is marked "output (labels)" when the model has several.
         """
+        from exporter.io_contract import contract_cells
+
         if not self.io:      # a report from before names were recorded
             rows = [[kind, t["name"], "x".join(map(str, t["shape"])), t["dtype"]]
                     for kind in ("input", "output") for t in self.graph.get(f"{kind}s", [])]
             return ["I/O", "tensor", "shape", "dtype"], rows
         several = len(self.io["outputs"]) > 1
         rows = [[f"{kind} (labels)" if several and kind == "output" and t["name"] == self.io["label_output"] else kind,
-                 t["name"], t["tensor"], "x".join(map(str, t["shape"])), t["dtype"]]
+                 t["name"], t["tensor"], "x".join(map(str, t["shape"])), t["dtype"], *contract_cells(t)]
                 for kind in ("input", "output") for t in self.io[f"{kind}s"]]
-        return ["I/O", "name", "tensor", "shape", "dtype"], rows
+        return ["I/O", "name", "tensor", "shape", "dtype", "scale", "zero point", "q range"], rows
+
+    def io_note(self) -> list[str]:
+        """The formulas under the I/O table, when an input or output is quantized."""
+        from exporter.io_contract import FORMULA_NOTE
+
+        quantized = self.io and any(t.get("scale") is not None for k in ("inputs", "outputs") for t in self.io[k])
+        return ["", FORMULA_NOTE + "; manifest.json `io` holds every figure."] if quantized else []
 
     def op_table(self) -> tuple[list[str], list[list]]:
         """The graph's ops as (headers, rows): index, op, compute dtype, MACs, first output shape."""
@@ -154,7 +167,10 @@ class Report:
         if not self.stages:
             return []
         pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
-        lines = ["", f"## Stages (each converted as {self.mode}; measured on this machine, latency estimated)", "",
+        threads = self.stages[0].get("threads") or {}          # records from before threads were recorded: none
+        on = "" if not threads else (f"; est. latency at {threads['est_latency_ms']} thread(s), host latency LiteRT "
+                                     f"at {threads['host_latency_ms']} thread(s)")
+        lines = ["", f"## Stages (each converted as {self.mode}; measured on this machine, latency estimated{on})", "",
                  "| stage | params | non-zero | unique values | Keras acc | .tflite acc | .tflite | gzip "
                  "| est. latency | host latency | time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.stages:

@@ -91,7 +91,9 @@ def render_html(report) -> str:
     stages = ""
     if report.stages:
         pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
-        stages = "<h2>Stages</h2>" + _table(
+        threads = report.stages[0].get("threads") or {}
+        on = f" (latency at {threads['est_latency_ms']} / {threads['host_latency_ms']} thread(s))" if threads else ""
+        stages = f"<h2>Stages{on}</h2>" + _table(
             ["stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", ".tflite", "gzip",
              "est. latency", "host latency"],
             [[r["stage"], f"{r['params']:,}", f"{r['nonzero']:,}", r["unique"], pct(r["keras_accuracy"]),
@@ -108,7 +110,9 @@ def render_html(report) -> str:
              f"MACs: {g.get('total_macs', 0):,}</li><li>peak activation memory (tensor liveness): "
              f"{format_value(g.get('peak_activation_bytes'), 'bytes')}</li><li>weights: "
              f"{format_value(g.get('weight_bytes'), 'bytes')}</li></ul>"
-             f"<h3>Inputs and outputs</h3>{_table(*report.io_table())}<h3>Ops</h3>{_table(*report.op_table())}")
+             f"<h3>Inputs and outputs</h3>{_table(*report.io_table())}"
+             f"{''.join(f'<p>{html.escape(line)}</p>' for line in report.io_note() if line)}"
+             f"<h3>Ops</h3>{_table(*report.op_table())}")
     skipped = report.skipped_table()
     if skipped[1]:
         stages += "<h2>Layers the stages left alone</h2>" + _table(*skipped)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from exporter.errors import UsageError
 from exporter.option_names import option
+from exporter.tflite_metadata.info import ModelInfo, for_target
 
 if TYPE_CHECKING:
     from exporter.profile import DeviceProfile
@@ -57,11 +58,16 @@ class Sources:
 
 @dataclass(frozen=True)
 class Output:
-    """Where the bundle goes: `out` (None writes no bundle), also `<out>.zip`, keep added files."""
+    """Where the bundle goes: `out` (None writes no bundle), also `<out>.zip`, keep added files.
+
+    `bundle_samples`: how many labelled eval samples the bundle keeps for device runs; None: as many
+    as fit in 1 MB (exporter/bundle_samples.py).
+    """
 
     out: str | Path | None = None
     make_zip: bool = False
     force: bool = False
+    bundle_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class ExportArgs:
     limits: object = None
     recipe: object = None
     target_options: dict | None = None
+    model_info: ModelInfo | None = None     # name, version, ... for the TFLite metadata (exporter/tflite_metadata/)
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class ExportRequest:
     quantize: str | None
     sources: Sources
     output: Output
+    model_info: ModelInfo = field(default_factory=ModelInfo)   # checked; defaults are filled in when written
 
 
 def _recipe(recipe, target):
@@ -139,8 +147,9 @@ def resolve(args: ExportArgs) -> ExportRequest:
         policy, recipe and its stages, and the sources (the demo's filled in).
 
     Raises:
-        UsageError: the output cannot be written (before any work), an unknown target, bad target
-            options or limits, a model and `demo` both given, or no model at all.
+        UsageError: the output cannot be written (before any work), a bad `bundle_samples`, an unknown
+            target, bad target options or limits, a model and `demo` both given, no model at all, or
+            metadata options (`model_info`) that do not check out or that the target does not take.
         ConfigError: a profile or recipe that is not valid.
     """
     from exporter.profile import load_profile, parse_limit_overrides
@@ -150,8 +159,12 @@ def resolve(args: ExportArgs) -> ExportRequest:
         from exporter.output import check_output
 
         check_output(args.output.out, args.output.make_zip, args.output.force)   # exit 2 before any work
+    count = args.output.bundle_samples
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise UsageError(f"{option('bundle_samples', count)}: give a whole number of samples, 0 or more")
     target = get_target(args.target)
     options = target.parse_options(args.target_options)
+    model_info = for_target(args.model_info, target)
     profile = load_profile(args.profile or target.default_profile)
     policy = target.policy(profile)
     if args.limits:
@@ -162,4 +175,5 @@ def resolve(args: ExportArgs) -> ExportRequest:
                          f"{option('demo')}")
     recipe = _recipe(args.recipe, target)
     return ExportRequest(target=target, options=options, profile=profile, policy=policy, recipe=recipe,
-                         stages=recipe.build(), quantize=args.quantize, sources=sources, output=args.output)
+                         stages=recipe.build(), quantize=args.quantize, sources=sources, output=args.output,
+                         model_info=model_info)

@@ -5,7 +5,8 @@ before it returned and returns its own, so a step can be read (and tested) alone
 
     ExportArgs ─resolve─► ExportRequest ─load─► Inputs ─check_data─► Inputs (with data)
       ─prove_bridge─► Inputs (a Keras 3 model: its tf_keras translation proved on the data)
-      ─build─► Built ─assess─► Assessment ─make_report─► Report ─package─► the bundle
+      ─build─► Built ─describe─► Built (TFLite metadata, for android and linux: exporter/tflite_metadata/step.py)
+      ─assess─► Assessment ─make_report─► Report ─package─► the bundle
 
 `resolve` and its dataclasses are in exporter/request.py, `load` and `check_data` in
 exporter/inputs.py; this module has the rest and gathers all of them. Every problem a user can
@@ -63,6 +64,7 @@ class Built:
     notes: list[str] = field(default_factory=list)
     converted_from: object = None    # the last stage's Keras model (None: the input model was converted)
     input_shapes: dict | None = None  # input name -> the shape LiteRT resizes to (dynamic dims); None: as stored
+    metadata: dict | None = None      # what the model's TFLite metadata holds (exporter/tflite_metadata/); None: none
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
         PreflightError: ops, tensors or I/O the device cannot run.
     """
     from exporter.checks import run_checks
-    from exporter.data_summary import data_ranges, with_range_hints
+    from exporter.data_summary import ROLES, data_ranges, preprocessing_record, with_range_hints
     from targets.base import Artifacts
 
     target, profile = request.target, request.profile
@@ -254,7 +256,8 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
     artifacts = Artifacts(tflite=built.tflite, graph=built.graph, profile=profile, mode=built.mode,
                           keras_model=inputs.loaded.model, eval_ds=inputs.eval, labels=inputs.labels,
                           source=str(inputs.loaded.path) if inputs.loaded.path else None, options=request.options,
-                          converted_from=built.converted_from, input_shapes=built.input_shapes, io=inputs.signature)
+                          converted_from=built.converted_from, input_shapes=built.input_shapes, io=inputs.signature,
+                          preprocessing=preprocessing_record(dict(zip(ROLES, (inputs.calib, inputs.eval, inputs.train)))))
     measured = target.measure(artifacts)
     no_reference = ("no original model to compare with (the input is a .tflite)" if inputs.is_tflite
                     else f"no evaluation data ({option('eval')})" if inputs.eval is None else None)
@@ -299,7 +302,7 @@ def make_report(request: ExportRequest, inputs: Inputs, built: Built, assessment
         io=io_record(built.tflite, built.graph, inputs.signature),
         notes=([bridge.note()] if bridge else []) + data.notes + built.notes + assessment.notes,
         data=[r.to_dict() for r in data.ranges], warnings=data.warnings, preprocessing=data.preprocessing,
-        versions=library_versions(), stages=built.records, recipe=recipe,
+        versions=library_versions(), stages=built.records, recipe=recipe, metadata=built.metadata,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -320,13 +323,17 @@ def package(request: ExportRequest, inputs: Inputs, built: Built, assessment: As
         UsageError: the bundle cannot be written (a full or read-only disk); an earlier one is untouched.
     """
     from exporter.bundle import write_bundle
+    from exporter.bundle_samples import samples_note
     from exporter.hil.agent_files import bundle_agent_files
     from exporter.manifest import manifest_for
     from exporter.report_html import render_html
 
     output = request.output
     target_files = request.target.package(assessment.artifacts, assessment.measured)
-    extra = {**target_files, **bundle_agent_files(inputs.eval, inputs.loaded.model, io=inputs.signature)}
+    agent_files, report.bundle_samples = bundle_agent_files(inputs.eval, inputs.loaded.model, io=inputs.signature,
+                                                            count=output.bundle_samples)
+    report.notes += [n for n in [samples_note(report.bundle_samples)] if n]
+    extra = {**target_files, **agent_files}
     report.bundle = str(Path(output.out))
     files = {"model.tflite": built.tflite, "report.md": report.to_markdown().encode("utf-8"),
              "report.html": render_html(report).encode("utf-8"), **extra}

@@ -139,9 +139,11 @@ class Artifacts:
     converted_from: object = None   # the Keras model converted, when stages changed it (None: keras_model)
     input_shapes: dict | None = None  # input name -> shape LiteRT resizes to (dynamic input dims); None: as stored
     io: object = None               # the model's IOSignature (exporter/io_names.py); None: keras_model's or the .tflite's
+    preprocessing: dict | None = None  # how image folders became inputs (manifest.json `preprocessing`); None: arrays
 
     def host_figures(self) -> dict:
-        """What LiteRT measures on this machine: size, host latency, accuracy, agreement and fidelity.
+        """What LiteRT measures on this machine (with the profile's `threads`): size, host latency, accuracy,
+        agreement and fidelity.
 
         Returns:
             Measurements keyed by name (`exporter.measure.measure_host`).
@@ -149,7 +151,7 @@ class Artifacts:
         from exporter.measure import measure_host
 
         return measure_host(self.tflite, self.keras_model, self.eval_ds, converted_from=self.converted_from,
-                            input_shapes=self.input_shapes, io=self.io)
+                            input_shapes=self.input_shapes, io=self.io, threads=self.profile.threads)
 
 
 @dataclass
@@ -175,6 +177,9 @@ class Target(ABC):
     """Profile sections this target reads: top-level YAML key -> its pydantic model (extra="forbid")."""
     Options: ClassVar[type[TargetOptions]] = TargetOptions
     """The options an export may give this target (`exporter.export(..., target_options={...})`)."""
+    tflite_metadata: ClassVar[bool] = False
+    """Whether the bundle's model.tflite carries TFLite metadata (exporter/tflite_metadata/): True for targets whose
+    apps read it through LiteRT (targets/cpu.py); False where the model goes to flash or to a compiler."""
     static_shapes: ClassVar[str | None] = None
     """Why the device's runtime needs static input shapes (a .tflite with dynamic input dims is refused); None: it
     resizes inputs, as LiteRT does."""
@@ -218,6 +223,14 @@ class Target(ABC):
             takes = ", ".join(self.Options.model_fields) or "none"
             raise UsageError(f"invalid options for target {self.name} (it takes: {takes})\n  "
                              + "\n  ".join(validation_lines(exc, f"target {self.name}"))) from None
+
+    def latency_threads(self, profile) -> int:
+        """Threads the latency estimate divides the CPU's MAC time by (exporter/analysis/cost_model.py).
+
+        1 here: the model runs on one core (TFLM on a microcontroller). Targets whose CPU ops run in
+        LiteRT's thread pool (targets/cpu.py, the Edge TPU's CPU fallback) return the profile's `threads`.
+        """
+        return 1
 
     def options(self, artifacts: Artifacts) -> TargetOptions:
         """The export's options for this target: `artifacts.options`, or the defaults."""

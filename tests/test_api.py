@@ -16,7 +16,7 @@ def test_demo_int8_keeps_accuracy_and_passes(demo_bundle):
     assert abs(m["accuracy_original"].value - m["accuracy"].value) <= 1.0
     assert report.passed and {c.name for c in report.checks} == {"model_size", "ram", "latency", "accuracy_drop",
                                                                  "agreement"}
-    assert exporter.verify(out)["files"] == 6  # model, report.md/html, labels, agent, eval samples (+ manifest)
+    assert exporter.verify(out)["files"] == 9  # model, report.md/html, labels, agent, eval samples, android/ (3)
 
 
 @pytest.mark.reliability(43)
@@ -39,7 +39,8 @@ def test_manifest_records_profile_recipe_versions_and_hashes(demo_bundle):
     assert manifest["recipe"]["convert"] == {"mode": "int8", "io_dtype": "int8"}
     assert manifest["versions"]["tensorflow"].startswith("2.21")
     assert set(manifest["files"]) == {"model.tflite", "report.md", "report.html", "labels.txt",
-                                      "agent/edgex_agent.py", "agent/eval_samples.npz"}
+                                      "agent/edgex_agent.py", "agent/eval_samples.npz", "android/EdgexModel.kt",
+                                      "android/build.gradle.kts.snippet", "android/README.md"}
     assert manifest["status"] == "pass" and manifest["created"]
     assert (out / "labels.txt").read_text().split() == [str(i) for i in range(10)]
     assert "accuracy_drop" in (out / "report.md").read_text()

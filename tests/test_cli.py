@@ -140,8 +140,8 @@ def test_export_help_lists_its_options_in_groups():
     assert result.exit_code == 0
     headings = [line[:-1] for line in result.output.splitlines() if line and not line[0].isspace() and
                 line.endswith(":")]
-    assert headings == ["Target and profile", "Model and data", "Output", "Compression stages", "Fine-tuning",
-                        "Other options"]
+    assert headings == ["Target and profile", "Model and data", "Output", "Model metadata (android, linux)",
+                        "Compression stages", "Fine-tuning", "Other options"]
     from exporter.cli import cli
 
     ungrouped = [p.name for p in cli.commands["export"].params
@@ -163,7 +163,8 @@ def test_an_option_group_hands_the_command_one_dataclass():
 
     result = CliRunner().invoke(command, ["m", "--out", "b", "--zip", "--epochs", "2"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert seen == [("m", OutputOptions(out="b", make_zip=True, force=False, as_json=False), {"epochs": 2})]
+    assert seen == [("m", OutputOptions(out="b", make_zip=True, force=False, bundle_samples=None, as_json=False),
+                     {"epochs": 2})]
 
 
 def test_profiles_calibrate_lives_with_profiles_and_loads_lazily():
@@ -173,7 +174,7 @@ def test_profiles_calibrate_lives_with_profiles_and_loads_lazily():
     from exporter.hil import cli as hil_cli
 
     assert "calibrate" in cli.commands["profiles"].commands
-    assert set(hil_cli.hil.commands) == {"run", "report"} and not hasattr(hil_cli, "calibrate_command")
+    assert set(hil_cli.hil.commands) == {"run", "report", "config"} and not hasattr(hil_cli, "calibrate_command")
     out = help_without_imports(["profiles", "calibrate", "--help"], before="import exporter.hil.cli; ",
                                modules=("exporter.calibrate", "exporter.hil.runner", "tensorflow", "pydantic", "rich"))
     assert "--from" in out

@@ -32,13 +32,18 @@ def test_api_shares_one_conversion_and_writes_a_bundle_per_target(demo, tmp_path
         ("microcontroller", "arduino-nano-33-ble", "int8", "int8")]
     assert conversions == [("int8", "int8")], "all three are int8 with int8 I/O: one conversion"
     assert all(r.passed for r in reports)
-    models = set()
+    models = {}
     for r in reports:
         bundle = tmp_path / "build" / r.target
         assert r.bundle == str(bundle) and exporter.verify(bundle)["status"] == "pass"
         assert json.loads((bundle / "manifest.json").read_text())["profile"]["name"] == r.profile
-        models.add((bundle / "model.tflite").read_bytes())
-    assert len(models) == 1
+        models[r.target] = (bundle / "model.tflite").read_bytes()
+    from exporter.analysis.graph import Graph
+    from exporter.tflite_metadata.model_file import read
+
+    # one model: the same graph everywhere; android and linux add TFLite metadata naming their target, the MCU none
+    assert len({json.dumps(Graph.from_bytes(m).to_dict(), sort_keys=True) for m in models.values()}) == 1
+    assert read(models["microcontroller"]) is None and "target linux" in read(models["linux"])["metadata"]["description"]
 
 
 def test_cli_exit_code_is_the_worst_and_every_bundle_verifies(tmp_path, conversions, monkeypatch):

@@ -34,6 +34,8 @@ def test_every_cli_spelling_is_an_option_of_edgex_export():
 
     command = cli.commands["export"]
     spelled_as = {"MODEL"} | {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
+    spelled_as |= {opt for p in cli.commands["hil"].commands["run"].params if isinstance(p, click.Option)
+                   for opt in p.opts if opt == "--benchmark-binary"}       # the one hil option messages name
     for name, spelling in OPTIONS.items():
         assert spelling.cli.split()[0] in spelled_as, name
     flags = {p.name for p in command.params if isinstance(p, click.Option) and p.is_flag}
@@ -41,6 +43,9 @@ def test_every_cli_spelling_is_an_option_of_edgex_export():
 
 
 def test_every_python_spelling_names_what_the_caller_sets():
+    import dataclasses
+
+    from exporter.hil.transports.base import TransportOptions
     from exporter.recipe import Recipe
     from exporter.stages.base import get_stage
     from targets.base import get_target
@@ -51,7 +56,9 @@ def test_every_python_spelling_names_what_the_caller_sets():
                  "require_compiled": ('target_options={"require_compiled": True}', "require_compiled",
                                       get_target("edgetpu").Options.model_fields),
                  "student": ("the distill stage's student", "student", distill),
-                 "distill": ("the distill stage's width", "width", distill)}
+                 "distill": ("the distill stage's width", "width", distill),
+                 "benchmark_binary": ("TransportOptions(benchmark_binary=...)", "benchmark_binary",
+                                      {f.name for f in dataclasses.fields(TransportOptions)})}
     for name, spelling in OPTIONS.items():
         if name in elsewhere:
             text, field, fields = elsewhere[name]

@@ -5,10 +5,11 @@ The folder holds what the examples name: `model.keras` (the demo CNN saved by tf
 `eval.npz` and `train.npz` (its data splits), `recipe.yaml` (the README's own recipe block),
 `frontend.tflite` (an audio front-end with input [-1, -1], tests/dynamic_models.py), `images/`
 (the eval split as PNGs in class folders), `model_k3.keras` (a Keras 3 CNN, tests/keras3/models.py) and
-`two_io.keras` with `two_io_calib.npz`, `two_io_eval.npz` (a two-input, two-output model, tests/multi_io_models.py).
+`two_io.keras` with `two_io_calib.npz`, `two_io_eval.npz` (a two-input, two-output model, tests/multi_io_models.py),
+and `android_aarch64_benchmark_model`, the stand-in for LiteRT's benchmark tool (tests/hil/benchmark_stand_in.py).
 Device addresses are mapped to stand-ins that really run the bundle: a real OpenSSH server on
-127.0.0.1 with a TensorFlow-free device venv, the stub adb server with this machine as the phone,
-and the TFLM firmware simulator on a pty. The README's Python API block and its profile example are
+127.0.0.1 with a TensorFlow-free device venv, the stub adb server with this machine as the phone
+(no Python on its PATH, a getprop answering as an arm64 phone), and the TFLM firmware simulator on a pty. The README's Python API block and its profile example are
 run too.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 
 from tests.dynamic_models import frontend_tflite
+from tests.hil.benchmark_stand_in import write_stand_in
 from tests.keras3.models import save_digits_cnn
 from tests.multi_io_models import write as write_two_io
 from tests.test_cli import run
@@ -117,6 +119,7 @@ def workspace(demo, tmp_path_factory):
     (root / "frontend.tflite").write_bytes(frontend_tflite())     # an audio front-end, input [-1, -1]
     save_digits_cnn(root / "model_k3.keras", demo)                # a Keras 3 CNN, for "Keras 3 models"
     write_two_io(root)                                            # two_io.keras and its data: "Several inputs and outputs"
+    write_stand_in(root / "android_aarch64_benchmark_model")      # LiteRT's benchmark tool: "Android phones"
     return root
 
 

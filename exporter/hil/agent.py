@@ -4,9 +4,11 @@ A standalone file (standard library, numpy and one TFLite runtime; Python 3.8+, 
 that edgex pushes to a device with the model and the bundle's manifest. It checks the model's
 sha256 against the manifest before loading it, loads it with the runtime's flatbuffer verifier
 (inputs with dynamic dims resized to the manifest's `input_shapes`, the shape edgex measured at),
-times warm-up and timed invokes on zero inputs, optionally scores the bundle's eval samples,
-and prints exactly one JSON object (protocol 1, see exporter/hil/result.py) on stdout. Several inputs and
-outputs go in the order of the manifest's `io`; eval samples are `x` or `x0`, `x1`, ..., `y` its `label_output`'s.
+times warm-up and timed invokes on zero inputs with `--threads` (and `--delegate`), measures the
+model's own memory (resident memory after loading and invoking it minus before its file was read),
+optionally scores the bundle's eval samples, and prints exactly one JSON object (protocol 1, see
+exporter/hil/result.py) on stdout. Several inputs and outputs go in the order of the manifest's `io`;
+eval samples are `x` or `x0`, `x1`, ..., `y` its `label_output`'s.
 
 The model is first loaded and invoked once in a child process (`--probe`), so that a model
 which crashes the runtime (old runtimes do not verify the flatbuffer) is reported, not fatal.
@@ -14,26 +16,25 @@ which crashes the runtime (old runtimes do not verify the flatbuffer) is reporte
 Exit codes: 0 ran, 2 bad usage or not a valid model, 3 integrity failure (sha256 mismatch),
 4 the runtime could not run the model, 5 no TFLite runtime on this device, 70 agent bug.
 
-Example:
-    $ python3 edgex_agent.py --model model.tflite --manifest manifest.json --warmup 10 --runs 50
-    {"protocol": 1, "ok": true, "runtime": "tflite_runtime", "runtime_version": "2.14.0", ...}
+Example: `python3 edgex_agent.py --model model.tflite --manifest manifest.json --threads 4` prints `{"protocol": 1, ...}`.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import platform
+import signal
 import socket
+import subprocess
 import sys
 import time
 
 PROTOCOL = 1
-NO_SHA = "0" * 64
-RUNTIMES = (("tflite_runtime", "tflite_runtime.interpreter"),
-            ("ai_edge_litert", "ai_edge_litert.interpreter"),
-            ("tensorflow", "tensorflow.lite"))
+RUNTIMES = (("tflite_runtime", "tflite_runtime.interpreter"), ("ai_edge_litert", "ai_edge_litert.interpreter"),
+            ("tensorflow", "tensorflow.lite.python.interpreter"))
 
 
 class AgentFailure(Exception):
@@ -45,9 +46,7 @@ class AgentFailure(Exception):
 
 
 def find_runtime():
-    """The first importable TFLite runtime: (name, version, Interpreter class)."""
-    import importlib
-
+    """The first importable TFLite runtime: (name, version, its interpreter module)."""
     tried = []
     for name, module in RUNTIMES:
         try:
@@ -55,15 +54,14 @@ def find_runtime():
         except Exception as exc:  # ImportError, or a broken install raising anything
             tried.append("%s (%s)" % (name, type(exc).__name__))
             continue
-        top = sys.modules.get(name)
-        version = str(getattr(top, "__version__", "") or "unknown")
-        return name, version, mod.Interpreter
+        version = str(getattr(sys.modules.get(name), "__version__", "") or "unknown")
+        return name, version, mod
     raise AgentFailure("no TFLite runtime on this device; tried " + ", ".join(tried)
                        + "; install one: pip install tflite-runtime (or ai-edge-litert)", 5)
 
 
-def check_model(model_bytes, manifest_path):
-    """Refuse a model whose sha256 is not the manifest's (exit 3); return its `input_shapes` and `io` (or None)."""
+def check_model(actual, manifest_path):
+    """Refuse a model whose sha256 `actual` is not the manifest's (exit 3); return its `input_shapes` and `io`."""
     try:
         with open(manifest_path, "rb") as f:
             manifest = json.loads(f.read(1 << 24).decode("utf-8"))
@@ -73,7 +71,6 @@ def check_model(model_bytes, manifest_path):
         expected = manifest["files"]["model.tflite"]["sha256"]
     except (KeyError, TypeError):
         raise AgentFailure("manifest %s lists no sha256 for model.tflite" % manifest_path, 3)
-    actual = hashlib.sha256(model_bytes).hexdigest()
     if actual != expected:
         raise AgentFailure("model.tflite sha256 %s does not match the manifest's %s; the model was "
                            "changed or corrupted in transfer; refusing to run it" % (actual, expected), 3)
@@ -97,11 +94,8 @@ def io_details(interpreter, order):
 
 def probe(args):
     """Load and invoke the model once in a child process; a runtime crash becomes an AgentFailure."""
-    import signal
-    import subprocess
-
     argv = [sys.executable, os.path.abspath(__file__), "--probe", "--model", args.model, "--manifest",
-            args.manifest, "--threads", str(args.threads), "--runs", "1", "--warmup", "0"]
+            args.manifest, "--threads", str(args.threads), "--delegate", args.delegate, "--runs", "1", "--warmup", "0"]
     try:
         done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
     except subprocess.TimeoutExpired:
@@ -127,9 +121,13 @@ def input_shape(detail, shapes):
     return None
 
 
-def load_interpreter(interpreter_cls, model_bytes, threads, shapes=None):
+def load_interpreter(runtime, model_bytes, args, shapes=None):
+    """The interpreter on `--threads`; `--delegate cpu` turns off the default XNNPACK delegate."""
+    kwargs = {"model_content": model_bytes, "num_threads": args.threads}
     try:
-        interpreter = interpreter_cls(model_content=model_bytes, num_threads=threads)
+        if args.delegate == "cpu":  # tflite_runtime >= 2.5 and ai_edge_litert have OpResolverType
+            kwargs["experimental_op_resolver_type"] = runtime.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = runtime.Interpreter(**kwargs)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise AgentFailure("model.tflite is not a valid model: " + first, 2)
@@ -194,14 +192,11 @@ def time_model(np, interpreter, warmup, runs, order=None):
         start = time.perf_counter()
         invoke(interpreter)
         times.append((time.perf_counter() - start) * 1000.0)
-    if not times:
-        invoke(interpreter)
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(interpreter.get_tensor(d["index"])).tobytes()
                                      for d in outputs)).hexdigest()
-    ms = np.asarray(times or [0.0], dtype=np.float64)
-    latency = {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-               "mean": float(ms.mean()), "runs": len(times)} if times else None
-    return latency, digest
+    ms = np.asarray(times, dtype=np.float64)      # runs >= 1 (parse_args)
+    return {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)), "mean": float(ms.mean()),
+            "runs": len(times)}, digest
 
 
 def evaluate(np, interpreter, path, limit, order=None):
@@ -231,30 +226,30 @@ def evaluate(np, interpreter, path, limit, order=None):
     return 100.0 * correct / n, n
 
 
-def peak_rss_bytes():
-    """Peak resident memory of this process image.
-
-    Linux: VmHWM of /proc/self/status, since ru_maxrss carries over the parent's peak across
-    fork+exec (an agent started by a 700 MB edgex process would report 700 MB).
-    """
+def status_bytes(key):
+    """A figure of /proc/self/status in bytes (VmRSS: resident now, VmHWM: peak of this process image)."""
     try:
         with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":")), None)
     except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
-    except ImportError:
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def device_info(threads):
+def peak_rss_bytes():
+    """Peak resident memory of this process image: VmHWM on Linux, since ru_maxrss carries over the
+    parent's peak across fork+exec (an agent started by a 700 MB edgex process would report 700 MB)."""
+    peak = status_bytes("VmHWM")
+    if peak is None and sys.platform == "darwin":  # no /proc; ru_maxrss is in bytes there
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak
+
+
+def device_info(np, threads):
     info = {"machine": platform.machine(), "platform": platform.platform(), "hostname": socket.gethostname(),
-            "python": platform.python_version(), "cpu_count": os.cpu_count(), "threads": threads}
+            "python": platform.python_version(), "cpu_count": os.cpu_count(), "threads": threads,
+            "numpy": np.__version__}
     try:
         with open("/proc/cpuinfo", "r", errors="replace") as f:
             text = f.read(1 << 16)
@@ -267,8 +262,6 @@ def device_info(threads):
             info["cpu"] = value
         elif key == "model" and value and not value.isdigit():
             info["board"] = value
-    if "numpy" in sys.modules:
-        info["numpy"] = sys.modules["numpy"].__version__
     return {k: (v[:200] if isinstance(v, str) else v) for k, v in info.items()}
 
 
@@ -279,44 +272,50 @@ def parse_args(argv):
     for flag, default in (("--warmup", 10), ("--runs", 50), ("--eval-samples", 0), ("--threads", 1)):
         parser.add_argument(flag, type=int, default=default)
     parser.add_argument("--eval", default=None, help=".npz with x (or x0, x1, ...) and y")
+    parser.add_argument("--delegate", choices=("cpu", "xnnpack"), default="xnnpack")  # cpu: no default delegate
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not 0 <= args.warmup <= 1000000 or not 1 <= args.runs <= 1000000:
-        raise AgentFailure("--warmup must be 0..1000000 and --runs 1..1000000", 2)
-    if args.eval_samples < 0 or args.threads < 1:
-        raise AgentFailure("--eval-samples must be >= 0 and --threads >= 1", 2)
+    if not (0 <= args.warmup <= 1000000 and 1 <= args.runs <= 1000000 and args.eval_samples >= 0 and args.threads >= 1):
+        raise AgentFailure("--warmup must be 0..1000000, --runs 1..1000000, --eval-samples >= 0, --threads >= 1", 2)
     return args
 
 
 def run(argv, result):
     """Fill `result` in place; raise AgentFailure on a reportable failure."""
     args = parse_args(argv)
-    result["device"] = device_info(args.threads)
+    import numpy as np
+
+    result["device"], result["threads"], result["delegate"] = device_info(np, args.threads), args.threads, args.delegate
+    try:  # imported before the model is read, so that its memory is not counted as the model's
+        result["runtime"], result["runtime_version"], runtime = find_runtime()
+    except AgentFailure as exc:  # reported after the integrity check
+        runtime = exc
+    before = status_bytes("VmRSS")
     try:
         with open(args.model, "rb") as f:
             model_bytes = f.read()
     except OSError as exc:
         raise AgentFailure("cannot read model %s: %s" % (args.model, exc.strerror or exc), 2)
     result["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
-    shapes, order = check_model(model_bytes, args.manifest)
-    import numpy as np
-
-    result["runtime"], result["runtime_version"], interpreter_cls = find_runtime()
+    shapes, order = check_model(result["model_sha256"], args.manifest)
+    if isinstance(runtime, AgentFailure):
+        raise runtime
     if not args.probe:
         probe(args)
-    interpreter = load_interpreter(interpreter_cls, model_bytes, args.threads, shapes)
-    if args.probe:
-        time_model(np, interpreter, 0, 1)
-        return
+    interpreter = load_interpreter(runtime, model_bytes, args, shapes)
     result["latency_ms"], result["output_digest"] = time_model(np, interpreter, args.warmup, args.runs, order)
+    if args.probe:
+        return
+    after = status_bytes("VmRSS")
+    if None not in (before, after):
+        result.update(rss_before_bytes=before, model_memory_bytes=max(0, after - before), memory_kind="rss_delta")
     if args.eval and args.eval_samples:
         result["accuracy"], result["eval_samples"] = evaluate(np, interpreter, args.eval, args.eval_samples, order)
-    result["device"] = device_info(args.threads)
 
 
 def main(argv=None):
     result = {"protocol": PROTOCOL, "ok": False, "error": None, "runtime": "none", "runtime_version": "",
-              "model_sha256": NO_SHA, "device": {}}
+              "model_sha256": "0" * 64, "device": {}}
     # Native runtime code may print to fd 1: send it to stderr so stdout carries only our JSON line.
     sys.stdout.flush()
     saved_stdout = os.dup(1)

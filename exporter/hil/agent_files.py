@@ -29,44 +29,71 @@ EVAL_NAME = "eval_samples.npz"
 AGENT_SOURCE = Path(__file__).with_name("agent.py")
 AGENT_FLAG = "--use-installed-agent"
 MAX_AGENT_BYTES = 4 << 20      # the agent is ~15 KB; a bigger file is not an edgex agent
+AGENT_DELEGATES = ("cpu", "xnnpack")   # what the agent's Python runtimes apply (gpu, nnapi: benchmark_model)
 
 
-def bundle_agent_files(eval_ds, keras_model=None, max_samples: int = 200, io=None) -> dict[str, bytes]:
-    """Files to add to a bundle: the agent, and up to `max_samples` labelled eval samples.
+def bundle_agent_files(eval_ds, keras_model=None, io=None, count: int | None = None,
+                       cap_bytes: int | None = None) -> tuple[dict[str, bytes], dict | None]:
+    """Files to add to a bundle: the agent, and the labelled eval samples device runs score.
 
-    With the original Keras model, the samples also carry its top-1 answers (`ref`), so that a
-    device run's accuracy is compared with the original's on exactly the same samples. The samples
-    are named like data: `x`, or `x0`, `x1`, ... in the model's input order; `y` labels the label
+    Which samples, how many (by default as many as fit in 1 MB; `count` keeps that many instead) and
+    their reference answers from the original model: exporter/bundle_samples.py. The samples are
+    named like data: `x`, or `x0`, `x1`, ... in the model's input order; `y` labels the label
     output, the one the manifest's `io` names (exporter/io_names.py).
 
     Args:
         eval_ds: the evaluation data set (x, y), or None.
         keras_model: the original model, for the reference answers (default None: none stored).
-        max_samples: the most samples stored (default 200).
         io: the model's IOSignature (its label output); None: the first output.
+        count: keep this many samples (0: none); default None: as many as fit in `cap_bytes`.
+        cap_bytes: the samples file's size limit without `count`; default None: 1 MB (1,000,000 B).
 
     Returns:
-        Bundle-relative path → bytes: `agent/edgex_agent.py` (this edgex's agent) and, with
-        labelled data, `agent/eval_samples.npz`.
+        (bundle-relative path → bytes: `agent/edgex_agent.py` (this edgex's agent) and, with kept
+        labelled samples, `agent/eval_samples.npz`; the samples record for the report, None without eval data).
     """
-    import io as io_module
-
-    import numpy as np
-
-    from exporter.io_names import data_names
+    from exporter.bundle_samples import DEFAULT_CAP_BYTES, EVAL_PATH, choose_samples
 
     files = {f"agent/{AGENT_NAME}": AGENT_SOURCE.read_bytes()}
-    if eval_ds is not None and eval_ds.y is not None:
-        buffer = io_module.BytesIO()
-        part = eval_ds.take(slice(0, max_samples))
-        arrays = {**dict(zip(data_names(len(part.inputs)), part.inputs)), "y": part.y}
-        if keras_model is not None:
-            scores = keras_model.predict(part.keras_x, verbose=0, batch_size=256)
-            scores = scores[io.label if io is not None else 0] if isinstance(scores, list) else scores
-            arrays["ref"] = np.argmax(scores, axis=-1)
-        np.savez(buffer, **arrays)
-        files[f"agent/{EVAL_NAME}"] = buffer.getvalue()
-    return files
+    choice = choose_samples(eval_ds, keras_model, io, count=count,
+                            cap_bytes=DEFAULT_CAP_BYTES if cap_bytes is None else cap_bytes)
+    if choice.data is not None:
+        files[EVAL_PATH] = choice.data
+    return files, choice.record
+
+
+def eval_samples_note(manifest: dict, asked: int, ran: int | None) -> str | None:
+    """Say so when a device run scored fewer eval samples than `--eval-samples` asked for.
+
+    The agent scores at most the samples the bundle holds (exporter/bundle_samples.py caps them at
+    export); the run's figures are then on `ran` samples, which this note makes plain.
+
+    Args:
+        manifest: the bundle's manifest (its `bundle_samples` record, when the export wrote one).
+        asked: `--eval-samples`.
+        ran: the eval samples the device scored (None: none).
+
+    Returns:
+        The note, or None when every sample asked for was scored.
+    """
+    ran = ran or 0
+    if asked <= ran:
+        return None
+    record = manifest.get("bundle_samples") if isinstance(manifest.get("bundle_samples"), dict) else None
+    why = ""
+    if record is not None and isinstance(record.get("kept"), int) and isinstance(record.get("of"), int):
+        cap = record.get("cap_bytes")
+        by = {"cap": f"the {cap / 1e6:g} MB cap" if isinstance(cap, int) else "the size cap",
+              "flag": "--bundle-samples"}.get(record.get("by"), str(record.get("by"))[:40])
+        why = (f" (the export kept {record['kept']:,} of {record['of']:,} eval samples: {by}; re-export with "
+               "--bundle-samples N to keep more)")
+    if ran:
+        held = f"the bundle holds {ran:,}"
+    elif f"agent/{EVAL_NAME}" in (manifest.get("files") or {}):
+        held, why = "this device scored none", ""
+    else:
+        held = f"the bundle has no agent/{EVAL_NAME}"
+    return f"asked for {asked:,} eval samples (--eval-samples), ran {ran:,}: {held}{why}"
 
 
 def installed_agent_sha256() -> str:
@@ -130,7 +157,8 @@ def agent_invocation(bundle: Path, plan, python: str) -> tuple[dict[str, Path], 
 
     Args:
         bundle: the (verified) bundle directory.
-        plan: a RunPlan (warm-up, runs, eval samples).
+        plan: a RunPlan (warm-up, runs, eval samples, threads, delegate: the agent runs LiteRT's CPU paths
+            only, `cpu` or `xnnpack`; for gpu or nnapi it runs xnnpack, and says so in its answer).
         python: the command that runs the agent on the device.
 
     Returns:
@@ -147,6 +175,10 @@ def agent_invocation(bundle: Path, plan, python: str) -> tuple[dict[str, Path], 
             raise IntegrityError(f"bundle {bundle} has no {name}; re-export it with this edgex")
     argv = [python, AGENT_NAME, "--model", "model.tflite", "--manifest", "manifest.json",
             "--warmup", str(plan.warmup), "--runs", str(plan.runs)]
+    if plan.threads:
+        argv += ["--threads", str(plan.threads)]
+    if plan.delegate:
+        argv += ["--delegate", plan.delegate if plan.delegate in AGENT_DELEGATES else "xnnpack"]
     if plan.eval_samples and (bundle / "agent" / EVAL_NAME).is_file():
         files[EVAL_NAME] = bundle / "agent" / EVAL_NAME
         argv += ["--eval", EVAL_NAME, "--eval-samples", str(plan.eval_samples)]

@@ -32,14 +32,43 @@ MAX_OUTPUT_BYTES = 1 << 20   # an agent's answer is a few KB; more is refused
 
 
 class LatencyStats(BaseModel):
-    """Latency of the timed invokes, in milliseconds."""
+    """Latency of the timed invokes, in milliseconds (the agent gives p90, benchmark_model p5/p95/min/max/std)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     p50: float = Field(..., ge=0, le=3.6e6, description="median")
-    p90: float = Field(..., ge=0, le=3.6e6, description="90th percentile")
+    p90: float | None = Field(None, ge=0, le=3.6e6, description="90th percentile")
     mean: float = Field(..., ge=0, le=3.6e6, description="mean")
     runs: int = Field(..., ge=1, le=1_000_000, description="timed invokes")
+    p5: float | None = Field(None, ge=0, le=3.6e6, description="5th percentile")
+    p95: float | None = Field(None, ge=0, le=3.6e6, description="95th percentile")
+    min: float | None = Field(None, ge=0, le=3.6e6, description="fastest invoke")
+    max: float | None = Field(None, ge=0, le=3.6e6, description="slowest invoke")
+    std: float | None = Field(None, ge=0, le=3.6e6, description="standard deviation")
+
+
+class OpTiming(BaseModel):
+    """One row of benchmark_model's op profile ("Run Order" table of the regular runs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_type: str = Field(..., max_length=200, description="op or delegate kernel, e.g. CONV_2D")
+    name: str = Field(..., max_length=500, description="node name and index, e.g. [conv1/Relu]:0")
+    first_ms: float = Field(..., ge=0, le=3.6e6, description="time of the first run")
+    avg_ms: float = Field(..., ge=0, le=3.6e6, description="mean time per run")
+    percent: float = Field(..., ge=0, le=100.01, description="share of the run's total time")
+    cdf_percent: float = Field(..., ge=0, le=100.01, description="cumulative share in run order")
+    mem_kb: float = Field(..., ge=0, description="memory the profiler attributes to the node")
+    times_called: int = Field(..., ge=0, le=1 << 31, description="calls per run")
+
+
+MEMORY_KINDS = {
+    "rss_delta": "the model's own memory: resident memory after loading and invoking it minus the agent's "
+                 "before loading it (the Python interpreter and the runtime library left out)",
+    "footprint_delta": "the model's own memory: benchmark_model's peak memory footprint growth from the tool's "
+                       "start (its max RSS, `overall`; the tool itself left out)",
+}
+"""What `model_memory_bytes` is, by `memory_kind`: the figure compared with the export's RAM estimate."""
 
 
 class AgentResult(BaseModel):
@@ -61,6 +90,14 @@ class AgentResult(BaseModel):
     accuracy: float | None = Field(None, ge=0, le=100, description="top-1 % on the bundle's eval samples")
     eval_samples: int | None = Field(None, ge=0, description="eval samples run")
     device: dict = Field(default_factory=dict, description="what the agent knows of its device")
+    threads: int | None = Field(None, ge=1, le=1024, description="threads the runtime ran with")
+    delegate: str | None = Field(None, max_length=40, description="delegate it ran with: cpu, xnnpack, gpu, nnapi")
+    init_ms: float | None = Field(None, ge=0, le=3.6e6, description="time to load the model and prepare it")
+    model_memory_bytes: int | None = Field(None, ge=0, le=1 << 44, description="the model's own memory")
+    memory_kind: str | None = Field(None, pattern="^(" + "|".join(MEMORY_KINDS) + ")$",
+                                    description="how model_memory_bytes was measured (MEMORY_KINDS)")
+    rss_before_bytes: int | None = Field(None, ge=0, le=1 << 44, description="agent RSS before loading the model")
+    ops: list[OpTiming] | None = Field(None, max_length=10_000, description="per-op profile (benchmark_model)")
 
     @field_validator("device")
     @classmethod

@@ -36,7 +36,7 @@ _TEXT = (str,)
 _SCALAR = (str, int, float, type(None))
 _FIELDS = {"status": _TEXT, "created": _TEXT, "bundle": _TEXT, "complete": (bool,), "device": (dict,),
            "plan": (dict,), "result": (dict,), "measurements": (dict,), "estimates": (dict,), "checks": (list,),
-           "notes": (list,)}
+           "notes": (list,), "run_format": (int,)}          # run_format: 2 and later (exporter/hil/runner.py)
 
 
 def shown(path, limit: int = 120) -> str:
@@ -105,6 +105,8 @@ def run_problem(run) -> str | None:
             return f'"result.{key}" is not a plain value'
     if result.get("accuracy") is not None and not _number(result["accuracy"]):
         return '"result.accuracy" is not a finite number'
+    if not isinstance(result.get("ops") or [], list) or not all(isinstance(op, dict) for op in result.get("ops") or []):
+        return '"result.ops" is not a list of objects'
     for group, required in (("measurements", ("value",)), ("estimates", ())):
         for name, figure in run.get(group, {}).items():
             if not isinstance(figure, dict):

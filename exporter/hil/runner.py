@@ -24,19 +24,23 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from exporter.bundle import read_manifest, verify_bundle
-from exporter.checks import ESTIMATED, MEASURED, MIXED, Check, Measurement, run_checks
-from exporter.errors import DeviceError
-from exporter.hil.agent_files import check_bundle_agent
-from exporter.hil.result import AgentResult, parse_agent_output
+from exporter.checks import ESTIMATED, MIXED, Check, Measurement, run_checks
+from exporter.errors import DeviceError, UsageError
+from exporter.hil.agent_files import check_bundle_agent, eval_samples_note
+from exporter.hil.result import parse_agent_output
+from exporter.hil.run_figures import device_figures, device_on, run_notes
 from exporter.hil.run_files import HIL_DIR, check_path, load_runs, store_run
 from exporter.hil.transports.base import HostTransport, RunPlan, TransportOptions, open_transport, transport_class
 from exporter.progress import status
 
 __all__ = ["HIL_DIR", "HilRun", "hil_run", "load_runs"]
+RUN_FORMAT = 2
+"""Version of the stored run: 2 adds `run_format`, the plan's threads and delegate, `result.ops`, `init_ms` and the
+model's own memory (`model_memory_bytes`, `memory_kind`); runs without `run_format` (1) stay readable."""
 
 
 @dataclass
@@ -64,48 +68,10 @@ class HilRun:
         return "pass" if self.passed else ("incomplete" if not self.complete else "fail")
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "bundle": self.bundle, "device": self.device, "created": self.created,
+        return {"run_format": RUN_FORMAT, "status": self.status, "bundle": self.bundle, "device": self.device, "created": self.created,
                 "plan": self.plan, "result": self.result, "complete": self.complete,
                 "measurements": {k: m.to_dict() for k, m in self.measurements.items()},
                 "estimates": self.estimates, "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
-
-
-def _figures(result: AgentResult, manifest: dict, on: str, bundle: Path) -> dict[str, Measurement]:
-    profile = manifest["profile"]
-    out = {}
-    if result.latency_ms is not None:
-        out["latency"] = Measurement("latency", result.latency_ms.p50, "ms", MEASURED, on,
-                                     f"p50 of {result.latency_ms.runs} invokes; p90 {result.latency_ms.p90:.3f} ms")
-    if result.arena_bytes is not None:
-        overhead = int(profile["cost_model"].get("runtime_ram_bytes", 0))
-        out["ram"] = Measurement("ram", result.arena_bytes + overhead, "bytes", MIXED, f"{on} + profile runtime",
-                                 f"arena {result.arena_bytes:,} B (measured on the device) + runtime {overhead:,} B "
-                                 "(profile estimate)")
-    elif result.peak_rss_bytes is not None:
-        out["ram"] = Measurement("ram", result.peak_rss_bytes, "bytes", MEASURED, on,
-                                 "peak RSS of the agent process (includes the Python interpreter)")
-    model_bytes = manifest["files"]["model.tflite"]["bytes"]
-    out["model_size"] = Measurement("model_size", model_bytes, "bytes", MEASURED, on, "pushed and hash-checked")
-    if result.accuracy is not None and result.eval_samples:
-        original = _original_accuracy(bundle, result.eval_samples)
-        if original is not None:
-            out["accuracy_drop"] = Measurement(
-                "accuracy_drop", max(0.0, original - result.accuracy), "points", MEASURED, on,
-                f"device {result.accuracy:.2f} % vs original {original:.2f} % on the same {result.eval_samples} samples")
-    return out
-
-
-def _original_accuracy(bundle: Path, count: int) -> float | None:
-    """The original model's top-1 % on the bundle's first `count` eval samples (stored at export)."""
-    import numpy as np
-
-    path = bundle / "agent" / "eval_samples.npz"
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as data:
-        if "ref" not in data.files:
-            return None
-        return float((data["ref"][:count] == data["y"][:count]).mean() * 100)
 
 
 def _estimate_errors(manifest: dict, measured: dict[str, Measurement]) -> dict[str, dict]:
@@ -119,8 +85,22 @@ def _estimate_errors(manifest: dict, measured: dict[str, Measurement]) -> dict[s
     return out
 
 
-def _prepare(bundle, device: str, use_installed_agent: bool) -> tuple[Path, dict, list[str]]:
-    """Check everything that can be checked before connecting: path, integrity, agent, device URI.
+def _check_tool(device: str, options: TransportOptions | None) -> None:
+    """Refuse `benchmark_binary` for a device that does not run it, or a file that is no executable."""
+    from exporter.hil.benchmark_binary import elf_machine
+    from exporter.option_names import option
+
+    if options is None or options.benchmark_binary is None:
+        return
+    if not transport_class(device).takes_benchmark_binary:
+        raise UsageError(f"{option('benchmark_binary')} is for Android phones (adb://SERIAL); {device} runs the "
+                         "Python agent")
+    elf_machine(Path(options.benchmark_binary))       # missing or not an executable: exit 2 before connecting
+
+
+def _prepare(bundle, device: str, use_installed_agent: bool,
+             options: TransportOptions | None = None) -> tuple[Path, dict, list[str]]:
+    """Check everything that can be checked before connecting: path, integrity, agent, device URI, tool.
 
     Returns:
         (bundle path, manifest, notes for the run record).
@@ -128,6 +108,7 @@ def _prepare(bundle, device: str, use_installed_agent: bool) -> tuple[Path, dict
     bundle = check_path(bundle)
     verify_bundle(bundle)
     manifest = read_manifest(bundle)
+    _check_tool(device, options)
     notes = []
     if issubclass(transport_class(device), HostTransport):      # devices that run the Python agent
         note = check_bundle_agent(bundle, use_installed_agent)
@@ -142,8 +123,9 @@ def hil_run(bundle, device: str, plan: RunPlan | None = None, options: Transport
     Args:
         bundle: the bundle directory (verified before anything is sent).
         device: `local`, `ssh://user@host[:port]`, `adb://SERIAL` or `serial:///dev/PORT`.
-        plan: warm-up and timed runs, eval samples, overall timeout (default RunPlan()).
-        options: transport settings (timeouts, known_hosts, ...; default TransportOptions()).
+        plan: warm-up and timed runs, eval samples, overall timeout (default RunPlan()); its threads and
+            delegate default to the bundle profile's `threads` and `delegate`.
+        options: transport settings (timeouts, known_hosts, benchmark_binary, ...; default TransportOptions()).
         store: write the run under `<bundle>/hil/` (default True).
         use_installed_agent: run this edgex's agent even if the bundle carries a different one
             (default False: such a bundle is refused). The bundle's agent code never runs.
@@ -152,16 +134,21 @@ def hil_run(bundle, device: str, plan: RunPlan | None = None, options: Transport
         The HilRun; `passed` is False when a limit is broken or the run was cut short.
 
     Raises:
-        UsageError: a bundle path the system cannot look up (too long), an unknown device scheme.
+        UsageError: a bundle path the system cannot look up (too long), an unknown device scheme, a
+            benchmark_binary that is no executable or not for this device, a phone without Python or tool.
         IntegrityError: the bundle fails verification, or its agent is not this edgex's (exit 3).
         DeviceError: any device or transport fault (exit 5).
     """
+    from exporter.profile import DeviceProfile
+
+    bundle, manifest, notes = _prepare(bundle, device, use_installed_agent, options)
+    profile = DeviceProfile.model_validate(manifest["profile"])
     plan = plan or RunPlan()
-    bundle, manifest, notes = _prepare(bundle, device, use_installed_agent)
-    status(f"running {bundle} on {device}")
+    plan = replace(plan, threads=plan.threads or profile.threads, delegate=plan.delegate or profile.delegate)
+    status(f"running {bundle} on {device} ({plan.threads} thread{'s' if plan.threads != 1 else ''}, {plan.delegate})")
     with open_transport(device, options) as transport:
         raw = transport.run_bundle(bundle, plan)
-        who = transport.describe()
+        who, notes, skipped = transport.describe(), notes + transport.notes, dict(transport.skipped)
     result = parse_agent_output(raw)
     if not result.ok:
         raise DeviceError(f"the device could not run the model: {result.error or 'no reason given'}")
@@ -170,14 +157,14 @@ def hil_run(bundle, device: str, plan: RunPlan | None = None, options: Transport
         raise DeviceError(f"the device ran a model with sha256 {result.model_sha256[:12]}…, "
                           f"not this bundle's {expected[:12]}…")
     complete = result.latency_ms is not None and result.latency_ms.runs >= plan.runs
-    on = f"{who.get('transport')} device {who.get('id')} ({result.runtime} {result.runtime_version})"
-    measured = _figures(result, manifest, on, bundle)
-    from exporter.profile import DeviceProfile
-
-    profile = DeviceProfile.model_validate(manifest["profile"])
+    measured = device_figures(result, manifest, device_on(who, result), bundle, plan.threads)
     not_on_device = "not measured on the device: the export's report has the host figure"
-    checks = run_checks(profile.limits, measured, {"accuracy_drop": "no eval samples run on the device",
-                                                   "agreement": not_on_device, "fidelity": not_on_device})
+    checks = run_checks(profile.limits, measured, {
+        "accuracy_drop": skipped.get("accuracy_drop", "no eval samples run on the device"),
+        "agreement": not_on_device, "fidelity": not_on_device})
+    notes += run_notes(result, plan)
+    if "accuracy_drop" not in skipped:              # else the transport said why no sample was scored
+        notes += [n for n in [eval_samples_note(manifest, plan.eval_samples, result.eval_samples)] if n]
     if not complete:
         notes.append(f"incomplete: {0 if result.latency_ms is None else result.latency_ms.runs} of "
                      f"{plan.runs} timed runs came back")

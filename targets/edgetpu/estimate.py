@@ -2,8 +2,9 @@
 
 latency = TPU MACs / the profile's effective TPU rate + tensors crossing the host link
           + parameters streamed past the on-chip cache + invoke overhead + CPU-fallback ops
-          (the host's cost model). Every figure is an estimate; a compiler log, when there is
-          one, supplies the split and the on-chip / streamed parameter bytes.
+          (the host's cost model, at the profile's `threads`: LiteRT runs them on the host CPU).
+Every figure is an estimate; a compiler log, when there is one, supplies the split and the
+on-chip / streamed parameter bytes.
 
 Example:
     >>> from exporter.analysis.graph import Graph
@@ -74,7 +75,7 @@ def split_from_compiled(graph, compiled_graph, tpu_ops: int, param_bytes: int) -
 
 
 def estimate(split: Split, settings, cost, *, on_chip: int | None = None,
-             streamed: int | None = None) -> dict:
+             streamed: int | None = None, threads: int = 1) -> dict:
     """Latency parts (ms) and parameter memory (bytes) of one inference.
 
     Args:
@@ -82,15 +83,17 @@ def estimate(split: Split, settings, cost, *, on_chip: int | None = None,
         settings: the profile's Edge TPU section.
         cost: the profile's `CostModel` (CPU-fallback ops).
         on_chip, streamed: the compiler's parameter figures; default: the split's parameters against the cache.
+        threads: LiteRT threads on the host for the CPU-fallback ops (the profile's `threads`; default 1): they
+            divide those ops' MAC time (exporter/analysis/cost_model.py); the TPU part has no threads.
     """
-    from exporter.analysis.cost_model import INT8_TYPES
+    from exporter.analysis.cost_model import mac_seconds, speedup
 
     if on_chip is None or streamed is None:
         on_chip = int(min(split.param_bytes, settings.parameter_cache_bytes))
         streamed = int(max(split.param_bytes - settings.parameter_cache_bytes, 0))
     bandwidth = settings.bandwidth_bytes_per_s
     tpu_ms = split.tpu_macs / (settings.tpu_int8_gmacs * 1e9) * 1e3
-    cpu_ms = (sum(op.macs / cost.macs_per_second(op.compute_dtype in INT8_TYPES) for op in split.cpu_ops)
+    cpu_ms = (mac_seconds(split.cpu_ops, cost) / speedup(cost, threads)
               + len(split.cpu_ops) * cost.per_op_overhead_us * 1e-6) * 1e3
     parts = {
         "tpu_compute": tpu_ms,
@@ -103,7 +106,7 @@ def estimate(split: Split, settings, cost, *, on_chip: int | None = None,
             "parameters": {"tpu_bytes": split.param_bytes, "on_chip_bytes": on_chip, "streamed_bytes": streamed,
                            "cache_bytes": int(settings.parameter_cache_bytes)},
             "boundary_bytes": split.boundary_bytes, "host_tensor_bytes": split.host_tensor_bytes,
-            "split_source": split.source}
+            "split_source": split.source, "cpu_threads": threads}
 
 
 def split_as_compiled(graph, mapping, result) -> Split:

@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+from exporter.analysis.cost_model import thread_phrase
 from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
 from targets.edgetpu.compiler import COMPILER, compile_command
 
@@ -131,7 +132,8 @@ def latency_figure(est: dict, split, profile) -> Measurement:
         f"TPU {split.tpu_macs:,} MACs = {ms(lat['tpu_compute'])}; transfers {est['boundary_bytes']:,} B = "
         f"{ms(lat['transfers'])}; streamed parameters {streamed:,} B = {ms(lat['streamed_parameters'])}; "
         f"invoke overhead {ms(lat['invoke_overhead'])}; CPU fallback {len(split.cpu_ops)} ops = "
-        f"{ms(lat['cpu_fallback'])}")
+        f"{ms(lat['cpu_fallback'])} (host cost model, LiteRT on {thread_phrase(profile.cost_model, est['cpu_threads'])}"
+        "; the TPU part has no CPU threads)")
 
 
 def ram_figure(est: dict, model_bytes: int, profile) -> Measurement:

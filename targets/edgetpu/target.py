@@ -137,6 +137,10 @@ class EdgeTpuTarget(Target):
     static_shapes = _STATIC
     Options = EdgeTpuOptions
 
+    def latency_threads(self, profile) -> int:
+        """The profile's `threads`: the CPU-fallback ops run in LiteRT's thread pool on the host CPU."""
+        return profile.threads
+
     def preflight(self, graph, profile, mode: str, tflite: bytes | None = None) -> list[str]:
         """Refuse what the Edge TPU cannot take; return the static mapping as notes.
 
@@ -198,7 +202,7 @@ class EdgeTpuTarget(Target):
             if compiler else None
         log = result.log if result else None
         split = split_as_compiled(graph, mapping, result)
-        est = estimate(split, settings, profile.cost_model,
+        est = estimate(split, settings, profile.cost_model, threads=self.latency_threads(profile),
                        on_chip=log.on_chip_bytes if log else None, streamed=log.off_chip_bytes if log else None)
         figures.update(fig.placement_figures(graph, mapping, log, settings))
         figures["compiled"] = fig.compiled_figure(result, settings)

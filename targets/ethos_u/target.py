@@ -59,7 +59,7 @@ class EthosUTarget(MicrocontrollerTarget):
         return super().preflight(graph, profile, mode, tflite)
 
     def measure(self, artifacts: Artifacts) -> EthosUMeasured:
-        from exporter.analysis.cost_model import estimate_latency_ms
+        from exporter.analysis.cost_model import estimate_latency_ms, one_core_phrase
         from exporter.analysis.graph import Graph
         from exporter.checks import ESTIMATED, MEASURED, Measurement
         from targets.ethos_u.vela import compile_for_ethos_u
@@ -90,7 +90,8 @@ class EthosUTarget(MicrocontrollerTarget):
         cpu_ms = estimate_latency_ms(cpu_part, profile.cost_model) if cpu_part.ops else 0.0
         figures["latency"] = Measurement(
             "latency", npu_ms + cpu_ms, "ms", ESTIMATED, f"{on} cycle estimate at {npu.npu_clock_mhz} MHz",
-            f"NPU {vela.cycles:,} cycles = {npu_ms:.4f} ms; CPU ops {cpu_ms:.4f} ms (cost model)")
+            f"NPU {vela.cycles:,} cycles = {npu_ms:.4f} ms; CPU ops {cpu_ms:.4f} ms (cost model; "
+            f"{one_core_phrase('TFLM', profile.threads)})")
         sources = model_data_sources(vela.optimised_tflite, name=model_identifier(artifacts))
         flash, compiled = self.flash_figures(artifacts, sources, mcu)
         figures.update(flash)

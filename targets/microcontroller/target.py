@@ -77,7 +77,7 @@ class MicrocontrollerTarget(Target):
         return super().preflight(graph, profile, mode, tflite)
 
     def measure(self, artifacts: Artifacts) -> McuMeasured:
-        from exporter.analysis.cost_model import estimate_latency_ms
+        from exporter.analysis.cost_model import estimate_latency_ms, one_core_phrase
         from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
         from targets.microcontroller.codegen import ARENA_ALIGNMENT, arena_header, arena_size, model_data_sources
         from targets.microcontroller.tflm import measure_arena, op_resolver_source
@@ -104,7 +104,8 @@ class MicrocontrollerTarget(Target):
         figures["latency"] = Measurement(
             "latency", estimate_latency_ms(graph, profile.cost_model), "ms", ESTIMATED,
             f"cost model of {profile.name}: {profile.cost_model.int8_cycles_per_mac} cycles/int8 MAC "
-            f"at {profile.cost_model.clock_mhz} MHz", f"{graph.total_macs:,} MACs over {len(graph.ops)} ops")
+            f"at {profile.cost_model.clock_mhz} MHz",
+            f"{graph.total_macs:,} MACs over {len(graph.ops)} ops; {one_core_phrase('TFLM', profile.threads)}")
         files = dict(sources)
         if arena.ok:
             files["model_arena.h"] = arena_header(arena.arena_bytes, mcu.arena_margin, name=ident)

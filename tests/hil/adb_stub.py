@@ -8,29 +8,52 @@ this machine and `sync:` writes files here, so push (sha256 check, rename), run 
 kill by pid) and close (cleanup) run for real. The device's /data/local/tmp is `device_root` on
 this machine when given (a run through the CLI), else paths are taken as they are (tests pass
 `adb_tmp`).
+
+Like a stock phone's shell, the stub's shell has no Python: its PATH is one folder (the phone's
+/system/bin) holding links to this machine's copies of the toybox commands edgex and the tests use,
+and a `getprop` stand-in (a sh script) answering from `props` (default: an arm64 Android 14 phone).
+`extra_tools` adds links to it (a test giving the "phone" a Python adds `python3`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
 
 DEVICE_TMP = "/data/local/tmp"
+TOOLBOX = ("sh", "cat", "chmod", "cut", "dirname", "echo", "grep", "head", "kill", "ls", "mkdir", "mv", "pkill",
+           "printf", "rm", "sed", "sha256sum", "sleep", "tail", "test", "tr", "true", "false", "wc")
+PHONE_PROPS = {"ro.product.model": "Stub", "ro.product.manufacturer": "edgex tests", "ro.product.cpu.abi": "arm64-v8a",
+               "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi", "ro.build.version.release": "14",
+               "ro.build.version.sdk": "34"}
+_GETPROP = """#!/bin/sh
+# getprop stand-in: `getprop NAME` prints the property (an empty line when unset); `getprop` prints all.
+props="$(dirname "$0")/build.prop"
+if [ $# -eq 0 ]; then sed 's/^\\([^=]*\\)=\\(.*\\)$/[\\1]: [\\2]/' "$props"; exit 0; fi
+echo "$(grep "^$1=" "$props" | head -n 1 | cut -d= -f2-)"
+"""
 
 
 class StubAdbServer:
     """An adb server (and adbd) stand-in: `devices` is [(serial, state)]."""
 
-    def __init__(self, devices: list[tuple[str, str]], device_root: Path | None = None):
+    def __init__(self, devices: list[tuple[str, str]], device_root: Path | None = None, props: dict | None = None,
+                 extra_tools: dict[str, str] | None = None):
         self.devices = devices
         self.device_root = device_root           # where the device's /data/local/tmp lives here
+        self.system_bin = Path(tempfile.mkdtemp(prefix="stub-system-bin-"))
+        self._phone(PHONE_PROPS if props is None else props, extra_tools or {})
         self.push_fault: str | None = None       # "corrupt": flip a byte; "cut": hang up mid-file
         self.requests: list[str] = []
+        self.pushed: list[tuple[str, str]] = []     # (path here, sha256) of every file pushed
         self.procs: list[subprocess.Popen] = []
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.1)
@@ -38,6 +61,22 @@ class StubAdbServer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
+
+    def _phone(self, props: dict, extra_tools: dict[str, str]) -> None:
+        """The phone's /system/bin: toybox commands, getprop and its build.prop, and `extra_tools` (name: path)."""
+        for name in TOOLBOX:
+            found = shutil.which(name)
+            if found:
+                os.symlink(found, self.system_bin / name)
+        for name, target in extra_tools.items():
+            os.symlink(target, self.system_bin / name)
+        (self.system_bin / "build.prop").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.system_bin / "getprop").write_text(_GETPROP)
+        os.chmod(self.system_bin / "getprop", 0o755)
+
+    def shell_commands(self) -> list[str]:
+        """The shell lines the device was asked to run, in order."""
+        return [r[len("shell:"):] for r in self.requests if r.startswith("shell:")]
 
     def close(self) -> None:
         self._stop.set()
@@ -49,6 +88,7 @@ class StubAdbServer:
             except ProcessLookupError:
                 pass
             proc.wait(timeout=5)
+        shutil.rmtree(self.system_bin, ignore_errors=True)
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -115,7 +155,8 @@ class StubAdbServer:
 
     def _shell(self, conn, cmd: str) -> None:
         proc = subprocess.Popen(["/bin/sh", "-c", self._local(cmd)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "PATH": str(self.system_bin)})
         self.procs.append(proc)
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             try:
@@ -149,6 +190,7 @@ class StubAdbServer:
                             data = bytes([data[0] ^ 1]) + data[1:]
                         f.write(data)
                 os.chmod(dst, int(mode) & 0o777)
+                self.pushed.append((dst, hashlib.sha256(Path(dst).read_bytes()).hexdigest()))
                 conn.sendall(b"OKAY" + struct.pack("<I", 0))
             else:
                 return self._fail(conn, f"unknown sync command {cmd!r}")

@@ -210,11 +210,11 @@ def serial_board():
 
 @pytest.fixture
 def adb_server():
-    """Start stub servers: `adb_server([(serial, state), ...], device_root=None)` -> the server."""
+    """Start stub servers: `adb_server([(serial, state), ...], device_root=None, props=None, extra_tools=None)`."""
     servers = []
 
-    def start(devices, device_root=None):
-        servers.append(StubAdbServer(devices, device_root))
+    def start(devices, device_root=None, **phone):
+        servers.append(StubAdbServer(devices, device_root, **phone))
         return servers[-1]
 
     yield start

@@ -59,11 +59,18 @@ def test_the_installed_agent_is_pushed_never_the_bundles(evil_bundle):
 
 @pytest.mark.reliability(38)
 def test_no_transport_replaces_the_agent_choice():
-    """Every host transport inherits run_bundle, so every one pushes what agent_invocation names."""
+    """Every host transport runs the agent through HostTransport.run_bundle, so every one pushes what
+    agent_invocation names; adb phones (which may run benchmark_model instead) call it for the agent."""
+    import inspect
+
+    from exporter.hil import phone_run
+
     assert {"local", "ssh", "adb", "serial"} <= set(TRANSPORTS.names())
     for scheme in ("local", "ssh", "adb"):
         cls = TRANSPORTS.get(scheme)
-        assert issubclass(cls, HostTransport) and cls.run_bundle is HostTransport.run_bundle, scheme
+        assert issubclass(cls, HostTransport) and (cls.run_bundle is HostTransport.run_bundle or scheme == "adb")
+    source = inspect.getsource(phone_run)
+    assert source.count("HostTransport.run_bundle(") == 2 and "AGENT" not in source and "agent.py" not in source
 
 
 @pytest.mark.reliability(38)

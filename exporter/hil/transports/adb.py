@@ -7,11 +7,13 @@ DeviceError naming the devices and what to do. Files go to a private dir
 and only then renamed. The agent runs through `adb shell` with a deadline; on timeout (or
 Ctrl-C) its process is killed by pid. `close()` removes the dir.
 
-Limitation: the agent needs a Python with numpy and a TFLite runtime (tflite-runtime or
-ai-edge-litert) that the adb shell user (uid `shell`) may run: `options.python` (`--python`) is
-that command, split like a shell line. Android ships none, and Termux's Python lives in an
-app-private dir the shell user cannot read: unpack a Python under /data/local/tmp, or on a
-rooted device use e.g. `--python "su 0 /data/data/com.termux/files/usr/bin/python"`.
+A stock phone has no Python: `run_bundle` (exporter/hil/phone_run.py) reads `getprop` and runs
+LiteRT's `benchmark_model` for the phone's ABI (`options.benchmark_binary`, or the edgex config),
+and the Python agent only where it is needed and present. The agent needs a Python with numpy and
+a TFLite runtime that the adb shell user (uid `shell`) may run: `options.python` (`--python`) is
+that command, split like a shell line. Termux's Python lives in an app-private dir the shell user
+cannot read: unpack a Python under /data/local/tmp, or on a rooted device use e.g.
+`--python "su 0 /data/data/com.termux/files/usr/bin/python"`.
 
 URIs: `adb://SERIAL` (as `adb devices` lists it, e.g. `adb://R58M123ABC`,
 `adb://192.168.1.20:5555`), or `adb://` when exactly one device is attached.
@@ -89,9 +91,12 @@ class AdbTransport(HostTransport):
     """
 
     scheme = "adb"
+    takes_benchmark_binary = True
 
     def __init__(self, uri: str, options: TransportOptions):
         super().__init__(uri, options)
+        self.phone: dict | None = None       # getprop facts (exporter/hil/phone_run.py)
+        self.tool: str | None = None         # the benchmark_model that ran, for the run record
         parts = urlsplit(uri)
         self.serial = (parts.netloc + parts.path.rstrip("/")) or None
         self.host = str(options.extra.get("adb_host", os.environ.get("ANDROID_ADB_SERVER_HOST", "127.0.0.1")))
@@ -187,6 +192,11 @@ class AdbTransport(HostTransport):
             raise DeviceError(f"adb device {self.serial}: the shell ended without an exit status (disconnected?)")
         return int(tail.strip()), body[:-1] if body.endswith(b"\n") else body, b""
 
+    def shell(self, cmd: str, timeout: float) -> tuple[int, bytes]:
+        """Run a shell line (not in the private dir, no pid file); return (exit code, stdout and stderr)."""
+        code, out, _ = self._shell(cmd, timeout)
+        return code, out
+
     def _quiet(self, cmd: str) -> None:
         """Best effort, bounded: used for cleanup."""
         try:
@@ -248,9 +258,16 @@ class AdbTransport(HostTransport):
             err = b""
         return code, out, err
 
+    def run_bundle(self, bundle: Path, plan) -> bytes:
+        """Run the bundle with benchmark_model and/or the Python agent (exporter/hil/phone_run.py)."""
+        from exporter.hil.phone_run import run_on_phone
+
+        return run_on_phone(self, bundle, plan)
+
     def describe(self) -> dict:
+        phone = {k: self.phone[k] for k in ("model", "manufacturer", "abi", "android", "sdk") if self.phone}
         return {"transport": "adb", "id": self.serial, "server": f"{self.host}:{self.port}",
-                "python": self.options.python}
+                "python": self.options.python, **phone, **({"tool": self.tool} if self.tool else {})}
 
     def close(self) -> None:
         workdir, self._dir = self._dir, None

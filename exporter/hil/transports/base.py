@@ -25,6 +25,9 @@ from urllib.parse import urlsplit
 from exporter.errors import DeviceError, UsageError
 from exporter.registry import Registry
 
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+"""The runtime delegates a device run can ask for (the profile's `delegate`)."""
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -34,6 +37,8 @@ class RunPlan:
     runs: int = 50
     eval_samples: int = 0          # run this many of the bundle's eval samples (0: none)
     timeout: float = 300.0         # seconds for the whole run on the device
+    threads: int | None = None     # runtime threads (None: the bundle profile's `threads`)
+    delegate: str | None = None    # cpu | xnnpack | gpu | nnapi (None: the bundle profile's `delegate`)
 
     def __post_init__(self):
         """Refuse a plan no device can carry out (the CLI's ranges, for API callers too).
@@ -47,6 +52,10 @@ class RunPlan:
                 raise UsageError(f"RunPlan {name}={value!r}: expected an integer from {low} to {high}")
         if not isinstance(self.timeout, (int, float)) or not 1 <= self.timeout <= 86_400:
             raise UsageError(f"RunPlan timeout={self.timeout!r}: expected 1 to 86400 seconds")
+        if self.threads is not None and (not isinstance(self.threads, int) or not 1 <= self.threads <= 256):
+            raise UsageError(f"RunPlan threads={self.threads!r}: expected an integer from 1 to 256")
+        if self.delegate not in (None, *DELEGATES):
+            raise UsageError(f"RunPlan delegate={self.delegate!r}: expected one of {', '.join(DELEGATES)}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class TransportOptions:
     accept_unknown_host: bool = False        # SSH: trust a host key not in known_hosts (explicit flag)
     identity_file: Path | None = None        # SSH: private key
     python: str = "python3"                  # interpreter that runs the agent on host-like devices
+    benchmark_binary: Path | None = None     # adb: LiteRT's benchmark_model for the phone (else the edgex config's)
     baudrate: int = 115200                   # serial
     extra: dict = field(default_factory=dict)
 
@@ -107,13 +117,20 @@ def open_transport(uri: str, options: TransportOptions | None = None) -> "Transp
 
 
 class Transport(ABC):
-    """One connection to one device. Use as a context manager; `close()` always runs."""
+    """One connection to one device. Use as a context manager; `close()` always runs.
+
+    After `run_bundle`, `notes` holds what the run record should say about how the device ran it,
+    and `skipped` the reasons (by limit name) for checks it could not measure.
+    """
 
     scheme: ClassVar[str]
+    takes_benchmark_binary: ClassVar[bool] = False     # runs LiteRT's benchmark_model (options.benchmark_binary)
 
     def __init__(self, uri: str, options: TransportOptions):
         self.uri = uri
         self.options = options
+        self.notes: list[str] = []
+        self.skipped: dict[str, str] = {}
 
     def __enter__(self):
         return self

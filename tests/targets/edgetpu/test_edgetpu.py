@@ -90,6 +90,8 @@ def test_demo_maps_completely_and_bundle_says_uncompiled(bundles, profile):
     assert m["compiled"].value == 0 and "not found on PATH" in m["compiled"].note
     assert m["param_streamed"].value == 0 and m["param_on_chip"].value > 0
     assert m["latency"].source == "estimated" and "CPU fallback 0 ops" in m["latency"].note
+    # threads are the host CPU's, for the fallback ops only (the profile's threads: 1)
+    assert "(host cost model, LiteRT on 1 thread; the TPU part has no CPU threads)" in m["latency"].note
     assert any("no cut" in n for n in report.notes) and any("edgetpu_compiler not found" in n for n in report.notes)
     mapping = json.loads((out / "edgetpu" / "mapping.json").read_text())
     assert mapping["compiled"] is False and mapping["static_mapping"]["cut_index"] is None

@@ -28,6 +28,7 @@ def test_ethos_u_bundle_has_vela_outputs(bundle):
     assert (out / "ethos_u" / "model_vela.tflite").is_file()
     assert "sram_memory_used" in (out / "ethos_u" / "vela_summary.csv").read_text()
     assert m["latency"].value > 0 and "cycles" in m["latency"].note
+    assert "(cost model; TFLM runs on one core)" in m["latency"].note and "thread" not in m["latency"].note
     assert (out / "mcu" / "model_data.cc").is_file() and (out / "mcu" / "op_resolver.h").is_file()
 
 

@@ -34,6 +34,7 @@ def test_demo_exports_and_verifies(bundles, profile):
     assert {c.name for c in report.checks} >= {"flash", "ram", "latency", "accuracy_drop", "agreement"}
     assert exporter.verify(out)["status"] == "pass"
     assert report.measurements["latency"].source == "estimated"
+    assert report.measurements["latency"].note.endswith("ops; TFLM runs on one core")     # no CPU threads claimed
 
 
 @pytest.mark.reliability(43)
