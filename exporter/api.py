@@ -31,12 +31,13 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
            target_options: dict | None = None, force: bool = False, targets: list[str] | None = None,
            normalize: str | None = None, input_shapes=None, label_output: str | None = None,
            bundle_samples: int | None = None, model_name: str | None = None, model_version: str | None = None,
-           model_description: str | None = None, author: str | None = None, license: str | None = None):  # noqa: A002
+           model_description: str | None = None, author: str | None = None, license: str | None = None,  # noqa: A002
+           sparse_encoding: str | None = None):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     The work is done by the named steps of exporter/steps.py: resolve → load → check data → prove
-    bridge (Keras 3 models) → build → describe (TFLite metadata: exporter/tflite_metadata/step.py) → assess
-    → package.
+    bridge (Keras 3 models) → build → encode (sparse weights: exporter/sparse/step.py) → describe (TFLite
+    metadata: exporter/tflite_metadata/step.py) → assess → package.
 
     Args:
         model: a .keras/.h5/SavedModel/.tflite path, a tf_keras or Keras 3 model (exporter/keras3/); None with `demo=True`.
@@ -67,6 +68,8 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
         model_name, model_version, model_description, author, license: what the model's TFLite metadata says
             (android and linux; exporter/tflite_metadata/). Defaults: the model file's name ("edgex demo"), "1",
             what edgex made for which target; no author or licence.
+        sparse_encoding: "auto", "on" or "off": store pruned weights in TFLite's sparse encoding (android and linux,
+            float models; exporter/sparse/). Default None: the recipe's, else "auto" (on when some kernel is 30 % zeros).
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
@@ -109,7 +112,7 @@ def _export_args(given: dict) -> steps.ExportArgs:
         sources=steps.Sources(**take(steps.Sources)), output=steps.Output(**take(steps.Output)),
         target=given["target"] or "android", profile=given["profile"], quantize=given["quantize"],
         limits=given["limits"], recipe=given["recipe"], target_options=given["target_options"],
-        model_info=ModelInfo(**take(ModelInfo, OPTIONS)))
+        model_info=ModelInfo(**take(ModelInfo, OPTIONS)), sparse_encoding=given["sparse_encoding"])
 
 
 def run_steps(args: steps.ExportArgs):
@@ -124,11 +127,12 @@ def run_steps(args: steps.ExportArgs):
     Raises:
         ExporterError: a subclass carrying the exit code (see exporter.errors).
     """
+    from exporter.sparse.step import encode
     from exporter.tflite_metadata.step import describe
 
     request = steps.resolve(args)
     inputs = steps.prove_bridge(steps.check_data(request, steps.load(request)))
-    built = describe(request, inputs, steps.build(request, inputs))    # TFLite metadata, for the targets taking it
+    built = describe(request, inputs, encode(request, inputs, steps.build(request, inputs)))    # sparse; metadata
     assessment = steps.assess(request, inputs, built)
     report = steps.make_report(request, inputs, built, assessment)
     if request.output.out is not None:

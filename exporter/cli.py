@@ -80,7 +80,7 @@ def export(model, device, data, output, metadata, stages, training):
                         calib=data.calib, eval=data.eval_, labels=data.labels, train=data.train,
                         trust_model=data.trust_model, demo=data.demo, normalize=data.normalize, recipe=recipe,
                         out=output.out, make_zip=output.make_zip, force=output.force,
-                        bundle_samples=output.bundle_samples,
+                        bundle_samples=output.bundle_samples, sparse_encoding=device.sparse_encoding,
                         input_shapes=from_option(data.input_shapes), label_output=data.label_output,
                         **metadata.to_api())
     if several:

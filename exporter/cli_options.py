@@ -85,10 +85,14 @@ class DeviceOptions:
     quantize: str | None
     limits: tuple[str, ...]
     require_compiled: bool
+    no_compress: bool
+    sparse_encoding: str | None
 
     def target_options(self) -> dict | None:
         """The target options for `exporter.export` (None: the target's defaults)."""
-        return {"require_compiled": True} if self.require_compiled else None
+        options = {**({"require_compiled": True} if self.require_compiled else {}),
+                   **({"compress": False} if self.no_compress else {})}
+        return options or None
 
 
 device_options = option_group(
@@ -99,11 +103,17 @@ device_options = option_group(
     click.option("--profile", "-p", help="Profile name or YAML path; default: the target's default profile."),
     click.option("--quantize", "-q", type=click.Choice(["float32", "float16", "dynamic", "int8"]),
                  help="Conversion mode; default: the profile's preferred mode."),
+    click.option("--sparse-encoding", type=click.Choice(["auto", "on", "off"]),
+                 help="android, linux: store pruned weights in TFLite's sparse encoding (float32/float16 models); "
+                      "auto (the default) when some kernel is at least 30 % zeros. Other targets refuse on."),
     click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE",
                  help="Override a limit for this run, e.g. model_size=1KB, latency=12ms (repeatable)."),
     click.option("--require-compiled", is_flag=True,
                  help="Edge TPU: fail (exit 4) when edgetpu_compiler is missing instead of writing an uncompiled "
                       "bundle (an option of the edgetpu target; other targets refuse it)."),
+    click.option("--no-compress", is_flag=True,
+                 help="Microcontroller: store the weights as converted, without TFLM weight compression (an option "
+                      "of the microcontroller target; other targets refuse it)."),
 )
 
 

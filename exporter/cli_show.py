@@ -45,13 +45,13 @@ def _stage_table(report):
     threads = report.stages[0].get("threads") or {}
     on = f" at {threads['est_latency_ms']} / {threads['host_latency_ms']} thread(s)" if threads else ""
     table = _table(f"stages (each converted as {report.mode}; latency: device estimated / host measured{on})",
-                   ("stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", ".tflite", "gzip",
-                    "est. latency", "host latency"))
+                   ("stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", "stored (model_size)",
+                    "downloaded (gzip_size)", "est. latency", "host latency"))
     pct = lambda v: "n/a" if v is None else f"{v:.2f} %"  # noqa: E731
     for r in report.stages:
         table.add_row(r["stage"], f"{r['params']:,}", f"{r['nonzero']:,}", f"{r['unique']:,}",
-                      pct(r["keras_accuracy"]), pct(r["tflite_accuracy"]), format_value(r["tflite_bytes"], "bytes"),
-                      format_value(r["gzip_bytes"], "bytes"), format_value(r["est_latency_ms"], "ms"),
+                      pct(r["keras_accuracy"]), pct(r["tflite_accuracy"]), format_value(r["model_size"], "bytes"),
+                      format_value(r["gzip_size"], "bytes"), format_value(r["est_latency_ms"], "ms"),
                       format_value(r["host_latency_ms"], "ms"))
     return table
 
@@ -60,6 +60,7 @@ def show_report(report) -> None:
     """Print an export's checks, figures, stages, notes and bundle as tables."""
     from rich.text import Text
 
+    from exporter.sizes import size_line
     from exporter.units import format_value
 
     out = console()
@@ -76,6 +77,7 @@ def show_report(report) -> None:
     for m in report.measurements.values():
         figures.add_row(m.name, m.pretty(), m.source, m.on)
     out.print(figures)
+    out.print(size_line(report.measurements))
     if report.stages:
         out.print(_stage_table(report))
     for line in io_lines(report.io):

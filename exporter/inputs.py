@@ -140,11 +140,13 @@ def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
         ModelFileError, UnsafeModelError: a model that cannot or must not be loaded.
         UsageError: `quantize` or stages with a .tflite, a mode the profile refuses, a stage the
             profile or mode cannot take (or that fine-tunes a model with several outputs), an unknown
-            `label_output`, or dynamic input dims without a fitting `input_shapes` (exporter/input_shapes.py).
+            `label_output`, dynamic input dims without a fitting `input_shapes` (exporter/input_shapes.py), or
+            `sparse_encoding="on"` where it cannot apply (exporter/sparse/decision.py).
         PreflightError: a .tflite with dynamic input dims for a target that needs static shapes.
     """
     from exporter.input_shapes import for_export
     from exporter.model_io import load_model
+    from exporter.sparse.decision import check as sparse_check
 
     if loaded is None:
         loaded = load_model(request.sources.model, trust_model=request.sources.trust_model)
@@ -154,6 +156,7 @@ def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
     if is_tflite and request.stages:
         raise UsageError("compression stages need a Keras model; a .tflite is bundled as it is")
     mode = None if is_tflite else policy.resolve(request.quantize or request.recipe.quantize)
+    sparse_check(request, mode, is_tflite)            # sparse encoding `on` where it cannot apply (exporter/sparse/)
     previous = []
     for stage in request.stages:
         stage.check_profile(request.profile, mode, previous)

@@ -23,6 +23,11 @@ associated files (labels.txt), and `source` (edgex, or the input .tflite that ca
 the model has none (targets whose runtimes do not read it: microcontrollers, Ethos-U, Edge TPU).
 `bundle_samples` says how many labelled eval samples `agent/eval_samples.npz` keeps for device runs, of
 how many, their bytes and why (`by`: the 1 MB `cap`, or the `flag` --bundle-samples); null without eval data.
+`sizes` groups the byte figures as stored, downloaded and ram (exporter/sizes.py); `weight_values` lists
+every kernel's unique values before and after conversion when stages ran (else null).
+`compression` records TFLM weight compression of a microcontroller bundle (targets/microcontroller/compression.py):
+whether it ran and why, the model bytes before and after, `bit_exact` (samples identical of total on TFLM), and
+per constant tensor its shape, quantization, unique values, bits, table mode, bytes before/after and status.
 
 Example:
     >>> body = stamp({"status": "pass"}, {"model.tflite": b"m"})
@@ -38,6 +43,7 @@ import json
 import string
 
 from exporter.errors import IntegrityError
+from exporter.sizes import size_record
 
 MANIFEST = "manifest.json"
 FORMAT = "edgex-bundle"
@@ -96,6 +102,14 @@ def manifest_for(report, profile) -> dict:
         # the eval samples kept in agent/eval_samples.npz: kept of `of`, bytes, `by` cap or flag (exporter/bundle_samples.py)
         "bundle_samples": report.bundle_samples,
         "metadata": report.metadata,   # the TFLite metadata in model.tflite (exporter/tflite_metadata/); else null
+        # bytes stored, downloaded and in RAM, each kind's figures headline first (exporter/sizes.py)
+        "sizes": size_record(report.measurements),
+        # unique values per kernel in Keras and in the .tflite, after the stages (exporter/analysis/unique_values.py)
+        "weight_values": report.weight_values,
+        # TFLM weight compression: outcome, bit-exactness proof, one row per constant tensor; else null
+        "compression": report.compression,
+        # TFLite sparse weights (android, linux): setting, why, tensors, XNNPACK assessment (exporter/sparse/); else null
+        "sparse_encoding": report.sparse_encoding,
     }
 
 

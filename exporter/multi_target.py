@@ -9,6 +9,8 @@ exporter/steps.py with these rules:
   conversion). With compression stages the profile is part of the key too: stage records carry a
   latency estimated with the profile's cost model. A given .tflite is checked per target;
 - a target writing TFLite metadata (android, linux) gets its own copy of the shared model with it;
+- sparse encoding (exporter/sparse/step.py) runs per target after the shared `build`: only android and
+  linux may get a sparse model (`--sparse-encoding on` with any other target among them exits 2);
 - every target is assessed (pre-flight, measure, checks) before any bundle is written, so an error
   stops the run with its exit code and nothing written;
 - the bundles go to `<out>/<target name>`.
@@ -99,6 +101,7 @@ def export_targets(args: ExportArgs, targets: list[str]) -> list:
         ExporterError: the first error of any target, before any bundle is written.
     """
     from exporter.model_io import load_model
+    from exporter.sparse.step import encode
     from exporter.tflite_metadata.step import describe
 
     requests = [steps.resolve(a) for a in target_args(args, list(targets))]   # every output checked first
@@ -116,7 +119,7 @@ def export_targets(args: ExportArgs, targets: list[str]) -> list:
             progress_mod.status(f"{request.target.name}: sharing the {inp.mode} conversion made for an earlier target")
     parts = []
     for request, inp in zip(requests, inputs):
-        b = describe(request, inp, built[build_key(request, inp)])     # TFLite metadata: per target, on a copy
+        b = describe(request, inp, encode(request, inp, built[build_key(request, inp)]))   # sparse, metadata: per target
         assessment = steps.assess(request, inp, b)
         parts.append((request, inp, b, assessment, steps.make_report(request, inp, b, assessment)))
     for request, inp, b, assessment, report in parts:

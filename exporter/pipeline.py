@@ -3,7 +3,10 @@
 After the original model and after every stage, the model is converted with
 the export's conversion mode and measured: parameters, non-zero weights,
 unique values, per-layer sparsity (Keras and .tflite), Keras and .tflite
-accuracy, .tflite and gzip bytes, estimated device latency and host latency.
+accuracy, stored and downloaded bytes (`model_size`: the .tflite; `gzip_size`: gzip -9 of it),
+estimated device latency and host latency. The last record also gets `weight_values`: every
+kernel's unique values before conversion (Keras) and after it (.tflite), counted per tensor and
+per channel as it is quantized (exporter/analysis/unique_values.py).
 
 Example:
     >>> from exporter.stages.convert import ConvertConfig
@@ -12,7 +15,7 @@ Example:
     >>> final_model, tflite, records = run_stages(model, stages, ctx, ConvertConfig(mode="int8"), demo.calib.x)
     >>> [r["stage"] for r in records], ctx.previous
     (['original', 'prune'], ['prune'])
-    >>> records[1]["gzip_bytes"] < records[0]["gzip_bytes"] / 2       # 80 % zeros compress well
+    >>> records[1]["gzip_size"] < records[0]["gzip_size"] / 2       # 80 % zeros compress well
     True
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 from exporter.analysis.cost_model import estimate_latency_ms
 from exporter.analysis.graph import Graph
+from exporter.analysis.unique_values import weight_value_rows
 from exporter.analysis.weights import keras_totals, keras_weight_stats, tflite_weight_stats
 from exporter.config_text import config_inline
 from exporter.litert import LiteRTRunner, thread_count, threads_detail
@@ -70,8 +74,8 @@ def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: 
         **keras_totals(model),
         "keras_accuracy": accuracy(model, ctx.eval, label),
         "tflite_accuracy": _tflite_accuracy(runner, ctx.eval, label),
-        "tflite_bytes": len(tflite),
-        "gzip_bytes": gzip_size(tflite),
+        "model_size": len(tflite),
+        "gzip_size": gzip_size(tflite),
         "est_latency_ms": estimate_latency_ms(graph, ctx.profile.cost_model, est_threads),
         "host_latency_ms": host["p50"],
         "seconds": round(seconds, 2),
@@ -124,4 +128,16 @@ def run_stages(model, stages: list, ctx, convert_config, calib_x: np.ndarray | N
         tflite = convert(current, convert_config, calib=calib_x)
         records.append(measure_stage(stage.name, current, tflite, ctx, result=result, seconds=elapsed,
                                      config=stage.config.model_dump(mode="json")))
+    if tflite is not None:
+        records[-1]["weight_values"] = weight_value_rows(current, tflite, clustered_layers(records))
     return current, tflite, records
+
+
+def clustered_layers(records: list[dict]) -> dict[str, str]:
+    """Layer name -> "per channel" or "per tensor", for the layers the cluster stages clustered (the last wins)."""
+    out = {}
+    for r in records:
+        metrics = r.get("metrics") or {}
+        for key, mode in (("per_tensor_layers", "per tensor"), ("per_channel_layers", "per channel")):
+            out.update(dict.fromkeys(metrics.get(key, ()), mode))
+    return out

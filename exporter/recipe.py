@@ -8,6 +8,7 @@ refused rather than reordered, and so are two quantizing stages.
 
 Example YAML:
     quantize: int8
+    sparse_encoding: auto          # android, linux: TFLite's sparse encoding of pruned weights (exporter/sparse/)
     training: {epochs: 3, learning_rate: 0.0005}
     skip_layers: []
     stages:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,6 +51,8 @@ class Recipe(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="fine-tuning settings")
     skip_layers: tuple[str, ...] = Field((), description="layer names every stage leaves alone")
     quantize: QuantMode | None = Field(None, description="conversion mode; default: the profile's preferred")
+    sparse_encoding: Literal["auto", "on", "off"] | None = Field(
+        None, description="TFLite's sparse encoding of pruned weights (android, linux; exporter/sparse/); default auto")
 
     def build(self, origin: str = "recipe") -> list:
         """Instantiate and validate the stages, refusing duplicates and a wrong order.

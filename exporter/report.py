@@ -16,7 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.checks import Check, Measurement
+from exporter.analysis.unique_values import HEADERS as WEIGHT_HEADERS
+from exporter.analysis.unique_values import NOTE as WEIGHT_VALUES_NOTE
+from exporter.analysis.unique_values import TITLE as WEIGHT_VALUES_TITLE
+from exporter.analysis.unique_values import table_rows as weight_cells
 from exporter.config_text import config_inline, config_lines
+from exporter.sizes import SIZE_HEADERS, size_record, size_rows
 from exporter.units import format_value
 
 
@@ -46,6 +51,8 @@ class Report:
     io: dict | None = None                                   # every input and output by name (exporter/io_names.py)
     metadata: dict | None = None                             # the model's TFLite metadata (exporter/tflite_metadata/)
     bundle_samples: dict | None = None                       # eval samples for device runs (exporter/bundle_samples.py)
+    compression: dict | None = None                          # TFLM weight compression (targets/microcontroller/compression.py)
+    sparse_encoding: dict | None = None                      # TFLite sparse weights, android/linux (exporter/sparse/)
 
     @property
     def passed(self) -> bool:
@@ -69,7 +76,14 @@ class Report:
             "recipe": self.recipe, "stages": self.stages, "data": self.data, "warnings": self.warnings,
             "preprocessing": self.preprocessing, "bridge": self.bridge, "io": self.io,
             "bundle_samples": self.bundle_samples, "metadata": self.metadata,
+            "sizes": size_record(self.measurements), "weight_values": self.weight_values,
+            "compression": self.compression, "sparse_encoding": self.sparse_encoding,
         }
+
+    @property
+    def weight_values(self) -> list[dict] | None:
+        """Unique values per kernel before and after conversion (the last stage's), None without stages."""
+        return self.stages[-1].get("weight_values") if self.stages else None
 
     def to_markdown(self) -> str:
         lines = [
@@ -93,6 +107,7 @@ class Report:
         lines += ["", "## Figures", "", "| figure | value | source | on | note |", "|---|---|---|---|---|"]
         for m in self.measurements.values():
             lines.append(f"| {m.name} | {format_value(m.value, m.unit)} | {m.source} | {m.on} | {m.note} |")
+        lines += ["", "## Sizes: stored, downloaded, in RAM", ""] + _md_table(SIZE_HEADERS, size_rows(self.measurements))
         lines += ["", "## Graph (estimated from the .tflite flatbuffer)", "",
                   f"- ops: {len(self.graph.get('ops', []))}, MACs: {self.graph.get('total_macs', 0):,}",
                   f"- peak activation memory (tensor liveness): {format_value(self.graph.get('peak_activation_bytes'), 'bytes')}",
@@ -103,6 +118,7 @@ class Report:
                   "### Inputs and outputs", ""]
         lines += _md_table(*self.io_table()) + self.io_note() + ["", "### Ops", ""] + _md_table(*self.op_table())
         lines += self._data_lines() + self._stage_lines()
+        lines += self._compression_lines() + self._sparse_lines()
         if self.skipped_table()[1]:
             lines += ["", "## Layers the stages left alone", ""] + _md_table(*self.skipped_table())
         if self.notes:
@@ -147,6 +163,21 @@ class Report:
                 for s in self.stages for k in s.get("skipped", [])]
         return ["stage", "layer", "class", "reason"], rows
 
+    def _compression_lines(self) -> list[str]:
+        """What TFLM weight compression did: its outcome, the bit-exactness proof and the per-tensor table."""
+        if not self.compression:
+            return []
+        from targets.microcontroller.compression import compression_lines
+
+        return ["", "## Weight compression (TFLM)", ""] + compression_lines(self.compression, _md_table)
+
+    def _sparse_lines(self) -> list[str]:
+        """The sparse encoding: setting and reason, bytes and host latency with and without, XNNPACK, tensors."""
+        from exporter.sparse.figures import report_lines
+
+        lines = report_lines(self.sparse_encoding, self.measurements, _md_table)
+        return ["", "## Sparse encoding", "", *lines] if lines else []
+
     def _data_lines(self) -> list[str]:
         """The data sets' ranges and the preprocessing of image folders."""
         if not self.data:
@@ -171,21 +202,18 @@ class Report:
         on = "" if not threads else (f"; est. latency at {threads['est_latency_ms']} thread(s), host latency LiteRT "
                                      f"at {threads['host_latency_ms']} thread(s)")
         lines = ["", f"## Stages (each converted as {self.mode}; measured on this machine, latency estimated{on})", "",
-                 "| stage | params | non-zero | unique values | Keras acc | .tflite acc | .tflite | gzip "
+                 "| stage | params | non-zero | unique values | Keras acc | .tflite acc | stored (model_size) "
+                 "| downloaded (gzip_size) "
                  "| est. latency | host latency | time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.stages:
             lines.append(f"| {r['stage']} | {r['params']:,} | {r['nonzero']:,} | {r['unique']:,} "
                          f"| {pct(r['keras_accuracy'])} | {pct(r['tflite_accuracy'])} "
-                         f"| {format_value(r['tflite_bytes'], 'bytes')} | {format_value(r['gzip_bytes'], 'bytes')} "
+                         f"| {format_value(r['model_size'], 'bytes')} | {format_value(r['gzip_size'], 'bytes')} "
                          f"| {format_value(r['est_latency_ms'], 'ms')} | {format_value(r['host_latency_ms'], 'ms')} "
                          f"| {r['seconds']:.1f} s |")
-        final = self.stages[-1]
-        lines += ["", f"### Weights after the last stage ({final['stage']}), measured in the .tflite", "",
-                  "| tensor | dtype | shape | sparsity | unique values | max unique per channel |",
-                  "|---|---|---|---|---|---|"]
-        for name, w in final["tflite_weights"].items():
-            lines.append(f"| {name} | {w['dtype']} | {'x'.join(map(str, w['shape']))} | {w['sparsity']:.1%} "
-                         f"| {w['unique']} | {w['unique_per_channel_max']} |")
+        if self.weight_values:
+            lines += ["", f"### {WEIGHT_VALUES_TITLE} (after {self.stages[-1]['stage']})", "",
+                      WEIGHT_VALUES_NOTE, ""] + _md_table(WEIGHT_HEADERS, weight_cells(self.weight_values))
         for r in self.stages:
             if r["metrics"]:
                 lines.append(f"- {r['stage']}: {config_inline(r['metrics'])}")

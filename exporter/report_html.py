@@ -1,6 +1,6 @@
 """`report.html`: a self-contained page (tables and matplotlib charts embedded as PNG).
 
-Charts (when the recipe has stages): size (.tflite and gzip), accuracy (Keras and
+Charts (when the recipe has stages): size (stored and downloaded), accuracy (Keras and
 .tflite) and latency (estimated on the device, measured on this host) across the
 stages, and the per-layer sparsity of the weights that ship.
 
@@ -16,6 +16,8 @@ import base64
 import html
 import io
 
+from exporter.analysis import unique_values as uv
+from exporter.sizes import SIZE_HEADERS, size_rows
 from exporter.units import format_value
 
 
@@ -52,7 +54,8 @@ def charts(report) -> dict[str, str]:
     kib = lambda key: [None if r.get(key) is None else r[key] / 1024 for r in rows]  # noqa: E731
     out = {
         "Size across stages (measured)": _bars(plt, "size", labels,
-                                               {".tflite": kib("tflite_bytes"), "gzip": kib("gzip_bytes")}, "KiB"),
+                                               {"stored (model_size)": kib("model_size"),
+                                                "downloaded (gzip_size)": kib("gzip_size")}, "KiB"),
         "Accuracy across stages (measured)": _bars(plt, "top-1 accuracy", labels,
                                                    {"Keras": [r.get("keras_accuracy") for r in rows],
                                                     ".tflite": [r.get("tflite_accuracy") for r in rows]}, "%"),
@@ -80,6 +83,17 @@ def _table(headers, rows) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _compression_html(report) -> str:
+    """TFLM weight compression: outcome, proof and per-tensor table (targets/microcontroller/compression.py)."""
+    if not report.compression:
+        return ""
+    from targets.microcontroller.compression import compression_lines
+
+    return "<h2>Weight compression (TFLM)</h2>" + "".join(
+        f"<p>{html.escape(x)}</p>" if isinstance(x, str) else _table(*x)
+        for x in compression_lines(report.compression, lambda h, r: [(h, r)]) if x)
+
+
 def render_html(report) -> str:
     """The whole page as a string; needs nothing but a browser to view."""
     checks = _table(["limit", "status", "value", "limit", "headroom", "source", "on"],
@@ -94,11 +108,11 @@ def render_html(report) -> str:
         threads = report.stages[0].get("threads") or {}
         on = f" (latency at {threads['est_latency_ms']} / {threads['host_latency_ms']} thread(s))" if threads else ""
         stages = f"<h2>Stages{on}</h2>" + _table(
-            ["stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", ".tflite", "gzip",
-             "est. latency", "host latency"],
+            ["stage", "params", "non-zero", "unique", "Keras acc", ".tflite acc", "stored (model_size)",
+             "downloaded (gzip_size)", "est. latency", "host latency"],
             [[r["stage"], f"{r['params']:,}", f"{r['nonzero']:,}", r["unique"], pct(r["keras_accuracy"]),
-              pct(r["tflite_accuracy"]), format_value(r["tflite_bytes"], "bytes"),
-              format_value(r["gzip_bytes"], "bytes"), format_value(r["est_latency_ms"], "ms"),
+              pct(r["tflite_accuracy"]), format_value(r["model_size"], "bytes"),
+              format_value(r["gzip_size"], "bytes"), format_value(r["est_latency_ms"], "ms"),
               format_value(r["host_latency_ms"], "ms")] for r in report.stages])
     if report.stages:
         images = "".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{d}'>"
@@ -113,6 +127,16 @@ def render_html(report) -> str:
              f"<h3>Inputs and outputs</h3>{_table(*report.io_table())}"
              f"{''.join(f'<p>{html.escape(line)}</p>' for line in report.io_note() if line)}"
              f"<h3>Ops</h3>{_table(*report.op_table())}")
+    if report.weight_values:
+        stages += (f"<h2>{html.escape(uv.TITLE)}</h2><p>{html.escape(uv.NOTE)}</p>"
+                   + _table(uv.HEADERS, uv.table_rows(report.weight_values)))
+    stages += _compression_html(report)
+    from exporter.sparse.figures import report_lines
+
+    sparse = report_lines(report.sparse_encoding, report.measurements, lambda h, r: [(h, r)])
+    stages += "<h2>Sparse encoding</h2>" if sparse else ""
+    stages += "".join(f"<p>{html.escape(x.removeprefix('- '))}</p>" if isinstance(x, str) else _table(*x)
+                      for x in sparse if x)
     skipped = report.skipped_table()
     if skipped[1]:
         stages += "<h2>Layers the stages left alone</h2>" + _table(*skipped)
@@ -127,4 +151,5 @@ def render_html(report) -> str:
             f"<p>{html.escape(report.model)} → {html.escape(report.target)} · {html.escape(report.profile)} "
             f"({html.escape(report.device)}) · {html.escape(report.mode)}, I/O {html.escape(report.io_dtype)} · "
             f"{html.escape(report.created)}</p>{warnings}<h2>Checks</h2>{checks}{stages}<h2>Charts</h2>{images}"
-            f"<h2>Figures</h2>{figures}{graph}<h2>Notes</h2><ul>{notes}</ul></body></html>")
+            f"<h2>Figures</h2>{figures}<h2>Sizes: stored, downloaded, in RAM</h2>"
+            f"{_table(SIZE_HEADERS, size_rows(report.measurements))}{graph}<h2>Notes</h2><ul>{notes}</ul></body></html>")

@@ -83,6 +83,7 @@ class ExportArgs:
     recipe: object = None
     target_options: dict | None = None
     model_info: ModelInfo | None = None     # name, version, ... for the TFLite metadata (exporter/tflite_metadata/)
+    sparse_encoding: str | None = None      # auto | on | off (exporter/sparse/); None: the recipe's, else auto
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class ExportRequest:
     sources: Sources
     output: Output
     model_info: ModelInfo = field(default_factory=ModelInfo)   # checked; defaults are filled in when written
+    sparse_encoding: str | None = None     # as given; exporter/sparse/decision.py `setting` resolves it
 
 
 def _recipe(recipe, target):
@@ -176,4 +178,4 @@ def resolve(args: ExportArgs) -> ExportRequest:
     recipe = _recipe(args.recipe, target)
     return ExportRequest(target=target, options=options, profile=profile, policy=policy, recipe=recipe,
                          stages=recipe.build(), quantize=args.quantize, sources=sources, output=args.output,
-                         model_info=model_info)
+                         model_info=model_info, sparse_encoding=args.sparse_encoding)

@@ -65,6 +65,8 @@ class Built:
     converted_from: object = None    # the last stage's Keras model (None: the input model was converted)
     input_shapes: dict | None = None  # input name -> the shape LiteRT resizes to (dynamic dims); None: as stored
     metadata: dict | None = None      # what the model's TFLite metadata holds (exporter/tflite_metadata/); None: none
+    config: object = None             # the ConvertConfig the model was converted with (None: a given .tflite)
+    sparse: object = None             # the sparse-encoding step's SparseEncoding (exporter/sparse/step.py); None: none
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
         progress_mod.status(f"converting to TFLite ({mode}) for {request.profile.name}")
         tflite = convert(inputs.loaded.model, config, calib=calib_x)
     notes += converted_notes(inputs.loaded, inputs.input_shapes)
-    return Built(tflite, Graph.from_bytes(tflite), mode, records, notes, converted)
+    return Built(tflite, Graph.from_bytes(tflite), mode, records, notes, converted, config=config)
 
 
 def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
@@ -253,8 +255,8 @@ def assess(request: ExportRequest, inputs: Inputs, built: Built) -> Assessment:
     target, profile = request.target, request.profile
     notes = target.preflight(built.graph, profile, built.mode, tflite=built.tflite)
     progress_mod.status("measuring with LiteRT on this machine")
-    artifacts = Artifacts(tflite=built.tflite, graph=built.graph, profile=profile, mode=built.mode,
-                          keras_model=inputs.loaded.model, eval_ds=inputs.eval, labels=inputs.labels,
+    artifacts = Artifacts(tflite=built.tflite, graph=built.graph, profile=profile, mode=built.mode, sparse=built.sparse,
+                          keras_model=inputs.loaded.model, eval_ds=inputs.eval, calib=inputs.calib, labels=inputs.labels,
                           source=str(inputs.loaded.path) if inputs.loaded.path else None, options=request.options,
                           converted_from=built.converted_from, input_shapes=built.input_shapes, io=inputs.signature,
                           preprocessing=preprocessing_record(dict(zip(ROLES, (inputs.calib, inputs.eval, inputs.train)))))
@@ -291,7 +293,8 @@ def make_report(request: ExportRequest, inputs: Inputs, built: Built, assessment
     profile, mode = request.profile, built.mode
     data = summarize(inputs.calib, inputs.eval, inputs.train)      # ranges, warnings, image preprocessing
     io_dtype = built.graph.input_details()[0].dtype if inputs.is_tflite else request.policy.io_dtype(mode)
-    recipe = {**request.recipe.to_dict(), "stages": [s.to_spec() for s in request.stages], "quantize": mode}
+    recipe = {**request.recipe.to_dict(), "stages": [s.to_spec() for s in request.stages], "quantize": mode,
+              **({"sparse_encoding": built.sparse.setting} if built.sparse else {})}
     bridge, proof = inputs.loaded.bridge, inputs.bridge_proof        # a Keras 3 model (exporter/keras3/)
     figures = {**assessment.measured.figures, **({proof.name: proof} if proof else {})}
     bridged = None if bridge is None else {**bridge.record(), "max_abs_error": proof.value if proof else None}
@@ -303,6 +306,7 @@ def make_report(request: ExportRequest, inputs: Inputs, built: Built, assessment
         notes=([bridge.note()] if bridge else []) + data.notes + built.notes + assessment.notes,
         data=[r.to_dict() for r in data.ranges], warnings=data.warnings, preprocessing=data.preprocessing,
         versions=library_versions(), stages=built.records, recipe=recipe, metadata=built.metadata,
+        compression=assessment.measured.weight_compression(), sparse_encoding=built.sparse and built.sparse.to_dict(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 

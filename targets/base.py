@@ -140,6 +140,8 @@ class Artifacts:
     input_shapes: dict | None = None  # input name -> shape LiteRT resizes to (dynamic input dims); None: as stored
     io: object = None               # the model's IOSignature (exporter/io_names.py); None: keras_model's or the .tflite's
     preprocessing: dict | None = None  # how image folders became inputs (manifest.json `preprocessing`); None: arrays
+    calib: object = None            # the calibration Dataset (targets that run more samples than eval's); None: none
+    sparse: object = None           # the sparse-encoding record (exporter/sparse/step.py): the dense model to compare
 
     def host_figures(self) -> dict:
         """What LiteRT measures on this machine (with the profile's `threads`): size, host latency, accuracy,
@@ -163,6 +165,11 @@ class Measured:
 
     figures: dict[str, Measurement]
 
+    def weight_compression(self) -> dict | None:
+        """The report's `compression` entry: what weight compression did to the model the device stores; None
+        where the target stores the model as converted (targets/microcontroller/compression.py has one)."""
+        return None
+
 
 class Target(ABC):
     """A kind of device. Subclasses set the class attributes and implement `measure`."""
@@ -180,6 +187,9 @@ class Target(ABC):
     tflite_metadata: ClassVar[bool] = False
     """Whether the bundle's model.tflite carries TFLite metadata (exporter/tflite_metadata/): True for targets whose
     apps read it through LiteRT (targets/cpu.py); False where the model goes to flash or to a compiler."""
+    sparse_tensors: ClassVar[bool] = False
+    """Whether the device's runtime reads TFLite sparse tensors, so an export may store pruned weights sparse
+    (exporter/sparse/): True for LiteRT on a CPU (targets/cpu.py)."""
     static_shapes: ClassVar[str | None] = None
     """Why the device's runtime needs static input shapes (a .tflite with dynamic input dims is refused); None: it
     resizes inputs, as LiteRT does."""

@@ -1,7 +1,8 @@
 """Targets whose devices run LiteRT / tflite-runtime on an application CPU (phones, Linux boards).
 
 Measured on this machine with the real LiteRT interpreter (on the profile's `threads`): size,
-accuracy, fidelity and host latency. Estimated for the device: latency from the profile's cost
+accuracy, fidelity and host latency; with sparse encoding (exporter/sparse/), the same for the model
+without it (`model_size_dense`, `host_latency_p50_dense`). Estimated for the device: latency from the profile's cost
 model at its `threads` (exporter/analysis/cost_model.py). Mixed: RAM,
 the weights read from the model + activations estimated from tensor liveness + the
 profile's estimate of the runtime's own memory. `edgex hil run`
@@ -20,6 +21,9 @@ class CpuTarget(Target):
     # the LiteRT Task Library): the model gets it (exporter/tflite_metadata/). Microcontroller, Ethos-U and Edge TPU
     # targets do not: their models go into flash or through Vela / edgetpu_compiler, where it is dead weight.
     tflite_metadata = True
+    # LiteRT reads TFLite sparse tensors (DENSIFY, sparse FULLY_CONNECTED kernels): pruned weights may be stored
+    # sparse (exporter/sparse/); the report then has the dense model's size and host latency beside them.
+    sparse_tensors = True
 
     def latency_threads(self, profile) -> int:
         """The profile's `threads`: LiteRT splits each op's work over that many threads on the device."""
@@ -29,9 +33,11 @@ class CpuTarget(Target):
         from exporter.analysis.cost_model import estimate_latency_ms, estimate_ram_bytes, thread_phrase
         from exporter.checks import ESTIMATED, MIXED, Measurement
         from exporter.litert import thread_count
+        from exporter.sparse.figures import sparse_figures
 
         profile, graph = artifacts.profile, artifacts.graph
         figures = artifacts.host_figures()
+        figures.update(sparse_figures(artifacts, figures))       # a sparse model: the dense one, same run and threads
         threads = self.latency_threads(profile)
         figures["latency"] = Measurement(
             "latency", estimate_latency_ms(graph, profile.cost_model, threads), "ms", ESTIMATED,

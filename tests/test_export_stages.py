@@ -35,7 +35,7 @@ def test_pcqat_from_the_cli(pcqat):
     for name, w in kernels.items():      # still sparse and clustered after int8 conversion
         assert w["sparsity"] >= 0.75, name
         assert w["unique_per_channel_max"] <= 16, name
-    assert report["stages"][-1]["gzip_bytes"] < report["stages"][0]["gzip_bytes"] / 2
+    assert report["stages"][-1]["gzip_size"] < report["stages"][0]["gzip_size"] / 2
     assert report["measurements"]["accuracy"]["value"] > 90
     m = report["measurements"]    # agreement: with the model that was converted; the original's is a figure
     assert m["top1_agreement"]["value"] >= 98 and "last stage" in m["top1_agreement"]["on"] + m["top1_agreement"].get("note", "")

@@ -39,7 +39,8 @@ def test_every_cli_spelling_is_an_option_of_edgex_export():
     for name, spelling in OPTIONS.items():
         assert spelling.cli.split()[0] in spelled_as, name
     flags = {p.name for p in command.params if isinstance(p, click.Option) and p.is_flag}
-    assert {n for n, s in OPTIONS.items() if s.flag} == flags - {"as_json", "qat"}
+    # --no-compress spells the microcontroller's `compress` target option, set to False: not a True flag
+    assert {n for n, s in OPTIONS.items() if s.flag} == flags - {"as_json", "qat", "no_compress"}
 
 
 def test_every_python_spelling_names_what_the_caller_sets():
@@ -55,6 +56,8 @@ def test_every_python_spelling_names_what_the_caller_sets():
     elsewhere = {"skip_layers": ("the recipe's skip_layers", "skip_layers", Recipe.model_fields),
                  "require_compiled": ('target_options={"require_compiled": True}', "require_compiled",
                                       get_target("edgetpu").Options.model_fields),
+                 "compress": ('target_options={"compress": False}', "compress",
+                              get_target("microcontroller").Options.model_fields),
                  "student": ("the distill stage's student", "student", distill),
                  "distill": ("the distill stage's width", "width", distill),
                  "benchmark_binary": ("TransportOptions(benchmark_binary=...)", "benchmark_binary",

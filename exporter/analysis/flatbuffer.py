@@ -97,3 +97,18 @@ def check_strings(model, data: bytes) -> None:
         text(model.OperatorCodes(c).CustomCode(), f"operator code {c} custom name")
     for m in range(check_len(model.MetadataLength(), data, "metadata")):
         text(model.Metadata(m).Name(), f"metadata {m} name")
+
+
+def builtin_code(opcode) -> int:
+    """An operator code's builtin code, max(deprecated_builtin_code, builtin_code), as TFLite's schema_utils reads it.
+
+    The `tflite` package's `BuiltinCode()` returns `deprecated_builtin_code` for codes below 127, so an operator
+    code that sets only `builtin_code` (TFLM's compressor writes its TFLM_DECODE op as CUSTOM = 32 with the
+    deprecated field left 0) would read as ADD. This reads the field itself (schema slot 3, vtable offset 10).
+    """
+    import flatbuffers
+
+    offset = opcode._tab.Offset(10)
+    raw = opcode._tab.Get(flatbuffers.number_types.Int32Flags, offset + opcode._tab.Pos) if offset else 0
+    return max(int(opcode.DeprecatedBuiltinCode()), int(raw))
+

@@ -46,7 +46,7 @@ import tflite
 
 from exporter.analysis.flatbuffer import buffer_size as _buffer_size
 from exporter.analysis.flatbuffer import check_len as _check_len
-from exporter.analysis.flatbuffer import check_strings, text
+from exporter.analysis.flatbuffer import builtin_code, check_strings, text
 from exporter.analysis.flatbuffer import invalid as _invalid
 from exporter.analysis.flatbuffer import vec as _vec
 from exporter.analysis.macs import op_macs
@@ -234,7 +234,7 @@ class Graph:
         codes = []
         for c in range(_check_len(model.OperatorCodesLength(), data, "operator codes")):
             oc = model.OperatorCodes(c)
-            code = max(oc.DeprecatedBuiltinCode(), oc.BuiltinCode())
+            code = builtin_code(oc)
             custom = code == tflite.BuiltinOperator.CUSTOM
             name = "CUSTOM:" + text(oc.CustomCode(), f"operator code {c} custom name") if custom \
                 else _OP_NAMES.get(code, f"BUILTIN_{code}")

@@ -7,6 +7,9 @@ Modes (as in the TFLite post-training quantization guide):
     int8     full-integer: int8 weights and activations, calibrated on a
              representative data set, with int8, uint8 or float32 I/O.
 
+`ConvertConfig(sparse=True)` adds `tf.lite.Optimize.EXPERIMENTAL_SPARSITY` to any mode's optimizations: weights
+at least 30 % zeros are stored in TFLite's sparse encoding (exporter/sparse/ decides when, and for which targets).
+
 Example:
     >>> from exporter.analysis.graph import Graph
     >>> tflite_bytes = convert(model, ConvertConfig(mode="int8", io_dtype="int8"), calib=demo.calib.x)
@@ -54,6 +57,8 @@ class ConvertConfig(BaseModel):
                                                 "(several inputs or outputs); default: the model's")
     output_names: tuple[str, ...] | None = Field(None, description="names of the outputs in the .tflite signature "
                                                  "(several inputs or outputs); default: the model's")
+    sparse: bool = Field(False, description="also store sparse weights in TFLite's sparse encoding "
+                         "(tf.lite.Optimize.EXPERIMENTAL_SPARSITY; exporter/sparse/)")
 
 
 def _configure(converter, tf, config: ConvertConfig, calib, names: list[str] | None = None):
@@ -117,6 +122,8 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     _configure(converter, tf, config, calib, names)
+    if config.sparse:     # with DEFAULT too: the converter encodes float and quantized weights alike (lite.py)
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         with quiet_native_stderr():
             return bytes(converter.convert())

@@ -3,7 +3,8 @@
 `describe(request, inputs, built)` returns `built` with the model that carries metadata (for a
 target whose `tflite_metadata` is set: the LiteRT CPU targets, targets/cpu.py) and `built.metadata`,
 the record that goes into the manifest and report; other targets get `built` as it is. The model
-with metadata is what is measured and bundled, so `model_size` counts it. An export to several
+with metadata is what is measured and bundled, so `model_size` counts it (and a sparse model's dense
+alternative, exporter/sparse/step.py, gets the same metadata, for `model_size_dense`). An export to several
 targets shares one conversion and runs this step per target (exporter/multi_target.py).
 
 A given .tflite that already carries TFLITE_METADATA keeps it, byte for byte (its own author knew
@@ -132,5 +133,8 @@ def describe(request, inputs, built):
                   ranges=_ranges(inputs))
     meta, files = model_metadata(facts)
     rec = record(meta, files, facts.normalization)
-    return dataclasses.replace(built, tflite=insert(built.tflite, pack(meta), files), metadata=rec,
+    sparse = built.sparse       # its model without sparse encoding gets the same metadata: sizes compare like with like
+    if sparse is not None and sparse.dense_tflite is not None:
+        sparse = dataclasses.replace(sparse, dense_tflite=insert(sparse.dense_tflite, pack(meta), files))
+    return dataclasses.replace(built, tflite=insert(built.tflite, pack(meta), files), metadata=rec, sparse=sparse,
                                notes=[*built.notes, *([replaced] if replaced else []), note(rec)])

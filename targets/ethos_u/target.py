@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from targets.base import Artifacts, Measured, register
+from targets.base import Artifacts, Measured, TargetOptions, register
 from targets.ethos_u.settings import EthosUSettings
 from targets.microcontroller.settings import MicrocontrollerSettings
 from targets.microcontroller.target import MicrocontrollerTarget, model_identifier
@@ -51,6 +51,7 @@ class EthosUTarget(MicrocontrollerTarget):
     ram_source = "estimated (Vela SRAM plan)"
     latency_source = "estimated (Vela cycles)"
     sections = {"microcontroller": MicrocontrollerSettings, "ethos_u": EthosUSettings}
+    Options = TargetOptions   # no weight compression (`compress`): Vela does not know TFLM's DECODE op
     static_shapes = "Vela needs static shapes (it compiles the NPU command stream for fixed tensor sizes, and TFLM " \
                     "never resizes an input)"
 

@@ -24,3 +24,9 @@ class MicrocontrollerSettings(BaseModel):
     fpu: str | None = Field(None, description="arm-none-eabi-gcc -mfpu value, e.g. fpv4-sp-d16; none: soft float")
     runtime_flash_bytes: ByteSize = Field(..., description="flash taken by TFLM, its kernels and the app")
     arena_margin: FiniteFloat = Field(0.1, ge=0, le=1, description="share added to the measured arena in the header")
+    # False unless a profile says so: an older TFLM (e.g. the Arduino_TensorFlowLite library of 2023) has no
+    # DECODE kernel, and a compressed model would not even get its op resolver compiled there.
+    tflm_compression: bool = Field(
+        False, description="the device's TFLM has the DECODE op (tensorflow/lite/micro/kernels/decode.cc, tflite-micro "
+                           "since late 2025), so edgex stores weights compressed (b-bit indices + value tables); "
+                           "ignored by the ethos-u target")

@@ -10,6 +10,12 @@ allocates (measured arena + margin, rounded up to 16) + the runtime's RAM;
 op and the profile's cycles per MAC at its clock. The bundle holds the C array, the arena header, an op resolver that
 registers exactly the model's ops, and an Arduino library.
 
+Weight compression (targets/microcontroller/compression.py): unless `compress=False` (`--no-compress`) or the
+profile's `tflm_compression` is false, the C array holds the model with TFLM's LUT weight compression, proved
+bit-exact against the uncompressed model on TFLM (`compression_bit_exact`); `model_flash` and `arena` are
+measured on it, `model_flash_uncompressed` and `arena_uncompressed` on the model as converted. The Ethos-U
+target (a subclass) never compresses: Vela does not know TFLM's DECODE op.
+
 The profile's `microcontroller:` section is `MicrocontrollerSettings`; `measure` returns
 `McuMeasured`, which `extra_checks` and `package` read.
 """
@@ -22,11 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exporter.errors import PreflightError
-from targets.base import Artifacts, Measured, Target, register
+from pydantic import Field
+
+from targets.base import Artifacts, Measured, Target, TargetOptions, register
 from targets.microcontroller.settings import MicrocontrollerSettings
 
 if TYPE_CHECKING:
     from exporter.checks import Check, Measurement
+    from targets.microcontroller.compression import CompressionResult
     from targets.microcontroller.tflm import ArenaResult
     from targets.microcontroller.toolchain import SizeResult
 
@@ -50,6 +59,18 @@ class McuMeasured(Measured):
     arena: ArenaResult
     c_sources: dict[str, bytes]
     compiled: SizeResult | None
+    compression: CompressionResult | None = None
+
+    def weight_compression(self) -> dict | None:
+        """The report's `compression` entry (targets/microcontroller/compression.py)."""
+        return None if self.compression is None else self.compression.record()
+
+
+class McuOptions(TargetOptions):
+    """Options of a microcontroller export."""
+
+    compress: bool = Field(True, description="store weights with TFLM weight compression where the profile's TFLM "
+                                             "has the DECODE op (tflm_compression); False: as converted")
 
 
 @register
@@ -63,6 +84,7 @@ class MicrocontrollerTarget(Target):
     ram_source = "mixed (measured TFLM arena + margin + profile runtime)"
     latency_source = "estimated (cycles/MAC)"
     sections = {"microcontroller": MicrocontrollerSettings}
+    Options = McuOptions
     static_shapes = ("TFLM needs static shapes (it plans its tensor arena for the sizes stored in the model and "
                      "never resizes an input)")
 
@@ -77,69 +99,80 @@ class MicrocontrollerTarget(Target):
         return super().preflight(graph, profile, mode, tflite)
 
     def measure(self, artifacts: Artifacts) -> McuMeasured:
-        from exporter.analysis.cost_model import estimate_latency_ms, one_core_phrase
-        from exporter.checks import ESTIMATED, MEASURED, MIXED, Measurement
-        from targets.microcontroller.codegen import ARENA_ALIGNMENT, arena_header, arena_size, model_data_sources
+        from exporter.analysis.graph import Graph
+        from targets.microcontroller.codegen import arena_header, model_data_sources
+        from targets.microcontroller.mcu_figures import arena_figures, compression_figures, latency_figure
         from targets.microcontroller.tflm import measure_arena, op_resolver_source
 
         profile, graph = artifacts.profile, artifacts.graph
         mcu: MicrocontrollerSettings = profile.section("microcontroller")
         figures = artifacts.host_figures()
         ident = model_identifier(artifacts)
-        sources = model_data_sources(artifacts.tflite, name=ident)
-        flash, compiled = self.flash_figures(artifacts, sources, mcu)
+        lut = self.compression(artifacts, mcu)
+        sources = model_data_sources(lut.tflite, name=ident, compressed=lut.compressed)
+        flash, compiled = self.flash_figures(artifacts, sources, mcu, lut)
         figures.update(flash)
-        arena = measure_arena(artifacts.tflite)
-        on = "TFLM interpreter on this host (RecordingMicroAllocator)"
-        overhead = int(profile.cost_model.runtime_ram_bytes)
-        if arena.ok:
-            allocated = arena_size(arena.arena_bytes, mcu.arena_margin)
-            figures["arena"] = Measurement("arena", arena.arena_bytes, "bytes", MEASURED, on,
-                                           f"head {arena.head_bytes:,} B + tail {arena.tail_bytes:,} B")
-            figures["ram"] = Measurement(
-                "ram", allocated + overhead, "bytes", MIXED, "measured arena + margin + profile runtime",
-                f"model_arena.h allocates {allocated:,} B: arena {arena.arena_bytes:,} B (measured, {on}) "
-                f"+ margin {mcu.arena_margin:.0%} (profile), rounded up to {ARENA_ALIGNMENT}; "
-                f"+ runtime {overhead:,} B (profile estimate)")
-        figures["latency"] = Measurement(
-            "latency", estimate_latency_ms(graph, profile.cost_model), "ms", ESTIMATED,
-            f"cost model of {profile.name}: {profile.cost_model.int8_cycles_per_mac} cycles/int8 MAC "
-            f"at {profile.cost_model.clock_mhz} MHz",
-            f"{graph.total_macs:,} MACs over {len(graph.ops)} ops; {one_core_phrase('TFLM', profile.threads)}")
+        arena = measure_arena(lut.tflite)
+        figures.update(arena_figures(arena, mcu, int(profile.cost_model.runtime_ram_bytes),
+                                     measure_arena(artifacts.tflite) if lut.compressed else None))
+        figures["latency"] = latency_figure(graph, profile)
+        figures.update(compression_figures(lut))
         files = dict(sources)
         if arena.ok:
             files["model_arena.h"] = arena_header(arena.arena_bytes, mcu.arena_margin, name=ident)
-        files["op_resolver.h"] = op_resolver_source(graph).encode("utf-8")
-        return McuMeasured(figures, arena=arena, c_sources=files, compiled=compiled)
+        shipped = Graph.from_bytes(lut.tflite) if lut.compressed else graph
+        files["op_resolver.h"] = op_resolver_source(shipped).encode("utf-8")
+        return McuMeasured(figures, arena=arena, c_sources=files, compiled=compiled, compression=lut)
 
-    def flash_figures(self, artifacts: Artifacts, sources: dict[str, bytes],
-                      mcu: MicrocontrollerSettings) -> tuple[dict[str, Measurement], SizeResult | None]:
+    def compression(self, artifacts: Artifacts, mcu: MicrocontrollerSettings) -> CompressionResult:
+        """TFLM weight compression of the model, proved bit-exact, or why not (targets/microcontroller/compression.py)."""
+        from exporter.option_names import option
+        from targets.microcontroller.compression import compress_for_tflm, not_attempted, proof_samples
+
+        if not self.options(artifacts).compress:
+            return not_attempted(artifacts.tflite, f"off ({option('compress')})")
+        if not mcu.tflm_compression:
+            return not_attempted(artifacts.tflite, f"off: profile {artifacts.profile.name} says its TFLM has no DECODE "
+                                                   "op (microcontroller.tflm_compression: false)")
+        samples, description = proof_samples(artifacts, artifacts.calib)
+        return compress_for_tflm(artifacts.tflite, samples, description=description)
+
+    def flash_figures(self, artifacts: Artifacts, sources: dict[str, bytes], mcu: MicrocontrollerSettings,
+                      lut: CompressionResult | None = None) -> tuple[dict[str, Measurement], SizeResult | None]:
         """The flash figures of `sources` (the model data) and, when compiled, the compiler's section sizes.
 
-        Without a toolchain in the profile, flash is estimated as model bytes + the runtime's flash.
+        Without a toolchain in the profile, flash is estimated as model bytes + the runtime's flash. With a
+        compressed model (`lut`), `model_flash_uncompressed` is the model as converted, compiled the same way.
         """
         from exporter.checks import MEASURED, MIXED, Measurement
-        from targets.microcontroller.toolchain import compile_model_data
+        from targets.microcontroller.codegen import model_data_sources
 
-        model_bytes = len(artifacts.tflite)
-        runtime = int(mcu.runtime_flash_bytes)
+        model_bytes, runtime = len(artifacts.tflite), int(mcu.runtime_flash_bytes)
+        compressed = lut is not None and lut.compressed
+        what = (f"compressed model {len(lut.tflite):,} B (model.tflite {model_bytes:,} B)" if compressed
+                else f"model.tflite {model_bytes:,} B")
+        decode = "; it does not count the DECODE kernel's code" if compressed else ""
         if mcu.toolchain is None:
+            stored = len(lut.tflite) if compressed else model_bytes
             return {"flash": Measurement(
-                "flash", model_bytes + runtime, "bytes", MIXED, "model.tflite size + profile runtime",
-                f"model.tflite {model_bytes:,} B (measured; not compiled: no compiler for {mcu.cpu} "
-                f"can be installed here) + runtime {runtime:,} B (profile estimate)")}, None
-        with tempfile.TemporaryDirectory(prefix="edgex-cc-") as tmp:
-            for name, data in sources.items():
-                (Path(tmp) / name).write_bytes(data)
-            size = compile_model_data(Path(tmp), cpu=mcu.cpu, fpu=mcu.fpu)
+                "flash", stored + runtime, "bytes", MIXED, "model bytes + profile runtime",
+                f"{what} (measured; not compiled: no compiler for {mcu.cpu} can be installed here) + runtime "
+                f"{runtime:,} B (profile estimate{decode})")}, None
+        size = _compile(sources, mcu)
         on = f"arm-none-eabi-gcc -mcpu={mcu.cpu}, arm-none-eabi-size"
-        return {
-            "model_flash": Measurement("model_flash", size.flash, "bytes", MEASURED, on,
-                                       f"model_data.o; model.tflite is {model_bytes:,} B"),
+        figures = {
+            "model_flash": Measurement("model_flash", size.flash, "bytes", MEASURED, on, f"model_data.o; {what}"),
             "flash": Measurement("flash", size.flash + runtime, "bytes", MIXED, f"{on} + profile runtime",
                                  f"model_data.o {size.flash:,} B (measured) + runtime {runtime:,} B "
-                                 "(profile estimate)"),
-        }, size
+                                 f"(profile estimate{decode})"),
+        }
+        if compressed:
+            plain = _compile(model_data_sources(artifacts.tflite, name=model_identifier(artifacts)), mcu)
+            figures["model_flash_uncompressed"] = Measurement(
+                "model_flash_uncompressed", plain.flash, "bytes", MEASURED, on,
+                f"model_data.o of the model as converted ({model_bytes:,} B): {plain.flash / size.flash:.2f}x "
+                "model_flash")
+        return figures, size
 
     def extra_checks(self, artifacts: Artifacts, measured: McuMeasured) -> list[Check]:
         from exporter.checks import MEASURED, Check
@@ -169,5 +202,16 @@ class MicrocontrollerTarget(Target):
                 arena_bytes=arena.arena_bytes, margin=artifacts.profile.section("microcontroller").arena_margin,
                 version="1.0.0", input_shape=[t.shape for t in inputs] if several else inputs[0].shape,
                 input_dtype=[t.dtype for t in inputs] if several else inputs[0].dtype,
-                output_size=math.prod(outputs[position].shape), output_index=position))
+                output_size=math.prod(outputs[position].shape), output_index=position,
+                compressed=measured.compression is not None and measured.compression.compressed))
         return files
+
+
+def _compile(sources: dict[str, bytes], mcu: MicrocontrollerSettings) -> SizeResult:
+    """Compile model data sources for the profile's core (targets/microcontroller/toolchain.py)."""
+    from targets.microcontroller.toolchain import compile_model_data
+
+    with tempfile.TemporaryDirectory(prefix="edgex-cc-") as tmp:
+        for name, data in sources.items():
+            (Path(tmp) / name).write_bytes(data)
+        return compile_model_data(Path(tmp), cpu=mcu.cpu, fpu=mcu.fpu)

@@ -100,7 +100,9 @@ def pruned_clustered(pruned, make_ctx):
 
 def test_cluster_shares_weights_in_keras_and_tflite(clustered, base_model, demo):
     assert clustered.metrics == {"clusters": CLUSTERS, "init": "kmeans_plus_plus", "preserve_sparsity": False,
-                                 "layers": 4}
+                                 "layers": 4, "per_channel_layers": [],       # android: per tensor (auto)
+                                 "per_tensor_layers": ["conv2d", "conv2d_1", "dense", "probs"],
+                                 "per_channel_fallback": {}}
     kernels = keras_kernels(clustered.model)
     assert len(kernels) == 4
     for name, kernel in kernels.items():
