@@ -21,7 +21,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
-__all__ = ["export", "inspect", "verify", "__version__"]
+__all__ = ["export", "inspect", "optimize", "verify", "__version__"]
 
 
 def __getattr__(name):  # lazy: `import exporter` must stay cheap
@@ -29,4 +29,8 @@ def __getattr__(name):  # lazy: `import exporter` must stay cheap
         from exporter import api
 
         return getattr(api, name)
+    if name == "optimize":   # the package exporter/optimize/, callable as exporter.optimize.api.optimize
+        import exporter.optimize
+
+        return exporter.optimize
     raise AttributeError(f"module 'exporter' has no attribute {name!r}")

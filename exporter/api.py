@@ -32,7 +32,7 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
            normalize: str | None = None, input_shapes=None, label_output: str | None = None,
            bundle_samples: int | None = None, model_name: str | None = None, model_version: str | None = None,
            model_description: str | None = None, author: str | None = None, license: str | None = None,  # noqa: A002
-           sparse_encoding: str | None = None):
+           sparse_encoding: str | None = None, provenance: dict | None = None):
     """Convert, measure and check a model against a device profile, and write its bundle.
 
     The work is done by the named steps of exporter/steps.py: resolve → load → check data → prove
@@ -70,6 +70,7 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
             what edgex made for which target; no author or licence.
         sparse_encoding: "auto", "on" or "off": store pruned weights in TFLite's sparse encoding (android and linux,
             float models; exporter/sparse/). Default None: the recipe's, else "auto" (on when some kernel is 30 % zeros).
+        provenance: where it came from, for the manifest: {"optimize": {study, storage, trial, params}} (exporter/manifest.py).
 
     Returns:
         The Report; `report.passed` is False when a limit is broken (the bundle is still written).
@@ -80,11 +81,10 @@ def export(model=None, *, target: str | None = None, profile=None, calib=None, e
     """
     args = _export_args(locals())
     with progress_mod.scoped(enabled=progress), progress_mod.quiet_native_stderr():   # TF's native log lines
-        if targets is not None:
-            from exporter.multi_target import export_targets
-
-            return export_targets(args, list(targets))
-        return run_steps(args)
+        if targets is None:
+            return run_steps(args)
+        from exporter.multi_target import export_targets
+        return export_targets(args, list(targets))
 
 
 def _export_args(given: dict) -> steps.ExportArgs:
@@ -94,16 +94,18 @@ def _export_args(given: dict) -> steps.ExportArgs:
     `model_name=`, ...) takes the parameters of its fields' names; ExportArgs the rest.
 
     Raises:
-        UsageError: both `target` and `targets` given.
+        UsageError: both `target` and `targets` given, or a `provenance` that is not a dict of known kinds.
     """
     import dataclasses
 
+    from exporter.manifest import provenance_record
     from exporter.tflite_metadata.info import OPTIONS
 
     if given["targets"] is not None and given["target"] is not None:
         from exporter.errors import UsageError
 
         raise UsageError("give either target or targets, not both")
+    provenance_record(given["provenance"])                   # refused before any work
 
     def take(cls, spelled: dict | None = None) -> dict:
         return {f.name: given[(spelled or {}).get(f.name, f.name)] for f in dataclasses.fields(cls)}

@@ -24,6 +24,7 @@ from exporter import progress
 from exporter.cli_options import (SectionedCommand, data_options, device_options, metadata_options, output_options,
                                   stage_options, training_options)
 from exporter.cli_show import print_json
+from exporter.cli_optimize import optimize as optimize_command
 from exporter.errors import (EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TERMINATED,
                              ExporterError)
 from exporter.hil.cli import hil
@@ -227,6 +228,7 @@ def targets(as_json):
 
 
 cli.add_command(hil)
+cli.add_command(optimize_command)
 
 
 def main(argv=None) -> int:

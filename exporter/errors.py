@@ -53,6 +53,12 @@ class UsageError(ExporterError):
     exit_code = EXIT_USAGE
 
 
+class LimitError(ExporterError):
+    """No result passes the profile's limits (e.g. no trial of `edgex optimize` does); names the closest."""
+
+    exit_code = EXIT_LIMIT
+
+
 class ConfigError(ExporterError):
     """A profile or recipe that does not validate (names file and field)."""
 

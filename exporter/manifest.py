@@ -25,6 +25,7 @@ the model has none (targets whose runtimes do not read it: microcontrollers, Eth
 how many, their bytes and why (`by`: the 1 MB `cap`, or the `flag` --bundle-samples); null without eval data.
 `sizes` groups the byte figures as stored, downloaded and ram (exporter/sizes.py); `weight_values` lists
 every kernel's unique values before and after conversion when stages ran (else null).
+`optimize` (only in the bundle `edgex optimize` picked) records the study, its storage, the trial and its params.
 `compression` records TFLM weight compression of a microcontroller bundle (targets/microcontroller/compression.py):
 whether it ran and why, the model bytes before and after, `bit_exact` (samples identical of total on TFLM), and
 per constant tensor its shape, quantization, unique values, bits, table mode, bytes before/after and status.
@@ -75,17 +76,50 @@ def stamp(manifest: dict, files: dict[str, bytes]) -> dict:
                 files=listed)
 
 
-def manifest_for(report, profile) -> dict:
+PROVENANCE_KINDS = ("optimize",)
+"""What may say where an export came from (`export(provenance=...)`): `optimize`, the search that picked it
+(exporter/optimize/pick.py: study, storage, trial, params)."""
+
+
+def provenance_record(provenance) -> dict:
+    """`provenance` checked: a dict of known kinds (PROVENANCE_KINDS), each a JSON object; {} for None.
+
+    Example:
+        >>> provenance_record({"optimize": {"study": "s", "trial": 3}})
+        {'optimize': {'study': 's', 'trial': 3}}
+
+    Raises:
+        UsageError: an unknown kind, or a value that is not a JSON object.
+    """
+    from exporter.errors import UsageError
+
+    if provenance is None:
+        return {}
+    if not isinstance(provenance, dict) or not set(provenance) <= set(PROVENANCE_KINDS):
+        raise UsageError(f"provenance= takes a dict with the keys {', '.join(PROVENANCE_KINDS)}; got {provenance!r:.80}")
+    for kind, value in provenance.items():
+        if not isinstance(value, dict):
+            raise UsageError(f"provenance={{{kind!r}: ...}} must be a dict, not {type(value).__name__}")
+    try:
+        return json.loads(json.dumps(provenance, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"provenance= must hold JSON data: {exc}") from None
+
+
+def manifest_for(report, profile, provenance: dict | None = None) -> dict:
     """What an export records in its bundle's manifest (`stamp` adds the format tag and file list).
 
     Args:
         report: the export's Report (status, versions, recipe, stages, checks, measurements, graph, notes).
         profile: the resolved DeviceProfile, recorded whole so that the export can be re-run.
+        provenance: where the export came from (`provenance_record`), e.g. {"optimize": {"study", "storage",
+            "trial", "params"}} for the pick of `edgex optimize`; recorded under its own keys. Default None.
 
     Returns:
         A JSON-ready dict.
     """
     return {
+        **provenance_record(provenance),
         "tool": "edgex", "status": report.status, "created": report.created, "versions": report.versions,
         "target": report.target, "profile": profile.model_dump(mode="json"),
         "recipe": {**report.recipe, "convert": {"mode": report.mode, "io_dtype": report.io_dtype}},

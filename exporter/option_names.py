@@ -100,6 +100,19 @@ OPTIONS: dict[str, Spelling] = {
     # `edgex hil run` / exporter.hil.runner.hil_run (exporter/hil/cli.py)
     "benchmark_binary": Spelling("--benchmark-binary", "TransportOptions(benchmark_binary={})",
                                  bare="TransportOptions(benchmark_binary=...)"),
+    # `edgex optimize` / exporter.optimize (exporter/cli_optimize.py, exporter/optimize/api.py)
+    "trials": _plain("trials"),
+    "time": _plain("time"),
+    "storage": _plain("storage"),
+    "study": _plain("study"),
+    "space": _plain("space"),
+    "ray": _plain("ray"),
+    "trial_cpus": _plain("trial_cpus"),
+    "batch": _plain("batch"),
+    "pick": _plain("pick"),
+    "sampler": _plain("sampler"),
+    "seed": _plain("seed"),
+    "epochs": _plain("epochs"),
 }
 """Every option a message may name, by its Python parameter name."""
 

@@ -68,6 +68,7 @@ class Output:
     make_zip: bool = False
     force: bool = False
     bundle_samples: int | None = None
+    provenance: dict | None = None      # where the export came from, for the manifest (exporter/manifest.py)
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,6 @@ def package(request: ExportRequest, inputs: Inputs, built: Built, assessment: As
              "report.html": render_html(report).encode("utf-8"), **extra}
     if inputs.labels is not None:
         files["labels.txt"] = ("\n".join(inputs.labels) + "\n").encode("utf-8")
-    manifest = manifest_for(report, request.profile)
+    manifest = manifest_for(report, request.profile, output.provenance)
     progress_mod.status(f"writing bundle {output.out}")
     return write_bundle(Path(output.out), files, manifest, make_zip=output.make_zip, force=output.force)

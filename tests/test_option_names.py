@@ -36,6 +36,7 @@ def test_every_cli_spelling_is_an_option_of_edgex_export():
     spelled_as = {"MODEL"} | {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
     spelled_as |= {opt for p in cli.commands["hil"].commands["run"].params if isinstance(p, click.Option)
                    for opt in p.opts if opt == "--benchmark-binary"}       # the one hil option messages name
+    spelled_as |= {opt for p in cli.commands["optimize"].params if isinstance(p, click.Option) for opt in p.opts}
     for name, spelling in OPTIONS.items():
         assert spelling.cli.split()[0] in spelled_as, name
     flags = {p.name for p in command.params if isinstance(p, click.Option) and p.is_flag}
@@ -51,7 +52,9 @@ def test_every_python_spelling_names_what_the_caller_sets():
     from exporter.stages.base import get_stage
     from targets.base import get_target
 
-    parameters = inspect.signature(exporter.export).parameters
+    from exporter.optimize.api import optimize
+
+    parameters = {**inspect.signature(exporter.export).parameters, **inspect.signature(optimize).parameters}
     distill = get_stage("distill").Config.model_fields
     elsewhere = {"skip_layers": ("the recipe's skip_layers", "skip_layers", Recipe.model_fields),
                  "require_compiled": ('target_options={"require_compiled": True}', "require_compiled",

@@ -6,10 +6,12 @@ The folder holds what the examples name: `model.keras` (the demo CNN saved by tf
 `frontend.tflite` (an audio front-end with input [-1, -1], tests/dynamic_models.py), `images/`
 (the eval split as PNGs in class folders), `model_k3.keras` (a Keras 3 CNN, tests/keras3/models.py) and
 `two_io.keras` with `two_io_calib.npz`, `two_io_eval.npz` (a two-input, two-output model, tests/multi_io_models.py),
-and `android_aarch64_benchmark_model`, the stand-in for LiteRT's benchmark tool (tests/hil/benchmark_stand_in.py).
+and `android_aarch64_benchmark_model`, the stand-in for LiteRT's benchmark tool (tests/hil/benchmark_stand_in.py),
+and `space.yaml` (the README's own `edgex optimize` search space block).
 Device addresses are mapped to stand-ins that really run the bundle: a real OpenSSH server on
 127.0.0.1 with a TensorFlow-free device venv, the stub adb server with this machine as the phone
-(no Python on its PATH, a getprop answering as an arm64 phone), and the TFLM firmware simulator on a pty. The README's Python API block and its profile example are
+(no Python on its PATH, a getprop answering as an arm64 phone), and the TFLM firmware simulator on a pty;
+the Ray address of `edgex optimize --ray` to a real local Ray head with 2 CPUs (exporter/optimize/local_head.py). The README's Python API block and its profile example are
 run too.
 """
 from __future__ import annotations
@@ -120,6 +122,7 @@ def workspace(demo, tmp_path_factory):
     save_digits_cnn(root / "model_k3.keras", demo)                # a Keras 3 CNN, for "Keras 3 models"
     write_two_io(root)                                            # two_io.keras and its data: "Several inputs and outputs"
     write_stand_in(root / "android_aarch64_benchmark_model")      # LiteRT's benchmark tool: "Android phones"
+    (root / "space.yaml").write_text(_yaml_block(README.read_text(), "prune: ["))   # "edgex optimize"
     return root
 
 
@@ -151,7 +154,23 @@ STAND_INS = {
 }
 
 
+@pytest.fixture(scope="module")
+def ray_head():
+    """A real local Ray head (2 CPUs) for the README's `edgex optimize --ray` lines."""
+    from exporter.optimize.local_head import local_ray_head
+
+    with local_ray_head(cpus=2) as address:
+        yield address
+
+
+RAY_STAND_INS = {"127.0.0.1:6379"}     # README Ray addresses, mapped to the `ray_head` fixture's
+
+
 def _with_stand_in(argv: tuple[str, ...], request) -> list[str]:
+    if "--ray" in argv:
+        i = argv.index("--ray")
+        assert argv[i + 1] in RAY_STAND_INS, f"README Ray address {argv[i + 1]} has no stand-in in tests/test_readme.py"
+        argv = (*argv[:i + 1], request.getfixturevalue("ray_head"), *argv[i + 2:])
     if "--device" not in argv:
         return list(argv)
     i = argv.index("--device")

@@ -148,12 +148,29 @@ class ClusterStage(Stage):
                         f"(clustered per channel; each channel holds at most {size} values already)")
             problem = sparse_init_problem(layer.kernel.numpy(), clusters) if self._preserve else None
             if problem:
+                whole = self._too_sparse(layer)        # per tensor is the fallback: it must be possible
+                if whole:
+                    return whole
                 self._fallback[layer.name] = problem
             return True
         size = layer.kernel.shape.num_elements() if isinstance(layer, tfmod.keras().layers.Conv2D) else None
         if size is not None and size <= clusters:
             return f"only {size} kernel weights, not more than {clusters} clusters"
-        return True
+        return self._too_sparse(layer) or True
+
+    def _too_sparse(self, layer) -> str | None:
+        """Why a pruned kernel cannot be clustered per tensor with its zeros kept, or None.
+
+        TF-MOT's k-means++ init would crash ("Expected num_to_sample <= points.rows()", seen in searches
+        on a small Conv2D pruned to 80-90 %); the layer is left alone with this reason instead.
+        """
+        kernel = getattr(layer, "kernel", None)
+        if not self._preserve or kernel is None:
+            return None
+        problem = sparse_init_problem(kernel.numpy().reshape(-1, 1), self.config.clusters)
+        return None if problem is None else (
+            "too few non-zero kernel weights left after pruning for sparsity-preserving clustering: "
+            + problem.replace("output channel 0 has", "the kernel has"))
 
 
 def _preserve_sparsity(config: ClusterConfig, ctx: StageContext) -> bool:

@@ -217,7 +217,7 @@ class DistillStage(Stage):
 
         baseline = keras.models.clone_model(student)
         baseline.set_weights(initial)
-        training.fit(baseline, ctx, loss=loss, epochs=epochs, description="student on labels alone")
+        training.fit(baseline, ctx, loss=loss, epochs=epochs, description="student on labels alone", watched=False)
         metrics = {
             "mode": cfg.mode, "temperature": cfg.temperature, "alpha": cfg.alpha, "width": cfg.width,
             "teacher_params": int(model.count_params()), "student_params": int(student.count_params()),

@@ -14,6 +14,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextvars
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +23,14 @@ from exporter import tf as tfmod
 from exporter.errors import DataError
 from exporter.option_names import option
 from exporter.progress import progress
+
+
+EPOCH_HOOK: contextvars.ContextVar = contextvars.ContextVar("edgex_epoch_hook", default=None)
+"""A callable `hook(logs)` that `fit` calls after each epoch with Keras' logs (`val_accuracy`, ...), or None.
+
+The search sets it around a trial (exporter/optimize/trial.py) to record the per-epoch accuracy curve
+and stop a trial that cannot catch up: an exception the hook raises ends `fit` and the export.
+"""
 
 
 class TrainingConfig(BaseModel):
@@ -90,7 +100,7 @@ def split(ctx_train, config: TrainingConfig):
 
 
 def fit(model, ctx, *, loss="sparse_categorical_crossentropy", callbacks=(), epochs: int | None = None,
-        description: str = "fine-tuning"):
+        description: str = "fine-tuning", watched: bool = True):
     """Compile and fine-tune `model` on the context's training data.
 
     Args:
@@ -100,6 +110,8 @@ def fit(model, ctx, *, loss="sparse_categorical_crossentropy", callbacks=(), epo
         callbacks: extra callbacks (e.g. UpdatePruningStep).
         epochs: override the configured epochs.
         description: progress-bar label.
+        watched: call `EPOCH_HOOK` after each epoch (default True; False for a side model, e.g. the
+            labels-only twin of a distilled student).
 
     Returns:
         The Keras History.
@@ -112,6 +124,9 @@ def fit(model, ctx, *, loss="sparse_categorical_crossentropy", callbacks=(), epo
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"])
     with progress(description, total=epochs) as advance:
         cbs = [*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: advance())]
+        hook = EPOCH_HOOK.get() if watched else None
+        if hook is not None:
+            cbs.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda _epoch, logs: hook(dict(logs or {}))))
         if val is not None and config.patience:
             cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                      restore_best_weights=True))

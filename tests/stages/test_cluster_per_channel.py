@@ -145,3 +145,24 @@ def test_a_pruned_channel_too_sparse_for_per_channel_init_is_clustered_per_tenso
     assert any(note.startswith("c2: clustered per tensor, not per channel") for note in result.notes)
     clustered = result.model.get_layer("c2").get_weights()[0]
     assert len(np.unique(clustered)) <= 8 and np.count_nonzero(clustered[..., 0]) <= 1
+
+
+def test_a_kernel_too_sparse_for_any_sparsity_preserving_init_is_left_alone(keras, demo):
+    """A pruned kernel with fewer non-zero weights than centroids crashed TF-MOT's k-means++ init in a search
+    (`Expected num_to_sample <= points.rows(). 15 vs 14`); it is now left unclustered with the reason."""
+    layers = keras.layers
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(4, 3, activation="relu", name="c1"),
+                              layers.Flatten(), layers.Dense(10, activation="softmax", name="head")])
+    kernel, bias = model.get_layer("c1").get_weights()
+    kernel[:] = 0
+    kernel[0, 0, 0, :3] = (0.5, -0.4, 0.3)                  # 3 non-zero weights of 36
+    model.get_layer("c1").set_weights([kernel, bias])
+    for profile in ("android-arm64-midrange", "arduino-nano-33-ble"):     # per tensor, and per channel first
+        ctx = StageContext(train=demo.train, eval=demo.eval, training=TrainingConfig(epochs=1),
+                           profile=load_profile(profile), mode="int8", previous=["prune"])
+        result = ClusterStage({"clusters": 8}).apply(model, ctx)
+        reasons = {entry["layer"]: entry["reason"] for entry in result.skipped}
+        assert "too few non-zero kernel weights" in reasons["c1"], profile
+        assert result.metrics["per_tensor_layers"] == ["head"]
+        assert len(np.unique(result.model.get_layer("c1").get_weights()[0])) > 8     # fine-tuned, not clustered

@@ -1,0 +1,187 @@
+"""What `edgex optimize` finds on the demo digits CNN, beside the best hand-picked recipes and the anchors.
+
+Three parts, each a real run on this machine (`exporter.optimize(demo=True, ...)`, studies in a temp folder):
+
+1. android: a search of `--android-trials` trials (40). Printed: the float .tflite's gzip bytes (a plain
+   float32 export), the feasible trial with the smallest download within 1 point of the float Keras model
+   (its ratio and drop), the pick, and beside them the two best hand-picked rows of benchmarks/compression.py
+   (re-run here with its settings: PCQAT prune 0.8 + cluster 16 + QAT, and prune 0.9 + cluster 8 + QAT) and
+   the published anchors (TF-MOT tutorials, Deep Compression 39-40x). The issue's goal: >= 40x at <= 1 pt.
+2. arduino-nano-33-ble: a search of `--nano-trials` trials (20). Printed: the smallest `model_flash` of a trial
+   that passes every limit, beside the plain int8 export's `model_flash`.
+3. Ray: the same trials (same seed, same batch of 2) on a real local Ray head with 1 CPU and with 2 CPUs
+   (`ray start --head --num-cpus N`, one trial per CPU, `--trial-cpus 1`): the wall-clock ratio. Goal: >= 1.6x.
+
+`--quick` is a smoke run of all three with tiny budgets (a handful of trials, 1 epoch, no hand-picked rows);
+its figures mean nothing.
+
+Usage: .venv/bin/python benchmarks/search.py [--quick] [--android-trials 40] [--nano-trials 20]
+       [--ray-trials 12] [--epochs 2] [--no-ray]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MCU = "arduino-nano-33-ble"
+GOAL = "issue 15 goal: >= 40x smaller (gzip) than float at <= 1 pt drop (android, 40 trials); " \
+       "2 Ray workers >= 1.6x faster than 1"
+
+
+def figure(trial, name: str):
+    """A trial's figure value, or None."""
+    return (trial.figures.get(name) or {}).get("value")
+
+
+def drop(trial) -> float | None:
+    """Points of top-1 lost against the float Keras model (the report's accuracy_original)."""
+    original, accuracy = figure(trial, "accuracy_original"), figure(trial, "accuracy")
+    return None if original is None or accuracy is None else original - accuracy
+
+
+def search(folder: Path, name: str, **kwargs):
+    """One `exporter.optimize` run on the demo, its study in `folder`; the OptimizeResult (exit 1 is a result)."""
+    from exporter.errors import LimitError
+    from exporter.optimize.api import optimize
+
+    out = folder / name
+    started = time.perf_counter()
+    try:
+        result = optimize(demo=True, out=out, storage=f"sqlite:///{folder / name}.study.db",
+                                   progress=False, **kwargs)
+    except LimitError as exc:                       # no trial passed: the results are written all the same
+        print(f"{name}: {exc}", file=sys.stderr)
+        result = None
+    print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def android(folder: Path, trials: int, epochs: int, hand_picked: bool) -> list[str]:
+    """Part 1: the android search beside the float model, the best hand-picked rows and the anchors."""
+    import exporter
+
+    float_report = exporter.export(demo=True, target="android", quantize="float32", progress=False)
+    float_gzip = float_report.measurements["gzip_size"].value
+    result = search(folder, "android", target="android", trials=trials, epochs=epochs)
+    lines = [f"android: {trials} trials, {epochs} epoch(s) per stage; float .tflite {float_gzip:,.0f} B gzip, "
+             f"float Keras accuracy {float_report.measurements['accuracy_original'].value:.2f} %"]
+    if result is None:
+        return lines + ["android: no trial passed every limit"]
+    lines.append(f"android: {result.counts()} in {result.seconds:.0f} s")
+    near = [t for t in result.trials if t.feasible and drop(t) is not None and drop(t) <= 1.0]
+    if near:
+        best = min(near, key=lambda t: figure(t, "gzip_size"))
+        lines.append(_row("best found within 1 pt", best, result, float_gzip))
+    if result.pick is not None:
+        lines.append(_row("pick (smallest that passes)", result.pick, result, float_gzip))
+    if hand_picked:
+        lines += _hand_picked(float_gzip)
+    from benchmarks.compression import ANCHORS
+
+    lines += [f"anchor: {ref}: {fig} ({src})" for ref, fig, src in ANCHORS[:4]]
+    return lines
+
+
+def _row(label: str, trial, result, float_gzip: float) -> str:
+    from exporter.optimize.pareto import recipe_summary
+
+    gz = figure(trial, "gzip_size")
+    return (f"| {label}: trial {trial.number} ({recipe_summary(result.plans.get(trial.number))}) | "
+            f"{figure(trial, 'accuracy'):.2f} % | {drop(trial):+.2f} pt | {gz:,.0f} B | {float_gzip / gz:.1f}x |")
+
+
+def _hand_picked(float_gzip: float) -> list[str]:
+    """The two best hand-picked rows of benchmarks/compression.py, re-run with its settings (3 epochs)."""
+    from benchmarks.compression import rows, run_rows
+
+    specs, training = rows(3)
+    best = [s for s in specs if s[1] == "android" and s[0].startswith("PCQAT")]
+    results, _ = run_rows(best, training, None)
+    out = []
+    for row in results:
+        m = row["report"].measurements
+        gz = m["gzip_size"].value
+        out.append(f"| hand-picked: {row['name']} | {m['accuracy'].value:.2f} % | "
+                   f"{m['accuracy_original'].value - m['accuracy'].value:+.2f} pt | {gz:,.0f} B | "
+                   f"{float_gzip / gz:.1f}x |")
+    return out
+
+
+def nano(folder: Path, trials: int, epochs: int) -> list[str]:
+    """Part 2: the smallest flash that passes on the nano, beside the plain int8 export's."""
+    import exporter
+
+    plain = exporter.export(demo=True, target="microcontroller", profile=MCU, progress=False)
+    plain_flash = plain.measurements["model_flash"].value
+    result = search(folder, "nano", target="microcontroller", profile=MCU, trials=trials, epochs=epochs)
+    lines = [f"{MCU}: plain int8 model_flash {plain_flash:,.0f} B ({plain.status})"]
+    if result is None:
+        return lines + [f"{MCU}: no trial of {trials} passed every limit"]
+    passing = [t for t in result.trials if t.feasible and figure(t, "model_flash") is not None]
+    if passing:
+        best = min(passing, key=lambda t: figure(t, "model_flash"))
+        flash = figure(best, "model_flash")
+        lines.append(_row_mcu(best, result, flash, plain_flash))
+    return lines + [f"{MCU}: {result.counts()} in {result.seconds:.0f} s"]
+
+
+def _row_mcu(trial, result, flash: float, plain_flash: float) -> str:
+    from exporter.optimize.pareto import recipe_summary
+
+    return (f"{MCU}: smallest passing flash: trial {trial.number} ({recipe_summary(result.plans.get(trial.number))}) "
+            f"{flash:,.0f} B vs plain int8 {plain_flash:,.0f} B: {plain_flash / flash:.2f}x less, drop "
+            f"{drop(trial):+.2f} pt")
+
+
+def ray_speedup(folder: Path, trials: int, epochs: int) -> list[str]:
+    """Part 3: the same trials (seed 7, batch 2) with 1 Ray worker and with 2; the wall-clock ratio."""
+    from exporter.optimize.local_head import local_ray_head
+
+    seconds, results = {}, {}
+    for cpus in (1, 2):
+        with local_ray_head(cpus) as address:
+            started = time.perf_counter()
+            results[cpus] = search(folder, f"ray{cpus}", target="android", trials=trials, epochs=epochs,
+                                   ray=address, batch=2, trial_cpus=1)
+            seconds[cpus] = time.perf_counter() - started
+    if any(r is None for r in results.values()):
+        return ["ray: a run had no passing trial; see above"]
+    same = [t.values[1:] for t in results[1].trials] == [t.values[1:] for t in results[2].trials]
+    workers = {c: sorted({t.worker.get("kind", "?") for t in r.trials}) for c, r in results.items()}
+    return [f"ray: {trials} trials (batch 2): 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s: "
+            f"{seconds[1] / seconds[2]:.2f}x (goal >= 1.6x); sizes identical: {same}; workers: {workers}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets, 1 epoch, no hand-picked rows")
+    parser.add_argument("--android-trials", type=int, default=40)
+    parser.add_argument("--nano-trials", type=int, default=20)
+    parser.add_argument("--ray-trials", type=int, default=12, help="trials of each Ray run (default 12)")
+    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per stage (default 2)")
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray comparison")
+    args = parser.parse_args()
+    if args.quick:
+        args.android_trials, args.nano_trials, args.ray_trials, args.epochs = 2, 1, 2, 1
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    with tempfile.TemporaryDirectory(prefix="edgex-search-") as folder:
+        lines = android(Path(folder), args.android_trials, args.epochs, hand_picked=not args.quick)
+        lines += nano(Path(folder), args.nano_trials, args.epochs)
+        if not args.no_ray:
+            lines += ray_speedup(Path(folder), args.ray_trials, args.epochs)
+    for line in [line for line in lines if not line.startswith("|")] + [GOAL, ""]:
+        print(line)
+    print("| android recipe | accuracy | drop | gzip | smaller (gzip) than float |")
+    print("|---|---|---|---|---|")
+    for line in [line for line in lines if line.startswith("|")]:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The search space: defaults from the profile, --space files, Optuna sampling, and plans that always build."""
+from __future__ import annotations
+
+import pytest
+
+from exporter.errors import ConfigError
+from exporter.optimize.space import NONE, SearchSpace, default_space, load_space, plan_for, suggest
+from exporter.profile import load_profile
+from exporter.recipe import Recipe
+
+ROWS = [{"layer": "probs"}, {"layer": "conv2d_1"}, {"layer": "conv2d"}, {"layer": "dense"}]
+
+
+def test_default_space_follows_the_profile():
+    android = default_space(load_profile("android-arm64-midrange"), None, has_train=True, sensitivity=ROWS)
+    assert android.quantize == ("float32", "float16", "dynamic", "int8")
+    assert android.skip_layers == ("probs", "conv2d_1", "conv2d")          # the top 3
+    assert "2:4" not in android.prune and android.compress == ()
+    assert android.weight_bits == (8, 4, 2, 1) and android.qat == (False, True)
+    nano = default_space(load_profile("arduino-nano-33-ble"), None, has_train=True, sensitivity=None)
+    assert nano.quantize == ("int8",) and nano.compress == (True,) and nano.skip_layers == ()
+    bare = default_space(load_profile("android-arm64-midrange"), None, has_train=False, sensitivity=ROWS)
+    assert (bare.distill, bare.prune, bare.cluster, bare.qat) == ((NONE,), (NONE,), (NONE,), (False,))
+
+
+def test_space_file_narrows_and_is_strict(tmp_path):
+    base = default_space(load_profile("android-arm64-midrange"), None, has_train=True, sensitivity=ROWS)
+    path = tmp_path / "space.yaml"
+    path.write_text("prune: [none, 0.9, '2:4']\ncluster: [~, 8]\nquantize: [int8]\n")
+    space = load_space(path, base)
+    assert space.prune == (NONE, 0.9, "2:4") and space.cluster == (NONE, 8) and space.quantize == ("int8",)
+    assert space.distill == base.distill                                  # dimensions not named stay
+    for text, words in [("prunes: [0.5]\n", "prunes"), ("prune: [1.5]\n", "(0, 1)"), ("cluster: [1]\n", "2..256"),
+                        ("quantize: [int16x8]\n", "quantize"), ("prune: [0.5, 0.5]\n", "more than once"),
+                        ("- prune\n", "mapping")]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=None) as info:
+            load_space(path, base)
+        assert words in str(info.value) and str(path) in str(info.value)
+        assert info.value.exit_code == 2
+
+
+def test_every_sampled_plan_builds_and_fits_the_profile():
+    """Random parameters of the full space: each plan is a valid recipe the profile's checks accept."""
+    import optuna
+
+    from exporter.optimize.plan import TrialPlan
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    profile = load_profile("android-arm64-midrange")
+    space = SearchSpace(**{**default_space(profile, None, True, ROWS).model_dump(),
+                           "prune": (NONE, 0.8, "2:4"), "cluster": (NONE, 2, 16)})
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for number in range(200):
+        params = suggest(space, study.ask())
+        plan = plan_for(space, params, number, epochs=1, seed=7)
+        assert TrialPlan.from_dict(plan.to_dict()) == plan
+        assert plan_for(space, params, number, epochs=1, seed=7) == plan        # pure
+        stages = Recipe.model_validate(plan.recipe).build("plan")
+        names = [s.name for s in stages]
+        for i, stage in enumerate(stages):
+            stage.check_profile(profile, plan.quantize, names[:i])            # e.g. qat needs int8
+        if params["quantize"] != "int8":
+            assert "qat" not in params and "weight_bits" not in params
+        if params.get("weight_bits", 8) != 8:
+            assert "qat" not in params and "lowbit" in names
+        seen.update(names)
+    assert seen == {"distill", "prune", "cluster", "qat", "lowbit"}
+
+
+def test_plan_details():
+    space = default_space(load_profile("arduino-nano-33-ble"), None, True, ROWS)
+    plan = plan_for(space, {"quantize": "int8", "prune": 0.9, "cluster": 2, "weight_bits": 8, "qat": False,
+                            "compress": False, "skip:probs": True, "skip:conv2d": False}, 4, epochs=2, seed=3)
+    prune, cluster = plan.recipe["stages"]
+    assert prune == {"type": "prune", "config": {"sparsity": 0.9, "skip_layers": ["probs"]}}
+    assert cluster["config"] == {"clusters": 2, "per_channel": "auto", "preserve_sparsity": False,
+                                 "skip_layers": ["probs"]}                   # 2 clusters cannot keep the zeros
+    assert plan.recipe["training"] == {"epochs": 2, "seed": 3, "batch_size": 32}
+    assert plan.target_options == {"compress": False} and plan.quantize == "int8" and plan.number == 4
+    structured = plan_for(space, {"quantize": "int8", "prune": "2:4"}, 0, epochs=1, seed=7)
+    assert structured.recipe["stages"] == [{"type": "prune", "config": {"structure": "2:4", "schedule": "constant"}}]
+    distilled = plan_for(space, {"quantize": "int8", "distill": 0.25}, 0, epochs=1, seed=7)
+    assert distilled.recipe["stages"] == [{"type": "distill", "config": {"width": 0.25, "epochs": 8}}]
