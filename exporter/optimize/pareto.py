@@ -53,10 +53,12 @@ def pareto_front(results: list[TrialResult], objectives: list) -> list[TrialResu
         objectives: the study's `Objective`s, in the order of each trial's values.
 
     Returns:
-        The Pareto front; empty when no trial is feasible. Trials with equal values are all kept.
+        The Pareto front; empty when no trial is feasible. Trials with equal values are all kept, except
+        repeats (a trial given an earlier trial's result for the same parameters: its worker kind "repeat").
     """
     directions = [o.direction for o in objectives]
-    feasible = [r for r in results if r.feasible and len(r.values) == len(objectives)]
+    feasible = [r for r in results if r.feasible and len(r.values) == len(objectives)
+                and r.worker.get("kind") != "repeat"]
     front = [r for r in feasible if not any(dominates(o.values, r.values, directions) for o in feasible)]
     return sorted(front, key=lambda r: (_sort_key(r, objectives), r.number))
 

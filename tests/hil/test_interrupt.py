@@ -33,8 +33,18 @@ def test_a_device_run_cut_by_a_signal_stops_the_agent_and_leaves_nothing(demo_bu
     proc.send_signal(sig)
     assert proc.wait(timeout=30) == code
     assert "Traceback" not in proc.stderr.read()
-    time.sleep(0.2)
-    with pytest.raises(ProcessLookupError):
-        os.kill(agent, 0)                     # the agent's process group was killed
+    assert _gone(agent, within=10), "the agent's process group was killed"      # polled: a loaded machine is slow
     assert list(tmp.iterdir()) == []          # the device's temp dir and every other temp file are gone
     assert sorted(p.name for p in bundle.rglob("*")) == before, "no run stored for a cut run"
+
+
+def _gone(pid: int, within: float) -> bool:
+    """True once no process `pid` exists (killed and reaped), polled for up to `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False

@@ -49,6 +49,8 @@ def test_front_is_feasible_non_dominated_and_sorted_by_size():
     front = pareto_front(results, TWO)
     assert [t.number for t in front] == [1, 6, 0]
     assert all(t.feasible for t in front)
+    repeat = trial(7, 97.5, 9000, worker={"kind": "repeat", "of": 1})             # trial 1's result, not run
+    assert [t.number for t in pareto_front(results + [repeat], TWO)] == [1, 6, 0]
 
 
 @pytest.mark.parametrize("seed", range(5))

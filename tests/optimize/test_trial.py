@@ -23,9 +23,9 @@ def test_prune_rule_is_the_lowest_feasible_curve():
             enumerate([[50, 80, 90], [60, 70], [70, 90, 95, 99], [10, 20]])]
     infeasible = TrialResult(number=7, state="complete", curve=[1, 1, 1], constraints=[0.2])    # broke a limit
     other = [TrialResult(number=9, state="pruned", curve=[0, 0, 0]), TrialResult(number=8, state="failed"), infeasible]
-    assert prune_rule(done + other, warmup=0) == {0: 10.0, 1: 20.0}     # step 2: two feasible curves only
-    assert prune_rule(done, warmup=1) == {1: 20.0}
-    assert prune_rule(done + done[:1], warmup=0) == {0: 10.0, 1: 20.0, 2: 90.0}
+    assert prune_rule(done + other, warmup=0) == {0: 5.0, 1: 15.0}      # step 2: two feasible curves only
+    assert prune_rule(done, warmup=1) == {1: 15.0}                             # the lowest less SLACK_PT (5)
+    assert prune_rule(done + done[:1], warmup=0) == {0: 5.0, 1: 15.0, 2: 85.0}
     assert prune_rule(done[:2] + other, warmup=0) == {}                        # fewer than 3 feasible
 
 
