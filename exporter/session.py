@@ -43,7 +43,8 @@ def interrupted_by() -> int | None:
 
 
 @contextlib.contextmanager
-def _signals_raise():
+def signals_raise():
+    """SIGINT and SIGTERM raise KeyboardInterrupt (SIGTERM: `Terminated`) and are recorded (`interrupted_by`)."""
     _received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield                              # signal handlers can only be set from the main thread
@@ -80,5 +81,5 @@ def command_session():
     Yields:
         The private temp folder (removed on exit).
     """
-    with _signals_raise(), _private_tempdir() as tmp:
+    with signals_raise(), _private_tempdir() as tmp:
         yield tmp
