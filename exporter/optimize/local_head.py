@@ -18,6 +18,13 @@ import time
 from pathlib import Path
 
 
+HEAD_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+"""The head's environment. Ray 2.60 turns token authentication on for `ray start` when ~/.ray/auth_token exists
+(any earlier local `ray.init()` writes one), while a driver connecting without RAY_AUTH_MODE=token sends no
+token and is refused ("InvalidAuthToken", then "Failed to connect to Ray cluster"): this head for one machine
+runs without it, whatever ~/.ray holds."""
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as s:
@@ -34,7 +41,7 @@ def local_ray_head(cpus: int = 2, timeout: float = 90.0):
     head = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
                              "--num-cpus", str(cpus), "--temp-dir", str(temp), "--disable-usage-stats",
                              "--include-dashboard", "false"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                            start_new_session=True, env={**os.environ, **HEAD_ENV})
     try:
         deadline = time.monotonic() + timeout
         while True:
