@@ -162,7 +162,6 @@ def safe_storage(storage: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-_safe_storage = safe_storage      # the name exporter/optimize/result.py imports
 
 
 def export_pick(out: Path, job, trial: TrialResult, plan: TrialPlan, *, study: str, storage: str,
