@@ -32,7 +32,7 @@ demo: $(STAMP) sysdeps
 # The tests and the docstring examples in one session (the demo is trained once, see conftest.py).
 # --doctest-modules also reaches tests/, which holds no `>>>` examples: nothing is collected twice.
 test: $(STAMP) sysdeps
-	$(PY) -m pytest -q tests --doctest-modules exporter targets
+	$(PY) -m pytest -q --durations=30 tests --doctest-modules exporter targets
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -17,6 +17,7 @@ its figures mean nothing.
 
 Usage: .venv/bin/python benchmarks/search.py [--quick] [--android-trials 40] [--nano-trials 20]
        [--ray-trials 12] [--ray-batch 2] [--epochs 2] [--parts android,nano,ray] [--no-ray]
+       [--workers 1] [--distill-epochs N]
 """
 from __future__ import annotations
 
@@ -44,16 +45,32 @@ def drop(trial) -> float | None:
     return None if original is None or accuracy is None else original - accuracy
 
 
+SETTINGS: dict = {"workers": 1, "distill_epochs": None}
+"""--workers and --distill-epochs, for the android and nano searches."""
+
+
 def search(folder: Path, name: str, **kwargs):
-    """One `exporter.optimize` run on the demo, its study in `folder`; the OptimizeResult (exit 1 is a result)."""
+    """One `exporter.optimize` run on the demo, its study in `folder`; the OptimizeResult (exit 1 is a result).
+
+    With `--workers N` (N > 1, and no `ray` in kwargs) the trials run on a local Ray head of N CPUs, N per round.
+    """
+    from contextlib import nullcontext
+
     from exporter.errors import LimitError
     from exporter.optimize.api import optimize
+    from exporter.optimize.local_head import local_ray_head
 
+    if SETTINGS["distill_epochs"]:
+        kwargs.setdefault("space", {"distill_epochs": SETTINGS["distill_epochs"]})
+    workers = 1 if "ray" in kwargs else SETTINGS["workers"]
     out = folder / name
     started = time.perf_counter()
     try:
-        result = optimize(demo=True, out=out, storage=f"sqlite:///{folder / name}.study.db",
-                                   progress=False, **kwargs)
+        with local_ray_head(workers) if workers > 1 else nullcontext() as address:
+            if address:
+                kwargs.update(ray=address, trial_cpus=1)
+            result = optimize(demo=True, out=out, storage=f"sqlite:///{folder / name}.study.db",
+                              progress=False, **kwargs)
     except LimitError as exc:                       # no trial passed: the results are written all the same
         print(f"{name}: {exc}", file=sys.stderr)
         result = None
@@ -172,7 +189,13 @@ def main() -> None:
     parser.add_argument("--ray-batch", type=int, default=2, help="trials per round in the Ray comparison (default 2)")
     parser.add_argument("--parts", default="android,nano,ray", help="which parts to run (default: all three)")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray comparison")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="run the android and nano searches on a local Ray head of this many CPUs (default 1: "
+                             "in-process)")
+    parser.add_argument("--distill-epochs", type=int, default=None,
+                        help="the space's distill_epochs (default: the space's own, 25)")
     args = parser.parse_args()
+    SETTINGS.update(workers=args.workers, distill_epochs=args.distill_epochs)
     if args.quick:
         args.android_trials, args.nano_trials, args.ray_trials, args.epochs = 2, 1, 2, 1
     sys.path.insert(0, str(ROOT))

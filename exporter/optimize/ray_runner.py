@@ -2,9 +2,10 @@
 
 The driver (the `edgex optimize` process) keeps Optuna's ask and tell; each trial of a round is one
 `ray.remote(num_cpus=trial_cpus)` task calling `exporter.optimize.trial.run_trial(job, plan)` in a Ray
-worker process, with the job shipped once per round (`ray.put`). A round asks `cluster CPUs // trial_cpus`
-trials by default (`--batch`), so every CPU is busy. Tasks are not retried (`max_retries=0`): a worker that
-dies (out of memory, a native crash) gives a failed trial, not a second run. Ray tasks:
+worker process (its TensorFlow given as many threads: `thread_env`), with the job shipped once per round
+(`ray.put`). A round asks `cluster CPUs // trial_cpus` trials by default (`--batch`), so every CPU is busy.
+Tasks are not retried (`max_retries=0`): a worker that dies (out of memory, a native crash) gives a failed
+trial, not a second run. Ray tasks:
 https://docs.ray.io/en/latest/ray-core/tasks.html; connecting a driver:
 https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
 
@@ -88,6 +89,20 @@ def _runtime_env() -> dict:
     return {"env_vars": env}
 
 
+def thread_env(trial_cpus: int) -> dict:
+    """A trial task's TensorFlow thread pools sized to the CPUs Ray gave it (`--trial-cpus`).
+
+    TensorFlow sizes its pools to every core of the machine by default, so one task "of 1 CPU" would
+    spread over all of them and tasks side by side would contend; TensorFlow reads these variables when
+    it starts in the worker. Ray merges a task's env_vars into the job's.
+
+    Example:
+        >>> thread_env(2)
+        {'TF_NUM_INTRAOP_THREADS': '2', 'TF_NUM_INTEROP_THREADS': '2'}
+    """
+    return {"TF_NUM_INTRAOP_THREADS": str(trial_cpus), "TF_NUM_INTEROP_THREADS": str(trial_cpus)}
+
+
 def _connect(address: str) -> None:
     """`ray.init` as a driver of the cluster at `address`, keeping edgex's SIGTERM handling (exit 143).
 
@@ -119,7 +134,7 @@ def trial_task(job, plan: TrialPlan) -> TrialResult:
     result = run_trial(job, plan)
     context = ray.get_runtime_context()
     result.worker = {**result.worker, "kind": "ray", "pid": os.getpid(), "host": socket.gethostname(),
-                     "node": context.get_node_id()}
+                     "node": context.get_node_id(), "tf_threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}
     return result
 
 
@@ -137,7 +152,8 @@ class RayRunner(Runner):
             if self.address != "auto":
                 _reachable(self.address)
             _connect(self.address)
-        self._task = ray.remote(num_cpus=trial_cpus, max_retries=0)(trial_task)
+        self._task = ray.remote(num_cpus=trial_cpus, max_retries=0,
+                                runtime_env={"env_vars": thread_env(trial_cpus)})(trial_task)
         self._check_cpus()
 
     def _check_cpus(self) -> None:

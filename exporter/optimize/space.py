@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from exporter.errors import ConfigError
 from exporter.optimize.plan import TrialPlan
 from exporter.profile import QuantMode
+from exporter.stages.distill import DEFAULT_EPOCHS as DISTILL_EPOCHS
 from exporter.validation import validation_lines
 
 NONE = "none"
@@ -68,7 +69,7 @@ class SearchSpace(BaseModel):
     quantize: tuple[QuantMode, ...] = Field(..., min_length=1, description="conversion modes to try")
     distill: tuple[Literal["none"] | float, ...] = Field(
         (NONE,), description='student width multipliers (0 < w <= 1) or "none"; needs training data')
-    distill_epochs: int = Field(8, ge=1, le=1000, description="epochs a distilled student trains for")
+    distill_epochs: int = Field(DISTILL_EPOCHS, ge=1, le=1000, description="epochs a distilled student trains for")
     prune: tuple[Literal["none", "2:4"] | float, ...] = Field(
         (NONE,), description='pruning sparsities (0 < s < 1), "none", or "2:4" structured sparsity')
     cluster: tuple[Literal["none"] | int, ...] = Field(
@@ -148,7 +149,7 @@ def default_space(profile, model_info, has_train: bool, sensitivity: list | None
     compress = (True,) if profile.target in COMPRESS_TARGETS else ()
     if not has_train:
         return SearchSpace(quantize=quant.allowed, compress=compress)
-    prune = (NONE, 0.5, 0.7, 0.8, 0.9, 0.95)
+    prune = (NONE, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97)
     if profile.target in STRUCTURED_SPARSITY_TARGETS:
         prune = (*prune, "2:4")
     return SearchSpace(

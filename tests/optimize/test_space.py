@@ -82,4 +82,4 @@ def test_plan_details():
     structured = plan_for(space, {"quantize": "int8", "prune": "2:4"}, 0, epochs=1, seed=7)
     assert structured.recipe["stages"] == [{"type": "prune", "config": {"structure": "2:4", "schedule": "constant"}}]
     distilled = plan_for(space, {"quantize": "int8", "distill": 0.25}, 0, epochs=1, seed=7)
-    assert distilled.recipe["stages"] == [{"type": "distill", "config": {"width": 0.25, "epochs": 8}}]
+    assert distilled.recipe["stages"] == [{"type": "distill", "config": {"width": 0.25, "epochs": 25}}]
