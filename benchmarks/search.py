@@ -71,9 +71,9 @@ def search(folder: Path, name: str, **kwargs):
                 kwargs.update(ray=address, trial_cpus=1)
             result = optimize(demo=True, out=out, storage=f"sqlite:///{folder / name}.study.db",
                               progress=False, **kwargs)
-    except LimitError as exc:                       # no trial passed: the results are written all the same
+    except LimitError as exc:      # no trial passed, or the pick exported again broke a limit: the trials stand
         print(f"{name}: {exc}", file=sys.stderr)
-        result = None
+        result = getattr(exc, "result", None)
     print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return result
 

@@ -58,6 +58,45 @@ def signals_raise():
 
 
 @contextlib.contextmanager
+def signals_deferred():
+    """A SIGINT or SIGTERM arriving inside the block is held until it ends, then handled as it would have been.
+
+    For a few lines that must not be cut halfway: starting a child process and recording it (a Ctrl-C while
+    `subprocess.Popen` returns would leave a child nobody kills). Outside the main thread it does nothing.
+
+    Example:
+        >>> def handler(signum, frame):
+        ...     raise RuntimeError(f"signal {signum}")
+        >>> saved = signal.signal(signal.SIGTERM, handler)
+        >>> with signals_deferred():
+        ...     os.kill(os.getpid(), signal.SIGTERM)
+        ...     held = "still running"
+        Traceback (most recent call last):
+        ...
+        RuntimeError: signal 15
+        >>> held, signal.signal(signal.SIGTERM, saved) is handler
+        ('still running', True)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: got.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if got:
+            handler = previous[got[0]]
+            if callable(handler):
+                handler(got[0], None)               # raises, as it would have (KeyboardInterrupt, Terminated)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), got[0])
+
+
+@contextlib.contextmanager
 def _private_tempdir():
     parent = tempfile.gettempdir()
     tmp = tempfile.mkdtemp(prefix="edgex-run-", dir=parent)

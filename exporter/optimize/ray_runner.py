@@ -2,12 +2,17 @@
 
 The driver (the `edgex optimize` process) keeps Optuna's ask and tell; each trial of a round is one
 `ray.remote(num_cpus=trial_cpus)` task calling `exporter.optimize.trial.run_trial(job, plan)` in a Ray
-worker process (its TensorFlow given as many threads: `thread_env`), with the job shipped once per round
-(`ray.put`). A round asks `cluster CPUs // trial_cpus` trials by default (`--batch`), so every CPU is busy.
-Tasks are not retried (`max_retries=0`): a worker that dies (out of memory, a native crash) gives a failed
-trial, not a second run. Ray tasks:
+worker process, with the job shipped once per round (`ray.put`). A round asks `cluster CPUs // trial_cpus`
+trials by default (`--batch`), so every CPU is busy. Tasks are not retried (`max_retries=0`): a worker that
+dies (out of memory, a native crash) gives a failed trial, not a second run. Ray tasks:
 https://docs.ray.io/en/latest/ray-core/tasks.html; connecting a driver:
 https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
+
+A worker's TensorFlow keeps its default thread pools (every core of its node), as the driver's does, so a
+trial computes the same floats in a worker as in-process on the same machine. Limiting it to `--trial-cpus`
+threads (`TF_NUM_INTRAOP_THREADS`) was tried: 2 trials side by side then contend less, but the sums run in
+another order, and the pick exported again on the driver drifted (one trial: within the 1-point limit in its
+1-thread worker, 1.11 pt over it on the driver).
 
 Workers import edgex like the driver: this machine's workers get `PYTHONPATH=<the driver's source
 root>` and `TF_USE_LEGACY_KERAS=1` through the job's runtime environment; other machines need edgex
@@ -89,20 +94,6 @@ def _runtime_env() -> dict:
     return {"env_vars": env}
 
 
-def thread_env(trial_cpus: int) -> dict:
-    """A trial task's TensorFlow thread pools sized to the CPUs Ray gave it (`--trial-cpus`).
-
-    TensorFlow sizes its pools to every core of the machine by default, so one task "of 1 CPU" would
-    spread over all of them and tasks side by side would contend; TensorFlow reads these variables when
-    it starts in the worker. Ray merges a task's env_vars into the job's.
-
-    Example:
-        >>> thread_env(2)
-        {'TF_NUM_INTRAOP_THREADS': '2', 'TF_NUM_INTEROP_THREADS': '2'}
-    """
-    return {"TF_NUM_INTRAOP_THREADS": str(trial_cpus), "TF_NUM_INTEROP_THREADS": str(trial_cpus)}
-
-
 def _connect(address: str) -> None:
     """`ray.init` as a driver of the cluster at `address`, keeping edgex's SIGTERM handling (exit 143).
 
@@ -134,7 +125,7 @@ def trial_task(job, plan: TrialPlan) -> TrialResult:
     result = run_trial(job, plan)
     context = ray.get_runtime_context()
     result.worker = {**result.worker, "kind": "ray", "pid": os.getpid(), "host": socket.gethostname(),
-                     "node": context.get_node_id(), "tf_threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}
+                     "node": context.get_node_id()}
     return result
 
 
@@ -152,8 +143,7 @@ class RayRunner(Runner):
             if self.address != "auto":
                 _reachable(self.address)
             _connect(self.address)
-        self._task = ray.remote(num_cpus=trial_cpus, max_retries=0,
-                                runtime_env={"env_vars": thread_env(trial_cpus)})(trial_task)
+        self._task = ray.remote(num_cpus=trial_cpus, max_retries=0)(trial_task)
         self._check_cpus()
 
     def _check_cpus(self) -> None:

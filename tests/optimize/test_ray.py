@@ -4,8 +4,8 @@ and give the in-process run's results for the same seed.
 The comparison is with the first trials of the shared in-process run (`optimize_run`, batch 1), while Ray asks
 2 per round (the cluster's CPUs): the first 10 trials of TPE are its seeded random start-up samples, drawn in
 trial order whatever the batch, so the parameters must be equal. Training is seeded; sizes must be equal too.
-Accuracy may differ by a little: the Ray workers' TensorFlow runs with one thread (`--trial-cpus` 1; the
-in-process run uses every core), which changes the order of float sums; allowed: 1 point.
+Accuracy may differ by a little: the Ray workers' TensorFlow runs with other thread counts (Ray sets
+OMP_NUM_THREADS to the task's CPUs), which changes the order of float sums; allowed: 1 point.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ def test_trials_run_in_ray_workers_and_match_in_process(ray_head, optimize_run, 
         ran = result.trials[trial.worker["of"]] if trial.worker["kind"] == "repeat" else trial
         assert ran.worker["kind"] == "ray" and ran.worker["node"], ran.worker
         assert ran.worker["pid"] != os.getpid()
-        assert ran.worker["tf_threads"] == "1"              # TensorFlow's pools sized to --trial-cpus
     local = optimize_run.result
     for ray_trial in result.trials:
         here = local.trials[ray_trial.number]

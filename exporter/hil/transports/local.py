@@ -33,6 +33,7 @@ from pathlib import Path
 
 from exporter.errors import DeviceError
 from exporter.hil.transports.base import HostTransport, TransportOptions, register
+from exporter.session import signals_deferred
 
 MAX_STREAM_BYTES = 2 << 20   # stdout/stderr kept per stream; the rest is read and dropped
 
@@ -113,17 +114,22 @@ class LocalTransport(HostTransport):
         Raises:
             DeviceError: the command cannot start, or timed out.
         """
+        out, err, proc = bytearray(), bytearray(), None
         try:
-            proc = subprocess.Popen(argv, cwd=self._workdir(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            with signals_deferred():      # a Ctrl-C as Popen returns would leave the child running, unknown
+                proc = subprocess.Popen(argv, cwd=self._workdir(), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                readers = [threading.Thread(target=_drain, args=(stream, sink, MAX_STREAM_BYTES), daemon=True)
+                           for stream, sink in ((proc.stdout, out), (proc.stderr, err))]
         except OSError as exc:
             raise DeviceError(f"local device: cannot run {argv[0]!r}: {exc.strerror or exc}") from None
-        out, err = bytearray(), bytearray()
-        readers = [threading.Thread(target=_drain, args=(stream, sink, MAX_STREAM_BYTES), daemon=True)
-                   for stream, sink in ((proc.stdout, out), (proc.stderr, err))]
-        for reader in readers:
-            reader.start()
+        except BaseException:
+            if proc is not None:
+                kill_group(proc)
+            raise
         try:
+            for reader in readers:      # Thread.start waits for the thread: long on a busy machine
+                reader.start()
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"local device: {Path(argv[0]).name} {' '.join(argv[1:2])} timed out after "
@@ -132,7 +138,8 @@ class LocalTransport(HostTransport):
             kill_group(proc)
             deadline = time.monotonic() + 5
             for reader, stream in zip(readers, (proc.stdout, proc.stderr)):
-                reader.join(timeout=max(0.0, deadline - time.monotonic()))
+                if reader.ident is not None:                # started
+                    reader.join(timeout=max(0.0, deadline - time.monotonic()))
                 if not reader.is_alive():
                     stream.close()
         return proc.returncode, bytes(out), bytes(err)
