@@ -251,6 +251,7 @@ class StageOptions:
     student: str | None
     distill_mode: str | None
     skip_layers: tuple[str, ...]
+    float_layers: tuple[str, ...]
 
     def recipe_for(self, training: TrainingOptions):
         """The recipe to give `exporter.export`: one built from the flags, the --recipe path, or None.
@@ -265,7 +266,8 @@ class StageOptions:
         flags = recipe_from_flags(prune=self.prune, prune_structured=self.prune_structured, sparsify=self.sparsify,
                                   cluster=self.cluster, qat=self.qat, weight_bits=self.weight_bits,
                                   distill=self.distill, student=self.student, distill_mode=self.distill_mode,
-                                  training=training.overrides(), skip_layers=self.skip_layers)
+                                  training=training.overrides(), skip_layers=self.skip_layers,
+                                  float_layers=self.float_layers)
         if flags is not None and self.recipe is not None:
             raise UsageError("give either --recipe or stage flags (--prune, --cluster, ...), not both")
         return flags if flags is not None else self.recipe
@@ -284,4 +286,6 @@ stage_options = option_group(
     click.option("--student", help="Distil into this student model (.keras)."),
     click.option("--distill-mode", type=click.Choice(["soft", "hard"]), help="Soft (KL on logits) or hard labels."),
     click.option("--skip-layer", "skip_layers", multiple=True, metavar="NAME", help="Leave this layer alone."),
+    click.option("--float-layer", "float_layers", multiple=True, metavar="NAME",
+                 help="int8 on android, linux: keep this layer's ops in float (repeatable)."),
 )

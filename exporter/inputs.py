@@ -141,12 +141,15 @@ def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
         UsageError: `quantize` or stages with a .tflite, a mode the profile refuses, a stage the
             profile or mode cannot take (or that fine-tunes a model with several outputs), an unknown
             `label_output`, dynamic input dims without a fitting `input_shapes` (exporter/input_shapes.py), or
-            `sparse_encoding="on"` where it cannot apply (exporter/sparse/decision.py).
+            `sparse_encoding="on"` where it cannot apply (exporter/sparse/decision.py), or the recipe's
+            `float_layers` where they cannot apply (exporter/stages/float_layers.py `check_request`).
+        ConfigError: a name in the recipe's `float_layers` that no layer of the model has.
         PreflightError: a .tflite with dynamic input dims for a target that needs static shapes.
     """
     from exporter.input_shapes import for_export
     from exporter.model_io import load_model
     from exporter.sparse.decision import check as sparse_check
+    from exporter.stages.float_layers import check_request as float_check
 
     if loaded is None:
         loaded = load_model(request.sources.model, trust_model=request.sources.trust_model)
@@ -157,6 +160,7 @@ def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
         raise UsageError("compression stages need a Keras model; a .tflite is bundled as it is")
     mode = None if is_tflite else policy.resolve(request.quantize or request.recipe.quantize)
     sparse_check(request, mode, is_tflite)            # sparse encoding `on` where it cannot apply (exporter/sparse/)
+    float_check(request, mode, loaded.model)          # float_layers where they cannot apply (stages/float_layers.py)
     previous = []
     for stage in request.stages:
         stage.check_profile(request.profile, mode, previous)

@@ -95,6 +95,8 @@ OPTIONS: dict[str, Spelling] = {
     # CLI shorthands for parts of a recipe (exporter/recipe.py `recipe_from_flags`)
     "skip_layers": Spelling("--skip-layer", "skip_layers={} in the recipe", bare="the recipe's skip_layers",
                             repeat=True),
+    "float_layers": Spelling("--float-layer", "float_layers={} in the recipe", bare="the recipe's float_layers",
+                             repeat=True),
     "student": Spelling("--student", "the distill stage's student"),
     "distill": Spelling("--distill WIDTH", "the distill stage's width"),
     # `edgex hil run` / exporter.hil.runner.hil_run (exporter/hil/cli.py)

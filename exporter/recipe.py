@@ -11,6 +11,7 @@ Example YAML:
     sparse_encoding: auto          # android, linux: TFLite's sparse encoding of pruned weights (exporter/sparse/)
     training: {epochs: 3, learning_rate: 0.0005}
     skip_layers: []
+    float_layers: [probs]          # android, linux, int8: ops kept float (exporter/stages/float_layers.py)
     stages:
       - {type: prune, config: {sparsity: 0.8}}
       - {type: cluster, config: {clusters: 16}}
@@ -50,6 +51,8 @@ class Recipe(BaseModel):
     stages: tuple[StageSpec, ...] = Field((), description="stages, in order")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="fine-tuning settings")
     skip_layers: tuple[str, ...] = Field((), description="layer names every stage leaves alone")
+    float_layers: tuple[str, ...] = Field((), description="int8 on android and linux: names of layers whose ops stay "
+                                          "float32 in the int8 model (exporter/stages/float_layers.py)")
     quantize: QuantMode | None = Field(None, description="conversion mode; default: the profile's preferred")
     sparse_encoding: Literal["auto", "on", "off"] | None = Field(
         None, description="TFLite's sparse encoding of pruned weights (android, linux; exporter/sparse/); default auto")
@@ -172,7 +175,7 @@ def _distill_stages(distill, student, distill_mode, training: dict) -> list[dict
 
 def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, cluster=None, qat=False,
                       weight_bits=None, distill=None, student=None, distill_mode=None, training=None,
-                      skip_layers=(), quantize=None) -> Recipe | None:
+                      skip_layers=(), float_layers=(), quantize=None) -> Recipe | None:
     """Build a recipe from CLI shorthands; None when no stage flag was given.
 
     Args:
@@ -187,6 +190,7 @@ def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, clust
         distill_mode: "soft" or "hard".
         training: dict of TrainingConfig overrides.
         skip_layers: layer names to leave alone.
+        float_layers: layer names to keep in float in an int8 model (`--float-layer`).
         quantize: conversion mode.
 
     Returns:
@@ -216,7 +220,7 @@ def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, clust
         stages.append({"type": "qat", "config": {}})
     if weight_bits:
         stages.append({"type": "lowbit", "config": {"bits": int(weight_bits)}})
-    if not stages and not training and not skip_layers:
+    if not stages and not training and not skip_layers and not float_layers:
         return None
     return _validate({"stages": stages, "training": training or {}, "skip_layers": list(skip_layers),
-                      "quantize": quantize}, "command line")
+                      "float_layers": list(float_layers), "quantize": quantize}, "command line")

@@ -216,13 +216,14 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
     from exporter.input_shapes import converted_notes
     from exporter.inputs import fixed_shapes
     from exporter.stages.convert import ConvertConfig, convert
+    from exporter.stages.float_layers import float_notes
 
     policy, mode, sig = request.policy, inputs.mode, inputs.signature      # names: the signature's (io_names.py)
     config = ConvertConfig(mode=mode, io_dtype=policy.io_dtype(mode),
                            min_calibration_samples=policy.min_calibration_samples,
                            input_shape=inputs.shape if inputs.input_shapes else None,   # dynamic dims fixed
                            input_shapes=fixed_shapes(inputs), input_names=sig.input_names,
-                           output_names=sig.output_names)
+                           output_names=sig.output_names, float_layers=request.recipe.float_layers)
     calib_x = None if inputs.calib is None else inputs.calib.x
     records, notes, converted = [], [], None
     if request.stages:
@@ -230,7 +231,7 @@ def build(request: ExportRequest, inputs: Inputs) -> Built:
     else:
         progress_mod.status(f"converting to TFLite ({mode}) for {request.profile.name}")
         tflite = convert(inputs.loaded.model, config, calib=calib_x)
-    notes += converted_notes(inputs.loaded, inputs.input_shapes)
+    notes += converted_notes(inputs.loaded, inputs.input_shapes) + float_notes(tflite, config)
     return Built(tflite, Graph.from_bytes(tflite), mode, records, notes, converted, config=config)
 
 

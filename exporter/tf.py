@@ -65,6 +65,18 @@ def tfmot():
     return mot
 
 
+@functools.cache
+def mlir_quantize():
+    """Return TFLite's MLIR quantizer (`tensorflow.lite.python.convert.mlir_quantize`).
+
+    The converter and TF's quantization debugger call it on a calibrated model; exporter/stages/float_layers.py too.
+    """
+    tensorflow()
+    from tensorflow.lite.python.convert import mlir_quantize as quantize
+
+    return quantize
+
+
 def litert_interpreter_class():
     """Return LiteRT's `Interpreter` class (ai-edge-litert; no TensorFlow import)."""
     from ai_edge_litert.interpreter import Interpreter

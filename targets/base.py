@@ -190,6 +190,10 @@ class Target(ABC):
     sparse_tensors: ClassVar[bool] = False
     """Whether the device's runtime reads TFLite sparse tensors, so an export may store pruned weights sparse
     (exporter/sparse/): True for LiteRT on a CPU (targets/cpu.py)."""
+    float_layers: ClassVar[bool] = False
+    """Whether the device's runtime runs an int8 model with some layers left in float (the recipe's float_layers,
+    exporter/stages/float_layers.py): True for LiteRT on a CPU (targets/cpu.py); False where the int8 model runs
+    whole on int8 kernels (TFLM on a microcontroller, Vela's NPU program, the Edge TPU)."""
     static_shapes: ClassVar[str | None] = None
     """Why the device's runtime needs static input shapes (a .tflite with dynamic input dims is refused); None: it
     resizes inputs, as LiteRT does."""

@@ -24,6 +24,9 @@ class CpuTarget(Target):
     # LiteRT reads TFLite sparse tensors (DENSIFY, sparse FULLY_CONNECTED kernels): pruned weights may be stored
     # sparse (exporter/sparse/); the report then has the dense model's size and host latency beside them.
     sparse_tensors = True
+    # LiteRT has float and int8 kernels for the same ops and DEQUANTIZE/QUANTIZE between them: an int8 model may keep
+    # its most sensitive layers in float (the recipe's float_layers, exporter/stages/float_layers.py).
+    float_layers = True
 
     def latency_threads(self, profile) -> int:
         """The profile's `threads`: LiteRT splits each op's work over that many threads on the device."""

@@ -57,6 +57,7 @@ def test_every_python_spelling_names_what_the_caller_sets():
     parameters = {**inspect.signature(exporter.export).parameters, **inspect.signature(optimize).parameters}
     distill = get_stage("distill").Config.model_fields
     elsewhere = {"skip_layers": ("the recipe's skip_layers", "skip_layers", Recipe.model_fields),
+                 "float_layers": ("the recipe's float_layers", "float_layers", Recipe.model_fields),
                  "require_compiled": ('target_options={"require_compiled": True}', "require_compiled",
                                       get_target("edgetpu").Options.model_fields),
                  "compress": ('target_options={"compress": False}', "compress",

@@ -39,6 +39,8 @@ stages:
     ("stages: [{type: cluster, config: {clusters: 8}}, {type: cluster, config: {clusters: 4}}]\n", "2 times"),
     ("stages: [{type: qat}, {type: lowbit, config: {bits: 4}}]\n", "both quantize"),
     ("training: {epochs: 0}\n", "training.epochs"),
+    ("float_layers: probs\n", "float_layers"),
+    ("float_layers: [{probs: true}]\n", "float_layers.0"),
     ("stages: !!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
 ])
 def test_bad_recipes_name_the_problem(tmp_path, text, message):
@@ -56,6 +58,8 @@ def test_flags_build_the_documented_combinations():
     assert recipe_from_flags(sparsify="L1").stages[0].type == "sparsify"
     assert recipe_from_flags(weight_bits="1").stages[0].config == {"bits": 1}
     assert recipe_from_flags() is None
+    floats = recipe_from_flags(float_layers=("probs", "conv2d"))
+    assert floats.float_layers == ("probs", "conv2d") and floats.stages == () and floats.quantize is None
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -122,7 +122,7 @@ def _setup(job, space) -> dict:
     from exporter.limits import LIMITS
     from exporter.optimize.objectives import objectives_for
     from exporter.optimize.sensitivity import job_inputs, model_info, sensitivity
-    from exporter.optimize.space import SearchSpace, default_space, load_space
+    from exporter.optimize.space import SearchSpace, check_float_layers, default_space, load_space
 
     inputs, request = job_inputs(job)
     if inputs.is_tflite:
@@ -138,6 +138,8 @@ def _setup(job, space) -> dict:
         chosen = _space_from_dict(space, chosen, SearchSpace)
     elif space is not None:
         chosen = load_space(space, chosen)
+    origin = "space" if space is None or isinstance(space, dict) else str(space)
+    check_float_layers(chosen, request.target, [layer.name for layer in model.layers], origin)
     return {"profile": profile, "objectives": objectives_for(profile, job.has_labels), "sensitivity": rows,
             "limits": [name for name in LIMITS if getattr(profile.limits, name, None) is not None],
             "space": chosen}

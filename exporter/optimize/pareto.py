@@ -94,12 +94,14 @@ def closest(results: list[TrialResult], objectives: list) -> tuple[TrialResult |
 
 
 def recipe_summary(plan: TrialPlan | dict | None) -> str:
-    """A trial's recipe in one line: "prune 0.8 · cluster 16 · qat · int8 · skip conv2d"; "?" without a plan.
+    """A trial's recipe in one line: "prune 0.8 · int8 · skip conv2d · float probs"; "?" without a plan.
 
     Example:
         >>> recipe_summary(TrialPlan(0, {}, {"stages": [{"type": "prune", "config": {"sparsity": 0.8}},
         ...                                             {"type": "qat"}]}, "int8", {"compress": False}))
         'prune 0.8 · qat · int8 · compress off'
+        >>> recipe_summary(TrialPlan(1, {}, {"stages": [], "float_layers": ["probs", "conv2d"]}, "int8", {}))
+        'int8 · float probs, conv2d'
     """
     if plan is None:
         return "?"
@@ -116,6 +118,8 @@ def recipe_summary(plan: TrialPlan | dict | None) -> str:
     parts += [f"{name} {'on' if value else 'off'}" if isinstance(value, bool) else f"{name} {value}"
               for name, value in sorted(plan.target_options.items())]
     parts += [f"skip {', '.join(skipped)}"] if skipped else []
+    floats = plan.recipe.get("float_layers") or []
+    parts += [f"float {', '.join(floats)}"] if floats else []
     return " · ".join(parts) or "no stages"
 
 

@@ -17,6 +17,8 @@ cannot matter, so Optuna never sees a value that changes nothing):
     qat            quantization-aware training on/off; int8 with 8-bit weights only (both quantize weights).
     compress       TFLM weight compression (microcontroller target option).
     skip:<layer>   leave this sensitive layer out of pruning and clustering (when either runs).
+    float:<layer>  keep this sensitive layer in float in the int8 model (int8 without qat, on targets whose
+                   runtime mixes float and int8 ops: `Target.float_layers`, android and linux).
 
 Not searched: int16x8 activations (TFLite's 16x8 mode) are not an edgex conversion mode (`QuantMode`:
 float32, float16, dynamic, int8), so no target can offer them here.
@@ -25,13 +27,20 @@ Example:
     >>> from exporter.profile import load_profile
     >>> space = default_space(load_profile("arduino-nano-33-ble"), None, has_train=True,
     ...                       sensitivity=[{"layer": "dense"}, {"layer": "probs"}])
-    >>> space.quantize, space.compress, space.skip_layers
-    (('int8',), (True,), ('dense', 'probs'))
+    >>> space.quantize, space.compress, space.skip_layers, space.float_layers    # no float layers on an MCU
+    (('int8',), (True,), ('dense', 'probs'), ())
     >>> plan = plan_for(space, {"quantize": "int8", "prune": 0.8, "cluster": 16, "weight_bits": 8, "qat": True,
     ...                         "skip:dense": True}, number=0, epochs=1, seed=7)
     >>> [(s["type"], s["config"]) for s in plan.recipe["stages"]]  # doctest: +NORMALIZE_WHITESPACE
     [('prune', {'sparsity': 0.8, 'skip_layers': ['dense']}),
      ('cluster', {'clusters': 16, 'per_channel': 'auto', 'skip_layers': ['dense']}), ('qat', {})]
+    >>> phone = default_space(load_profile("android-arm64-midrange"), None, has_train=False,
+    ...                       sensitivity=[{"layer": "dense"}, {"layer": "probs"}])
+    >>> phone.float_layers
+    ('dense', 'probs')
+    >>> plan_for(phone, {"quantize": "int8", "float:dense": False, "float:probs": True}, number=1, epochs=1,
+    ...          seed=7).recipe["float_layers"]
+    ['probs']
 """
 from __future__ import annotations
 
@@ -57,8 +66,9 @@ costs accuracy next to unstructured sparsity of the same share. A --space file c
 COMPRESS_TARGETS = {"microcontroller"}
 """Targets whose `compress` option (TFLM weight compression) a trial sets."""
 SKIP_PREFIX = "skip:"
+FLOAT_PREFIX = "float:"
 TOP_K = 3
-"""How many of the most sensitive layers get a skip:<layer> choice by default."""
+"""How many of the most sensitive layers get a skip:<layer> (and, where allowed, a float:<layer>) choice by default."""
 
 
 class SearchSpace(BaseModel):
@@ -82,6 +92,9 @@ class SearchSpace(BaseModel):
     compress: tuple[bool, ...] = Field((), description="TFLM weight compression (microcontroller); empty: not set")
     skip_layers: tuple[str, ...] = Field(
         (), description="layers that each get a skip:<layer> choice: left out of pruning and clustering")
+    float_layers: tuple[str, ...] = Field(
+        (), description="layers that each get a float:<layer> choice: kept in float in an int8 model (android, "
+                        "linux: targets whose runtime mixes float and int8 ops)")
 
     @field_validator("distill", "prune", "cluster", mode="before")
     @classmethod
@@ -113,7 +126,7 @@ class SearchSpace(BaseModel):
                 raise ValueError(f"clusters are 2..256, got {v}")
         return _distinct(value)
 
-    @field_validator("quantize", "weight_bits", "qat", "compress", "skip_layers")
+    @field_validator("quantize", "weight_bits", "qat", "compress", "skip_layers", "float_layers")
     @classmethod
     def _unique(cls, value):
         return _distinct(value)
@@ -143,19 +156,24 @@ def default_space(profile, model_info, has_train: bool, sensitivity: list | None
         sensitivity: the rows of `sensitivity.sensitivity` (most sensitive first), or None.
 
     Returns:
-        The SearchSpace: without training data, only the conversion mode (and TFLM compression) is searched.
+        The SearchSpace: without training data, only the conversion mode (and TFLM compression, and float layers)
+        is searched.
     """
+    from targets.base import get_target
+
     quant = profile.quantization
     compress = (True,) if profile.target in COMPRESS_TARGETS else ()
+    top = tuple(row["layer"] for row in (sensitivity or [])[:TOP_K])
+    floats = top if get_target(profile.target).float_layers else ()
     if not has_train:
-        return SearchSpace(quantize=quant.allowed, compress=compress)
+        return SearchSpace(quantize=quant.allowed, compress=compress, float_layers=floats)
     prune = (NONE, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97)
     if profile.target in STRUCTURED_SPARSITY_TARGETS:
         prune = (*prune, "2:4")
     return SearchSpace(
         quantize=quant.allowed, distill=(NONE, 0.25, 0.5, 0.75), prune=prune, cluster=(NONE, 4, 8, 16, 32),
         weight_bits=tuple(sorted(set(quant.weight_bits) | {8}, reverse=True)), qat=(False, True),
-        compress=compress, skip_layers=tuple(row["layer"] for row in (sensitivity or [])[:TOP_K]))
+        compress=compress, skip_layers=top, float_layers=floats)
 
 
 def load_space(path, base: SearchSpace) -> SearchSpace:
@@ -185,6 +203,30 @@ def load_space(path, base: SearchSpace) -> SearchSpace:
         raise ConfigError("invalid search space\n  " + "\n  ".join(validation_lines(exc, str(path)))) from None
 
 
+def check_float_layers(space: SearchSpace, target, layers: list[str], origin: str) -> None:
+    """Refuse a space whose float_layers the target cannot run or the model does not have (before any trial).
+
+    Args:
+        space: the chosen SearchSpace.
+        target: the Target (its `float_layers` says whether its runtime mixes float and int8 ops).
+        layers: the names of the model's layers.
+        origin: where the space came from, for messages (the --space file).
+
+    Raises:
+        ConfigError: naming the target and the targets that allow float layers, or the unknown names (exit 2).
+    """
+    from targets.base import all_targets
+
+    if space.float_layers and not target.float_layers:
+        allowed = ", ".join(t.name for t in all_targets() if t.float_layers)
+        raise ConfigError(f"{origin}: float_layers: target {target.name} runs int8 models whole ({target.runtime}); "
+                          f"float layers are searched on {allowed}")
+    unknown = [name for name in space.float_layers if name not in layers]
+    if unknown:
+        raise ConfigError(f"{origin}: float_layers: no layer named {', '.join(map(repr, unknown))}; the model's "
+                          f"layers: {', '.join(layers)}")
+
+
 def suggest(space: SearchSpace, trial) -> dict:
     """Sample one trial's parameters (Optuna define-by-run: `trial.suggest_categorical`).
 
@@ -206,6 +248,9 @@ def suggest(space: SearchSpace, trial) -> dict:
             params["weight_bits"] = pick("weight_bits", list(space.weight_bits))
         if params.get("weight_bits", 8) == 8 and space.qat != (False,):
             params["qat"] = pick("qat", list(space.qat))
+        if not params.get("qat"):            # a qat model converts with its learned ranges, every layer int8
+            for layer in space.float_layers:
+                params[FLOAT_PREFIX + layer] = pick(FLOAT_PREFIX + layer, [False, True])
     if space.compress:
         params["compress"] = pick("compress", list(space.compress))
     if params.get("prune", NONE) != NONE or params.get("cluster", NONE) != NONE:
@@ -243,6 +288,9 @@ def plan_for(space: SearchSpace, params: dict, number: int, epochs: int, seed: i
     mode = params.get("quantize")
     recipe = {"stages": stages, "training": {"epochs": epochs, "seed": seed, "batch_size": batch_size},
               "quantize": mode}
+    floats = [name[len(FLOAT_PREFIX):] for name, on in params.items() if name.startswith(FLOAT_PREFIX) and on]
+    if floats:
+        recipe["float_layers"] = floats
     options = {"compress": params["compress"]} if "compress" in params else {}
     return TrialPlan(number=number, params=dict(params), recipe=recipe, quantize=mode, target_options=options)
 

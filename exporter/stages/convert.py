@@ -5,7 +5,9 @@ Modes (as in the TFLite post-training quantization guide):
     float16  weights stored as float16.
     dynamic  int8 weights, float activations (dynamic-range quantization).
     int8     full-integer: int8 weights and activations, calibrated on a
-             representative data set, with int8, uint8 or float32 I/O.
+             representative data set, with int8, uint8 or float32 I/O;
+             `float_layers` keeps the named Keras layers' ops in float
+             (exporter/stages/float_layers.py).
 
 `ConvertConfig(sparse=True)` adds `tf.lite.Optimize.EXPERIMENTAL_SPARSITY` to any mode's optimizations: weights
 at least 30 % zeros are stored in TFLite's sparse encoding (exporter/sparse/ decides when, and for which targets).
@@ -32,7 +34,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from exporter import tf as tfmod
 from exporter.errors import ConversionError, DataError
@@ -59,6 +61,14 @@ class ConvertConfig(BaseModel):
                                                  "(several inputs or outputs); default: the model's")
     sparse: bool = Field(False, description="also store sparse weights in TFLite's sparse encoding "
                          "(tf.lite.Optimize.EXPERIMENTAL_SPARSITY; exporter/sparse/)")
+    float_layers: tuple[str, ...] = Field((), description="int8 only: Keras layers whose ops stay float32, the "
+                                          "rest int8 (exporter/stages/float_layers.py); never with `sparse`")
+
+    @model_validator(mode="after")
+    def _float_layers_need_int8(self):
+        if self.float_layers and (self.mode != "int8" or self.sparse):
+            raise ValueError("float_layers needs mode int8 without sparse")
+        return self
 
 
 def _configure(converter, tf, config: ConvertConfig, calib, names: list[str] | None = None):
@@ -108,7 +118,8 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
 
     Raises:
         DataError: too few calibration samples for int8 (never a silent fallback).
-        ConversionError: the converter failed, e.g. on ops TFLite builtins lack (listed).
+        ConversionError: the converter failed, e.g. on ops TFLite builtins lack (listed), or a layer of
+            `float_layers` has no op of its own.
     """
     tf = tfmod.tensorflow()
     names = None
@@ -126,7 +137,13 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
         converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         with quiet_native_stderr():
+            if config.float_layers:
+                from exporter.stages.float_layers import quantize_keeping_float
+
+                return quantize_keeping_float(converter, model, config)
             return bytes(converter.convert())
+    except ConversionError:
+        raise
     except Exception as exc:  # the converter raises many types; all mean "could not convert"
         raise ConversionError(_explain(exc, config.mode)) from exc
 

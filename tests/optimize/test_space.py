@@ -21,6 +21,10 @@ def test_default_space_follows_the_profile():
     assert nano.quantize == ("int8",) and nano.compress == (True,) and nano.skip_layers == ()
     bare = default_space(load_profile("android-arm64-midrange"), None, has_train=False, sensitivity=ROWS)
     assert (bare.distill, bare.prune, bare.cluster, bare.qat) == ((NONE,), (NONE,), (NONE,), (False,))
+    assert android.float_layers == bare.float_layers == ("probs", "conv2d_1", "conv2d")   # no training needed
+    assert default_space(load_profile("raspberry-pi-4"), None, True, ROWS).float_layers == android.float_layers
+    for profile in ("arduino-nano-33-ble", "coral-usb", "corstone-300-u55-128"):               # int8 kernels only
+        assert default_space(load_profile(profile), None, True, ROWS).float_layers == (), profile
 
 
 def test_space_file_narrows_and_is_strict(tmp_path):
@@ -51,7 +55,7 @@ def test_every_sampled_plan_builds_and_fits_the_profile():
     space = SearchSpace(**{**default_space(profile, None, True, ROWS).model_dump(),
                            "prune": (NONE, 0.8, "2:4"), "cluster": (NONE, 2, 16)})
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
-    seen = set()
+    seen, kept_float = set(), set()
     for number in range(200):
         params = suggest(space, study.ask())
         plan = plan_for(space, params, number, epochs=1, seed=7)
@@ -65,8 +69,39 @@ def test_every_sampled_plan_builds_and_fits_the_profile():
             assert "qat" not in params and "weight_bits" not in params
         if params.get("weight_bits", 8) != 8:
             assert "qat" not in params and "lowbit" in names
+        floats = [name for name in params if name.startswith("float:")]
+        if params["quantize"] != "int8" or params.get("qat"):                # float layers cannot matter
+            assert floats == [] and "float_layers" not in plan.recipe
+        else:
+            assert floats == ["float:probs", "float:conv2d_1", "float:conv2d"]
+            assert plan.recipe.get("float_layers", []) == [name[6:] for name in floats if params[name]]
         seen.update(names)
+        kept_float.update(plan.recipe.get("float_layers", []))
     assert seen == {"distill", "prune", "cluster", "qat", "lowbit"}
+    assert kept_float == {"probs", "conv2d_1", "conv2d"}
+
+
+def test_float_layers_from_a_space_file_and_where_they_are_refused(tmp_path):
+    from exporter.optimize.space import check_float_layers
+    from targets.base import get_target
+
+    layers = ["conv2d", "conv2d_1", "max_pooling2d", "flatten", "dense", "probs"]
+    base = default_space(load_profile("android-arm64-midrange"), None, has_train=True, sensitivity=ROWS)
+    path = tmp_path / "space.yaml"
+    path.write_text("float_layers: [dense]\n")
+    space = load_space(path, base)
+    assert space.float_layers == ("dense",) and space.skip_layers == base.skip_layers
+    check_float_layers(space, get_target("android"), layers, str(path))          # fine on android
+    plan = plan_for(space, {"quantize": "int8", "float:dense": True}, 0, epochs=1, seed=7)
+    assert plan.recipe["float_layers"] == ["dense"] and plan.recipe["stages"] == []
+    with pytest.raises(ConfigError, match="target microcontroller runs int8 models whole .*searched on android, linux"):
+        check_float_layers(space, get_target("microcontroller"), layers, str(path))
+    path.write_text("float_layers: [dens]\n")
+    with pytest.raises(ConfigError, match="float_layers: no layer named 'dens'; the model's layers: conv2d,"):
+        check_float_layers(load_space(path, base), get_target("linux"), layers, str(path))
+    path.write_text("float_layers: [dense, dense]\n")
+    with pytest.raises(ConfigError, match="more than once"):
+        load_space(path, base)
 
 
 def test_plan_details():

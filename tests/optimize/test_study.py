@@ -177,7 +177,7 @@ def test_a_trial_with_the_parameters_of_an_earlier_one_is_not_run_again(demo, tm
     import exporter
 
     plain = {"quantize": ["int8"], "distill": ["none"], "prune": ["none"], "cluster": ["none"], "qat": [False],
-             "weight_bits": [8], "skip_layers": []}
+             "weight_bits": [8], "skip_layers": [], "float_layers": []}
     result = exporter.optimize(demo=True, target="android", trials=2, out=tmp_path / "opt", space=plain,
                                progress=False)
     first, second = result.trials
