@@ -207,6 +207,7 @@ def _round(opened, runner, job, setup: dict, earlier: tuple, count: int, advance
     from exporter.optimize.space import plan_for, suggest
     from exporter.optimize.study import discard, tell
     from exporter.optimize.trial import prune_rule
+    from exporter.session import signals_deferred
 
     results, old_plans = earlier
     space, rule = setup["space"], prune_rule(results, WARMUP_STAGES * job.epochs)
@@ -218,7 +219,8 @@ def _round(opened, runner, job, setup: dict, earlier: tuple, count: int, advance
 
     try:
         for _ in range(count):
-            asked.append(opened.ask())          # kept at once: a Ctrl-C from here on marks it failed
+            with signals_deferred():            # a Ctrl-C inside ask() waits until the trial is kept: then it
+                asked.append(opened.ask())      # is marked failed, never left RUNNING in the study
             plan = plan_for(space, suggest(space, asked[-1]), asked[-1].number, job.epochs, job.seed, job.batch_size)
             plan.prune_below = dict(rule)
             plans.append(plan)
