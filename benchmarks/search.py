@@ -159,8 +159,9 @@ def ray_speedup(folder: Path, trials: int, epochs: int, batch: int) -> list[str]
     """Part 3: the same trials (seed 7, the same batch) with 1 Ray worker and with 2; the wall-clock ratio.
 
     All of a round's trials are submitted at once and Ray starts the next as a worker frees; a round ends with
-    its slowest trial. Measured here on 12 trials: 1.60x and 1.54x with batch 2, 1.42x with batch 4 (a
-    different set of trials, two of them repeats that cost nothing).
+    its slowest trial. Measured here on 12 trials: 1.58x with batch 2 (today's space); with the earlier space
+    (students trained 8 epochs) 1.60x and 1.54x with batch 2, 1.42x with batch 4 (a different set of trials,
+    two of them repeats that cost nothing).
     """
     from exporter.optimize.local_head import local_ray_head
 
