@@ -90,6 +90,7 @@ def android(folder: Path, trials: int, epochs: int, hand_picked: bool) -> list[s
     if result is None:
         return lines + ["android: no trial passed every limit"]
     lines.append(f"android: {result.counts()} in {result.seconds:.0f} s")
+    lines += failures("android", result)
     near = [t for t in result.trials if t.feasible and drop(t) is not None and drop(t) <= 1.0]
     if near:
         best = min(near, key=lambda t: figure(t, "gzip_size"))
@@ -144,7 +145,15 @@ def nano(folder: Path, trials: int, epochs: int) -> list[str]:
         best = min(passing, key=lambda t: figure(t, "model_flash"))
         flash = figure(best, "model_flash")
         lines.append(_row_mcu(best, result, flash, plain_flash))
-    return lines + [f"{MCU}: {result.counts()} in {result.seconds:.0f} s"]
+    return lines + [f"{MCU}: {result.counts()} in {result.seconds:.0f} s"] + failures(MCU, result)
+
+
+def failures(name: str, result) -> list[str]:
+    """One line per failed trial, with its error (a failed trial may be a bug: it is never hidden)."""
+    from exporter.optimize.pareto import recipe_summary
+
+    return [f"{name}: trial {t.number} failed ({recipe_summary(result.plans.get(t.number))}): {t.error}"
+            for t in result.trials if t.state == "failed"]
 
 
 def _row_mcu(trial, result, flash: float, plain_flash: float) -> str:
