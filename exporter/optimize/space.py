@@ -215,12 +215,11 @@ def check_float_layers(space: SearchSpace, target, layers: list[str], origin: st
     Raises:
         ConfigError: naming the target and the targets that allow float layers, or the unknown names (exit 2).
     """
-    from targets.base import all_targets
+    from exporter.stages.float_layers import float_targets
 
     if space.float_layers and not target.float_layers:
-        allowed = ", ".join(t.name for t in all_targets() if t.float_layers)
         raise ConfigError(f"{origin}: float_layers: target {target.name} runs int8 models whole ({target.runtime}); "
-                          f"float layers are searched on {allowed}")
+                          f"float layers are searched on {float_targets()}")
     unknown = [name for name in space.float_layers if name not in layers]
     if unknown:
         raise ConfigError(f"{origin}: float_layers: no layer named {', '.join(map(repr, unknown))}; the model's "

@@ -40,7 +40,7 @@ from exporter.analysis.graph import Graph
 from exporter.errors import ConfigError, ConversionError, UsageError
 from exporter.option_names import option
 
-__all__ = ["check_request", "float_notes", "float_ops", "layer_nodes", "quantize_keeping_float"]
+__all__ = ["check_request", "float_notes", "float_ops", "float_targets", "layer_nodes", "quantize_keeping_float"]
 
 _BOUNDARY = ("QUANTIZE", "DEQUANTIZE")
 
@@ -125,8 +125,7 @@ def _check_kept(tflite: bytes, nodes: dict[str, list[str]]) -> None:
     Seen with tensorflow 2.21: MAX_POOL_2D stays int8 when denylisted.
     """
     graph = Graph.from_bytes(tflite)
-    floats = [graph.tensors[i].name for op in graph.ops if op.compute_dtype == "float32" and op.name not in _BOUNDARY
-              for i in op.outputs]
+    floats = [graph.tensors[i].name for op in _float_ops(graph) for i in op.outputs]
     kept = [layer for layer, names in nodes.items() if not any(f.startswith(n) for f in floats for n in names)]
     if kept:
         raise ConversionError(f"{option('float_layers', kept)}: the int8 quantizer did not keep "
@@ -134,9 +133,21 @@ def _check_kept(tflite: bytes, nodes: dict[str, list[str]]) -> None:
                               "whatever it is told); name a layer with weights (Conv2D, Dense, ...)")
 
 
+def _float_ops(graph: Graph) -> list:
+    """The ops of `graph` that compute in float32, in graph order (QUANTIZE and DEQUANTIZE left out)."""
+    return [op for op in graph.ops if op.compute_dtype == "float32" and op.name not in _BOUNDARY]
+
+
 def float_ops(graph: Graph) -> list[str]:
-    """The ops of an int8 model that compute in float32, in graph order (QUANTIZE and DEQUANTIZE left out)."""
-    return [op.name for op in graph.ops if op.compute_dtype == "float32" and op.name not in _BOUNDARY]
+    """The names of the float32 ops of an int8 model, in graph order (QUANTIZE and DEQUANTIZE left out)."""
+    return [op.name for op in _float_ops(graph)]
+
+
+def float_targets() -> str:
+    """The targets whose runtime mixes float and int8 ops (`Target.float_layers`), for messages: "android, linux"."""
+    from targets.base import all_targets
+
+    return ", ".join(t.name for t in all_targets() if t.float_layers)
 
 
 def float_notes(tflite: bytes, config) -> list[str]:
@@ -162,8 +173,6 @@ def check_request(request, mode: str | None, model) -> None:
             mode other than int8, or a qat stage (a QAT model is converted with the ranges it learned, whole).
         ConfigError: a name no layer of the model has, listing the model's layers.
     """
-    from targets.base import all_targets
-
     names = list(request.recipe.float_layers)
     if not names:
         return
@@ -171,9 +180,8 @@ def check_request(request, mode: str | None, model) -> None:
     if model is None:
         raise UsageError(f"{spelled}: a .tflite is bundled as it is; float layers apply to Keras models")
     if not target.float_layers:
-        allowed = ", ".join(t.name for t in all_targets() if t.float_layers)
         raise UsageError(f"{spelled}: target {target.name} runs int8 models whole ({target.runtime}); keeping layers "
-                         f"in float works on targets whose runtime mixes float and int8 ops: {allowed}")
+                         f"in float works on targets whose runtime mixes float and int8 ops: {float_targets()}")
     if mode != "int8":
         raise UsageError(f"{spelled}: float layers are kept in an int8 model; this export is {mode} "
                          f"({option('quantize', 'int8')} for int8)")
