@@ -30,6 +30,7 @@ from exporter.manifest import (HIL_DIR, HIL_PREFIX, MANIFEST, MAX_MANIFEST_BYTES
                                is_hil_run, name_problem, parse_manifest, problems_message, sha256, stamp)
 from exporter.output import OutputPlan, check_collisions, check_output, file_kind, folders_of, reason, walk, zip_path
 from exporter.safe_read import open_regular, read_bounded
+from exporter.session import raise_if_interrupted
 from exporter.temps import remove_path, remove_stale_temps, temp_path
 
 __all__ = ["HIL_PREFIX", "MANIFEST", "SCHEMA_VERSION", "read_manifest", "sha256", "verify_bundle", "write_bundle"]
@@ -109,6 +110,7 @@ def _write(plan: OutputPlan, files: dict[str, bytes], body: bytes) -> None:
             if plan.zip:
                 zip_tmp = temp_path(plan.zip, "zip")
                 _write_zip(zip_tmp, files, body)
+            raise_if_interrupted()           # a signal some library swallowed: stop before the bundle is put in place
             _swap(tmp, out)
         except OSError as exc:
             raise UsageError(f"cannot write the bundle {out}: {reason(exc)}; an earlier bundle there is "

@@ -253,6 +253,8 @@ def main(argv=None) -> int:
         terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
         return _interrupted(signal.SIGTERM if terminated else signal.SIGINT)
     except ExporterError as exc:
+        if interrupted_by() is not None:       # e.g. a ConversionError wrapping what a signal's exception became
+            return _interrupted(interrupted_by())
         if state.debug:
             raise
         click.echo(f"edgex: error: {exc}", err=True)
@@ -270,6 +272,8 @@ def main(argv=None) -> int:
         click.echo(f"edgex: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
                    err=True)
         return EXIT_INTERNAL
+    if interrupted_by() is not None:           # a signal some library swallowed after the output was in place
+        return _interrupted(interrupted_by())
     return EXIT_OK
 
 

@@ -42,6 +42,29 @@ def interrupted_by() -> int | None:
     return _received[0] if _received else None
 
 
+def raise_if_interrupted(cause: BaseException | None = None) -> None:
+    """Inside `signals_raise`: raise the exception of a signal already received, if any (else do nothing).
+
+    TensorFlow's converter catches `Exception` around steps that call back into Python (saving the
+    SavedModel it converts from), and a KeyboardInterrupt raised in native code comes back as another
+    exception: a signal can be lost and the command go on to write its output and exit 0. Called after
+    such code, and before output is committed, this raises it again. Outside `signals_raise` (a library
+    call, another thread) it does nothing.
+
+    Example:
+        >>> try:
+        ...     with signals_raise():
+        ...         _received.append(signal.SIGTERM)  # as if the handler ran and its exception was swallowed
+        ...         raise_if_interrupted()
+        ... except Terminated:                        # a KeyboardInterrupt, which doctest would not catch
+        ...     print("raised again")
+        raised again
+        >>> raise_if_interrupted()                    # outside: nothing
+    """
+    if _received and signal.getsignal(signal.SIGTERM) is _on_signal:
+        raise (Terminated() if _received[0] == signal.SIGTERM else KeyboardInterrupt()) from cause
+
+
 @contextlib.contextmanager
 def signals_raise():
     """SIGINT and SIGTERM raise KeyboardInterrupt (SIGTERM: `Terminated`) and are recorded (`interrupted_by`)."""

@@ -106,7 +106,7 @@ def run_trial(job, plan: TrialPlan) -> TrialResult:
         KeyboardInterrupt: Ctrl-C (the runner marks running trials as failed).
     """
     import exporter
-    from exporter.session import signals_raise
+    from exporter.session import raise_if_interrupted, signals_raise
     from exporter.stages.training import EPOCH_HOOK
 
     start, curve = time.monotonic(), []
@@ -118,11 +118,12 @@ def run_trial(job, plan: TrialPlan) -> TrialResult:
                 report = exporter.export(**job.export_kwargs(), recipe=plan.recipe, quantize=plan.quantize,
                                          target_options=plan.target_options or None, out=None, progress=False,
                                          bundle_samples=0)
+                raise_if_interrupted()        # one the converter swallowed: the trial did not finish
                 _fill(result, report, job)
             except Pruned as stop:
                 result.state, result.error = "pruned", str(stop)
             except Exception as exc:  # noqa: BLE001 - a trial's own failure is a result, not the search's end
-                _raise_if_interrupted(exc)
+                raise_if_interrupted(exc)     # a Ctrl-C native code turned into `exc`: never a failed trial
                 result.state, result.error = "failed", _one_line(exc)
     finally:
         EPOCH_HOOK.reset(token)
@@ -172,23 +173,6 @@ def _epoch_hook(curve: list, prune_below: dict):
             raise Pruned(step, curve[-1], rule[step])
 
     return hook
-
-
-def _raise_if_interrupted(exc: BaseException) -> None:
-    """Re-raise a Ctrl-C (or SIGTERM) that native code turned into `exc` (a TypeError, say): never a failed trial.
-
-    Seen in a full test session: a SIGINT during fine-tuning came back from TensorFlow as another exception and
-    the trial was recorded as failed while the search went on.
-    """
-    import signal
-
-    from exporter.session import Terminated, interrupted_by
-
-    received = interrupted_by()
-    if received == signal.SIGTERM:
-        raise Terminated() from exc
-    if received is not None:
-        raise KeyboardInterrupt() from exc
 
 
 def _one_line(exc: BaseException) -> str:

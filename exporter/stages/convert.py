@@ -40,6 +40,7 @@ from exporter import tf as tfmod
 from exporter.errors import ConversionError, DataError
 from exporter.option_names import option
 from exporter.progress import progress, quiet_native_stderr
+from exporter.session import raise_if_interrupted
 
 
 class ConvertConfig(BaseModel):
@@ -140,12 +141,16 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
             if config.float_layers:
                 from exporter.stages.float_layers import quantize_keeping_float
 
-                return quantize_keeping_float(converter, model, config)
-            return bytes(converter.convert())
+                tflite = quantize_keeping_float(converter, model, config)
+            else:
+                tflite = bytes(converter.convert())
     except ConversionError:
         raise
     except Exception as exc:  # the converter raises many types; all mean "could not convert"
+        raise_if_interrupted(exc)          # a Ctrl-C or SIGTERM TensorFlow turned into another exception
         raise ConversionError(_explain(exc, config.mode)) from exc
+    raise_if_interrupted()                 # one the converter swallowed (it falls back on any Exception)
+    return tflite
 
 
 def _named_function(tf, model, config: ConvertConfig):
