@@ -52,7 +52,7 @@ SETTINGS: dict = {"workers": 1, "distill_epochs": None}
 def search(folder: Path, name: str, **kwargs):
     """One `exporter.optimize` run on the demo, its study in `folder`; the OptimizeResult (exit 1 is a result).
 
-    With `--workers N` (N > 1, and no `ray` in kwargs) the trials run on a local Ray head of N CPUs, N per round.
+    With `--workers N` (N > 1, and no `ray` in kwargs) the trials run on a local Ray head of N CPUs, N at once.
     """
     from contextlib import nullcontext
 

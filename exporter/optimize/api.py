@@ -2,9 +2,10 @@
 
 One call runs: the job's model and data loaded and checked as an export would (exporter/optimize/sensitivity.py
 `job_inputs`) -> a quick per-layer sensitivity pass -> the search space (exporter/optimize/space.py, narrowed
-or widened by `space=`) -> the Optuna study (exporter/optimize/study.py), resumed when it exists -> rounds of
-trials (asked on this process, run in-process or on Ray: exporter/optimize/runner.py) until the budget
-(exporter/optimize/budget.py) is spent -> the results and the pick's bundle (exporter/optimize/results.py).
+or widened by `space=`) -> the Optuna study (exporter/optimize/study.py), resumed when it exists -> trials,
+`batch` at a time (asked on this process: exporter/optimize/scheduler.py; run in-process or on Ray:
+exporter/optimize/runner.py) until the budget (exporter/optimize/budget.py) is spent -> the results and
+the pick's bundle (exporter/optimize/results.py).
 
 Example (a one-point space, so that it runs in seconds: a plain int8 export):
     >>> import exporter
@@ -32,10 +33,6 @@ from exporter.optimize.result import OptimizeResult
 
 __all__ = ["optimize"]
 
-WARMUP_STAGES = 1
-"""Fine-tuning stages (of `epochs` epochs each) a trial always runs before it can be stopped early."""
-
-
 def optimize(model=None, *, target: str, profile=None, train=None, calib=None, eval=None, labels=None,  # noqa: A002
              out, demo: bool = False, trials: int = 20, time=None, storage: str | None = None,
              study: str | None = None, space=None, ray: str | None = None, trial_cpus: int = 1,
@@ -58,7 +55,7 @@ def optimize(model=None, *, target: str, profile=None, train=None, calib=None, e
         space: a --space YAML path, or a dict of dimensions, narrowing or widening the default space.
         ray, trial_cpus: None runs trials here one at a time; "auto" or HOST:PORT runs them as Ray tasks of
             `trial_cpus` CPUs each (default 1) on that cluster (exporter/optimize/ray_runner.py).
-        batch: trials asked per round. Default 1 in-process, cluster CPUs // trial_cpus on Ray.
+        batch: trials running at once. Default 1 in-process, cluster CPUs // trial_cpus on Ray.
         pick: which Pareto trial becomes the bundle: "smallest" (default), "fastest", "most-accurate".
         sampler: "tpe" (default, multivariate TPE) or "nsga2" (NSGA-II); both honour the limits as constraints.
         seed, epochs: the sampler's and every trial's training seed (default 7); fine-tuning epochs per stage (2).
@@ -160,7 +157,7 @@ def _space_from_dict(data: dict, base, cls):
 
 def _run(job, setup: dict, budget: Budget, runner, *, out, storage, study, batch, sampler,
          progress) -> OptimizeResult:
-    """Open (or resume) the study and run rounds of trials on `runner` until the budget is spent."""
+    """Open (or resume) the study and run trials on `runner` until the budget is spent."""
     from exporter.optimize.study import default_storage, finished, open_study, study_name
 
     profile, objectives, space = setup["profile"], setup["objectives"], setup["space"]
@@ -170,7 +167,7 @@ def _run(job, setup: dict, budget: Budget, runner, *, out, storage, study, batch
     name = study or study_name(job.target, profile.name, job.model, job.demo, space.to_dict(), objectives)
     opened = open_study(storage, name, objectives, sampler=sampler, seed=job.seed)
     start, size = _time.monotonic(), batch or runner.default_batch()
-    new, stopped = _rounds(opened, runner, job, setup, budget, size, progress)
+    new, stopped = _search(opened, runner, job, setup, budget, size, progress)
     where = {**runner.describe(), "batch": size}
     results, plans = finished(opened)
     return OptimizeResult(study=name, storage=storage, trials=results, new_trials=new, objectives=objectives,
@@ -179,69 +176,12 @@ def _run(job, setup: dict, budget: Budget, runner, *, out, storage, study, batch
                           seconds=_time.monotonic() - start, stopped=stopped)
 
 
-def _rounds(opened, runner, job, setup: dict, budget: Budget, size: int, progress: bool) -> tuple[int, str]:
-    """Ask, run and tell rounds of `size` trials; returns (trials run, why it stopped: "trials" or "time")."""
+def _search(opened, runner, job, setup: dict, budget: Budget, window: int, progress: bool) -> tuple[int, str]:
+    """Run trials, `window` at a time (exporter/optimize/scheduler.py), with a progress bar over them."""
     from exporter import progress as progress_mod
+    from exporter.optimize.scheduler import run_trials
     from exporter.optimize.study import finished
 
-    new = 0
-    done_before = len(finished(opened)[0])
     with progress_mod.scoped(enabled=progress), \
-            progress_mod.progress("trials", budget.remaining(done_before)) as advance:
-        while True:
-            results, plans = finished(opened)
-            count = budget.next_round(len(results), size)
-            if count == 0:
-                return new, "time" if budget.expired() and budget.remaining(len(results)) else "trials"
-            new += _round(opened, runner, job, setup, (results, plans), count, advance)
-
-
-def _round(opened, runner, job, setup: dict, earlier: tuple, count: int, advance) -> int:
-    """Ask `count` trials, run them, tell the study in trial-number order; returns how many finished.
-
-    `earlier` is the study's (results, plans) so far. A trial whose parameters equal those of an earlier
-    complete trial is not run again (trials are deterministic: same recipe, seed and data): it gets that
-    trial's result (`trial.repeat_of`). On Ctrl-C the trials that finished are told, the others marked failed
-    (no result), and the interrupt goes on.
-    """
-    from exporter.optimize.space import plan_for, suggest
-    from exporter.optimize.study import discard, tell
-    from exporter.optimize.trial import prune_rule
-    from exporter.session import signals_deferred
-
-    results, old_plans = earlier
-    space, rule = setup["space"], prune_rule(results, WARMUP_STAGES * job.epochs)
-    asked, plans, done = [], [], {}
-
-    def on_done(result) -> None:
-        done[result.number] = result
-        advance()
-
-    try:
-        for _ in range(count):
-            with signals_deferred():            # a Ctrl-C inside ask() waits until the trial is kept: then it
-                asked.append(opened.ask())      # is marked failed, never left RUNNING in the study
-            plan = plan_for(space, suggest(space, asked[-1]), asked[-1].number, job.epochs, job.seed, job.batch_size)
-            plan.prune_below = dict(rule)
-            plans.append(plan)
-        fresh = [plan for plan in plans if not _reused(plan, results, old_plans, on_done)]
-        runner.run(job, fresh, on_done)
-    finally:
-        for trial, plan in zip(asked, [*plans, *[None] * (len(asked) - len(plans))]):
-            if plan is not None and plan.number in done:
-                tell(opened, trial, plan, done[plan.number], setup["limits"])
-            else:
-                discard(opened, trial)
-    return len(done)
-
-
-def _reused(plan, results: list, old_plans: dict, on_done) -> bool:
-    """Finish `plan` with the result of an earlier complete trial of the same parameters, if there is one."""
-    from exporter.optimize.trial import repeat_of
-
-    for result in results:
-        old = old_plans.get(result.number)
-        if result.state == "complete" and old is not None and old.params == plan.params:
-            on_done(repeat_of(result, plan.number))
-            return True
-    return False
+            progress_mod.progress("trials", budget.remaining(len(finished(opened)[0]))) as advance:
+        return run_trials(opened, runner, job, setup, budget, window, advance)

@@ -8,8 +8,8 @@ Example:
     >>> parse_duration("30m"), parse_duration("90s"), parse_duration("1.5h"), parse_duration(None)
     (1800.0, 90.0, 5400.0, None)
     >>> budget = Budget(trials=14, seconds=None)
-    >>> budget.remaining(finished=12), budget.next_round(finished=12, batch=4)
-    (2, 2)
+    >>> budget.remaining(finished=12), budget.remaining(finished=15), budget.expired()
+    (2, 0, False)
 """
 from __future__ import annotations
 
@@ -85,9 +85,3 @@ class Budget:
     def expired(self) -> bool:
         """True once the time bound has passed."""
         return self.seconds is not None and _time.monotonic() - self.start >= self.seconds
-
-    def next_round(self, finished: int, batch: int) -> int:
-        """How many trials to ask next: up to `batch`, none when the budget is spent."""
-        if self.expired():
-            return 0
-        return min(batch, self.remaining(finished))

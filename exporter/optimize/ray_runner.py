@@ -1,9 +1,10 @@
 """Trials as Ray tasks (`edgex optimize --ray auto|HOST:PORT`): each trial a worker process on a Ray cluster.
 
-The driver (the `edgex optimize` process) keeps Optuna's ask and tell; each trial of a round is one
+The driver (the `edgex optimize` process) keeps Optuna's ask and tell; each trial is one
 `ray.remote(num_cpus=trial_cpus)` task calling `exporter.optimize.trial.run_trial(job, plan)` in a Ray
-worker process, with the job shipped once per round (`ray.put`). A round asks `cluster CPUs // trial_cpus`
-trials by default (`--batch`), so every CPU is busy. Tasks are not retried (`max_retries=0`): a worker that
+worker process, with the job shipped once per search (`ray.put`). `cluster CPUs // trial_cpus` trials run
+at once by default (`--batch`), so every CPU is busy; a freed worker takes the next trial
+(exporter/optimize/scheduler.py). Tasks are not retried (`max_retries=0`): a worker that
 dies (out of memory, a native crash) gives a failed trial, not a second run. Ray tasks:
 https://docs.ray.io/en/latest/ray-core/tasks.html; connecting a driver:
 https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
@@ -46,7 +47,6 @@ import signal
 import socket
 import threading
 from pathlib import Path
-from typing import Callable
 
 from exporter.errors import UsageError
 from exporter.option_names import option
@@ -130,7 +130,7 @@ def trial_task(job, plan: TrialPlan) -> TrialResult:
 
 
 class RayRunner(Runner):
-    """Runs each round's trials as Ray tasks on the cluster at `address` ("auto" or HOST:PORT)."""
+    """Runs trials as Ray tasks on the cluster at `address` ("auto" or HOST:PORT)."""
 
     kind = "ray"
 
@@ -169,21 +169,26 @@ class RayRunner(Runner):
     def describe(self) -> dict:
         return {**super().describe(), "cpus": self.cpus()}
 
-    def run(self, job, plans: list[TrialPlan], on_done: Callable[[TrialResult], None]) -> None:
+    def start(self, job) -> None:
         import ray
 
-        job_ref = ray.put(job)
-        pending = {self._task.remote(job_ref, plan): plan for plan in plans}
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    plan = pending.pop(ref)
-                    on_done(_result(ref, plan))
-        except BaseException:           # Ctrl-C: stop the trials still running; the driver marks them failed
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
+        self._job_ref, self._pending = ray.put(job), {}
+
+    def submit(self, plan: TrialPlan) -> None:
+        self._pending[self._task.remote(self._job_ref, plan)] = plan
+
+    def next_done(self) -> TrialResult:
+        import ray
+
+        ready, _ = ray.wait(list(self._pending), num_returns=1)
+        return _result(ready[0], self._pending.pop(ready[0]))
+
+    def cancel(self) -> None:
+        import ray
+
+        for ref in getattr(self, "_pending", {}):
+            ray.cancel(ref, force=True)
+        self._pending = {}
 
     def close(self) -> None:
         import ray

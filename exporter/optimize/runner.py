@@ -1,9 +1,9 @@
-"""Who runs a round of trials: in this process, one at a time (the default), or Ray tasks (`--ray`).
+"""Who runs trials: in this process, one at a time (the default), or as Ray tasks (`--ray`).
 
-A search runs in rounds (exporter/optimize/api.py): the driver asks the study for `batch` trials, a runner
-runs their plans and calls `on_done(result)` as each one finishes (in any order), then the driver tells the
-study the results in trial-number order. So the same seed and batch ask the same parameters whichever
-runner runs them. `RUNNERS` maps a runner's kind to its class; `runner_for` picks one from `--ray`.
+The driver (exporter/optimize/scheduler.py) asks the study for trials and `submit`s their plans; `next_done`
+waits for whichever submitted trial finishes first. The driver tells the study in trial-number order, so the
+same seed and `--batch` ask the same parameters whichever runner runs them. `RUNNERS` maps a runner's kind to
+its class; `runner_for` picks one from `--ray`.
 
 Example:
     >>> runner = runner_for(None, trial_cpus=1)
@@ -34,16 +34,27 @@ class Runner:
         self.address, self.trial_cpus = address, trial_cpus
 
     def default_batch(self) -> int:
-        """Trials per round when `--batch` is not given."""
+        """Trials running at once when `--batch` is not given."""
         return 1
 
-    def run(self, job, plans: list[TrialPlan], on_done: Callable[[TrialResult], None]) -> None:
-        """Run `plans` for `job`; call `on_done` with each TrialResult as it finishes.
+    def start(self, job) -> None:
+        """Get ready to run trials of `job` (every trial submitted next shares it)."""
+        raise NotImplementedError
+
+    def submit(self, plan: TrialPlan) -> None:
+        """Start the trial `plan` (or queue it: in-process trials run inside `next_done`)."""
+        raise NotImplementedError
+
+    def next_done(self) -> TrialResult:
+        """Wait for the first submitted trial to finish that has not been returned yet; its TrialResult.
 
         Raises:
-            KeyboardInterrupt: Ctrl-C; trials not yet reported are abandoned (the driver marks them failed).
+            KeyboardInterrupt: Ctrl-C (the driver then calls `cancel` and marks unfinished trials failed).
         """
         raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop the submitted trials that have not been returned; safe to call twice."""
 
     def describe(self) -> dict:
         """Where trials run, for the result: {"kind", "address", "trial_cpus"} (+ a runner's own keys)."""
@@ -60,15 +71,23 @@ class Runner:
 
 
 class InProcessRunner(Runner):
-    """Trials one after another in this process (`exporter.optimize.trial.run_trial`)."""
+    """Trials one after another in this process (`exporter.optimize.trial.run_trial`), in submission order."""
 
     kind = "in-process"
 
-    def run(self, job, plans: list[TrialPlan], on_done: Callable[[TrialResult], None]) -> None:
+    def start(self, job) -> None:
+        self._job, self._queue = job, []
+
+    def submit(self, plan: TrialPlan) -> None:
+        self._queue.append(plan)
+
+    def next_done(self) -> TrialResult:
         from exporter.optimize.trial import run_trial
 
-        for plan in plans:
-            on_done(run_trial(job, plan))
+        return run_trial(self._job, self._queue.pop(0))
+
+    def cancel(self) -> None:
+        self._queue = []
 
 
 def _ray_runner(address, trial_cpus):

@@ -1,8 +1,8 @@
 """Trials on a real local Ray head (`ray start --head`, 127.0.0.1, 2 CPUs): they run in Ray worker processes,
 and give the in-process run's results for the same seed.
 
-The comparison is with the first trials of the shared in-process run (`optimize_run`, batch 1), while Ray asks
-2 per round (the cluster's CPUs): the first 10 trials of TPE are its seeded random start-up samples, drawn in
+The comparison is with the first trials of the shared in-process run (`optimize_run`, batch 1), while Ray runs
+2 at once (the cluster's CPUs): the first 10 trials of TPE are its seeded random start-up samples, drawn in
 trial order whatever the batch, so the parameters must be equal. Training is seeded; sizes must be equal too.
 Accuracy may differ by a little: the Ray workers' TensorFlow runs with other thread counts (Ray sets
 OMP_NUM_THREADS to the task's CPUs), which changes the order of float sums; allowed: 1 point.

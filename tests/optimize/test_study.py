@@ -82,12 +82,11 @@ def test_the_study_name_follows_the_model_space_and_objectives(tmp_path):
 
 
 def test_the_budget_counts_finished_trials_and_stops_asking_after_the_time():
-    assert Budget(trials=14).next_round(finished=12, batch=4) == 2
-    assert Budget(trials=12).next_round(finished=12, batch=1) == 0
+    assert Budget(trials=14).remaining(finished=12) == 2 and Budget(trials=12).remaining(finished=12) == 0
     budget = Budget(trials=100, seconds=parse_duration("0.2s"))
-    assert budget.next_round(finished=0, batch=2) == 2
+    assert not budget.expired()
     time.sleep(0.25)
-    assert budget.expired() and budget.next_round(finished=0, batch=2) == 0
+    assert budget.expired() and budget.remaining(finished=0) == 100
     assert [parse_duration(t) for t in ("2h", "30m", "45s", 12)] == [7200.0, 1800.0, 45.0, 12.0]
 
 
