@@ -91,3 +91,13 @@ def test_the_runner_falls_back_to_the_builtin_kernels_and_says_why(dead, alive, 
 def test_a_model_not_even_the_builtin_kernels_load_is_still_invalid(dead):
     with pytest.raises(ModelFileError, match="not a valid TFLite model"):
         LiteRTRunner(dead[: len(dead) // 2])
+
+
+def test_host_figures_say_they_ran_on_the_builtin_kernels(dead):
+    from exporter.measure import measure_host
+
+    figures = measure_host(dead, None, None, latency_runs=5)
+    for name in ("host_latency_p50", "host_latency_p90"):
+        assert figures[name].on.endswith(KERNELS), figures[name].on
+        assert "XNNPACK delegate refused the model" in figures[name].note and "op 0 CONV_2D" in figures[name].note
+    assert figures["model_size"].on == "model.tflite file"
