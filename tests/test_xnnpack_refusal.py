@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import exporter
 from exporter.errors import ModelFileError
 from exporter.litert import LiteRTRunner
 from exporter.stages.convert import ConvertConfig, convert
@@ -101,3 +102,16 @@ def test_host_figures_say_they_ran_on_the_builtin_kernels(dead):
         assert figures[name].on.endswith(KERNELS), figures[name].on
         assert "XNNPACK delegate refused the model" in figures[name].note and "op 0 CONV_2D" in figures[name].note
     assert figures["model_size"].on == "model.tflite file"
+
+
+def test_a_given_tflite_that_only_xnnpack_refuses_exports(dead, calib, tmp_path):
+    """A user's .tflite: loaded as valid, measured on the builtin kernels, every LiteRT figure saying so."""
+    path = tmp_path / "dead.tflite"
+    path.write_bytes(dead)
+    labels = np.zeros(len(calib), np.int64)
+    report = exporter.export(path, target="android", out=tmp_path / "bundle", eval=(calib, labels), progress=False)
+    figures = report.to_dict()["measurements"]
+    for name in ("host_latency_p50", "accuracy"):
+        assert figures[name]["on"].split(", 40 eval samples")[0].endswith(KERNELS), figures[name]
+        assert "op 0 CONV_2D" in figures[name]["note"]
+    assert (tmp_path / "bundle" / "model.tflite").is_file()           # with the TFLite metadata android's apps read
