@@ -58,6 +58,14 @@ def test_xnnpack_refuses_the_dead_layer_model_that_the_builtin_kernels_run(dead)
     builtin.invoke()
 
 
+def test_tflm_runs_the_dead_layer_model(dead):
+    """TFLM, the microcontroller runtime, never uses XNNPACK: the model prepares and invokes there."""
+    from targets.microcontroller.tflm import measure_arena
+
+    result = measure_arena(dead)
+    assert result.ok and result.invoked, result.finding
+
+
 def test_the_refused_op_and_its_scales_are_named(dead, alive):
     [entry] = requantization_scales(dead)
     assert entry["op"] == 0 and entry["name"] == "CONV_2D" and "conv" in entry["output"]
