@@ -111,24 +111,66 @@ def tensor_shapes(model_bytes: bytes, input_shapes: dict) -> dict[int, tuple]:
         raise UsageError(f"LiteRT cannot run the model with input {shapes}: {reason}") from None
 
 
+def _interpreter(model_bytes: bytes, threads: int, input_shapes: dict | None, delegates: bool):
+    """A LiteRT interpreter with its tensors allocated: with LiteRT's default delegate (XNNPACK) or without."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with quiet_native_stderr():
+        interpreter = litert_interpreter_class()(model_content=model_bytes, num_threads=threads,
+                                                 experimental_op_resolver_type=resolver)
+        _resize(interpreter, input_shapes)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
 class LiteRTRunner:
     """A loaded, verified LiteRT interpreter of a model: `inputs` and `outputs` are its tensors' details.
 
     `input_shapes` (input name -> shape) resizes inputs with dynamic dims before the tensors are allocated.
     `names`: the Keras model's IOSignature, whose order `inputs` and `outputs` take (None: the tensor order).
+
+    The model runs as LiteRT runs it by default, with the XNNPACK delegate. When XNNPACK refuses a model that
+    LiteRT's builtin kernels run (exporter/xnnpack.py), it runs on the builtin kernels: `xnnpack_refusal` then
+    holds XNNPACK's reason (None when XNNPACK took it), and `kernels` and `kernels_note` say so for every figure
+    measured with the runner.
     """
 
     def __init__(self, model_bytes: bytes, threads: int = 1, input_shapes: dict | None = None, names=None):
+        """Load the model.
+
+        Raises:
+            ModelFileError: not even LiteRT's builtin kernels can load and prepare the model (their reason).
+        """
+        self.xnnpack_refusal: str | None = None
         try:
-            with quiet_native_stderr():
-                self.interpreter = litert_interpreter_class()(model_content=model_bytes, num_threads=threads)
-                _resize(self.interpreter, input_shapes)
-                self.interpreter.allocate_tensors()
-        except Exception as exc:
-            raise ModelFileError(f"not a valid TFLite model: {exc}") from None
+            self.interpreter = _interpreter(model_bytes, threads, input_shapes, delegates=True)
+        except Exception as refused:
+            try:
+                self.interpreter = _interpreter(model_bytes, threads, input_shapes, delegates=False)
+            except Exception as exc:
+                reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+                raise ModelFileError(f"not a valid TFLite model: {reason}") from None
+            from exporter.xnnpack import refusal_reason
+
+            self.xnnpack_refusal = refusal_reason(model_bytes, str(refused) or type(refused).__name__)
         from exporter.io_names import order_details
 
         self.inputs, self.outputs = order_details(self.interpreter, model_bytes, names)
+
+    @property
+    def kernels(self) -> str:
+        """What ran the model, for a figure's "on": "" with the XNNPACK delegate (LiteRT's default), else
+        ", builtin kernels (XNNPACK refused the model)"."""
+        return "" if self.xnnpack_refusal is None else ", builtin kernels (XNNPACK refused the model)"
+
+    @property
+    def kernels_note(self) -> str:
+        """"" with the XNNPACK delegate, else why LiteRT ran the model on its builtin kernels (a figure's note)."""
+        if self.xnnpack_refusal is None:
+            return ""
+        return (f"LiteRT's default XNNPACK delegate refused the model, so it ran on LiteRT's builtin kernels "
+                f"(no default delegate): {self.xnnpack_refusal}")
 
     @property
     def input(self) -> dict:

@@ -229,8 +229,11 @@ def _load_tflite(path: Path) -> LoadedModel:
         data = fh.read(_MAX_TFLITE_BYTES + 1)
     if len(data) > _MAX_TFLITE_BYTES:
         raise ModelFileError(f"{show(path)} is larger than 2 GiB, the TFLite (FlatBuffer) limit")
-    try:
-        interpreter = tfmod.litert_interpreter_class()(model_content=data)
+    from ai_edge_litert.interpreter import OpResolverType
+
+    try:    # the builtin kernels: a model only the XNNPACK delegate refuses is valid (exporter/xnnpack.py)
+        interpreter = tfmod.litert_interpreter_class()(
+            model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         # Dynamic input dims (-1 beyond the batch): prepared later, at the shape given for them.
         if not any(free_dims(d.get("shape_signature", ())) for d in interpreter.get_input_details()):
             interpreter.allocate_tensors()

@@ -86,9 +86,11 @@ def measure_stage(name: str, model, tflite: bytes, ctx, *, result=None, config: 
         "metrics": {} if result is None else result.metrics,
         "threads": {"est_latency_ms": est_threads, "host_latency_ms": threads},
         "sources": {"est_latency_ms": f"estimated: cost model of {ctx.profile.name}, {thread_count(est_threads)}",
-                    "host_latency_ms": f"measured: LiteRT on this machine, {threads_detail(threads)}",
-                    "other figures": "measured on this machine (TensorFlow and LiteRT)"},
+                    "host_latency_ms": f"measured: LiteRT on this machine{runner.kernels}, {threads_detail(threads)}",
+                    "other figures": f"measured on this machine (TensorFlow and LiteRT{runner.kernels})"},
     }
+    if runner.kernels_note:
+        record["sources"]["kernels"] = runner.kernels_note
     return record
 
 

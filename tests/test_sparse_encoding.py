@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import exporter
-from exporter.errors import ConfigError, ModelFileError
+from exporter.errors import ConfigError
 from exporter.litert import LiteRTRunner
 from exporter.sparse.decision import AUTO_ZEROS, WeightZeros, decide, zero_fractions
 from exporter.sparse.tensors import sparse_tensors
@@ -181,10 +181,12 @@ def test_the_converter_writes_int8_sparse_models_that_litert_s_default_delegate_
     calib = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
     sparse = convert(model, ConvertConfig(mode="int8", sparse=True), calib=calib)
     assert {t.dtype for t in sparse_tensors(sparse)} == {"int8"}
-    with pytest.raises(ModelFileError, match="failed to delegate"):
-        LiteRTRunner(sparse)                                     # LiteRT's defaults: the XNNPACK delegate
+    with pytest.raises(RuntimeError, match="failed to delegate"):
+        Interpreter(model_content=sparse).allocate_tensors()    # LiteRT's defaults: the XNNPACK delegate
     plain = Interpreter(model_content=sparse, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     plain.allocate_tensors()                                     # the builtin kernels alone can run it
+    runner = LiteRTRunner(sparse)                                # edgex's runner falls back to them and says so
+    assert runner.kernels and "failed to delegate" in runner.xnnpack_refusal
 
 
 # -- encodings and XNNPACK's conditions ------------------------------------------------------------

@@ -67,14 +67,17 @@ def sparse_figures(artifacts, figures: dict) -> dict[str, Measurement]:
     if record is None or not record.applied or record.dense_tflite is None:
         return {}
     threads = artifacts.profile.threads
-    host = host_description(threads)
     sparse, dense = _runners(artifacts)
+    host = host_description(threads) + dense.kernels          # ", builtin kernels (...)" when XNNPACK refused it
     sample = None if artifacts.eval_ds is None else tuple(a[0] for a in artifacts.eval_ds.inputs)
     lat = dense.latency_ms(sample)
     error, on = _max_abs_error(sparse, dense, artifacts.eval_ds)
     size, dense_size = len(artifacts.tflite), len(record.dense_tflite)
     ratio = figures["host_latency_p50"].value / lat["p50"] if lat["p50"] > 0 else None
     how = f"{lat['runs']} invokes after 10 warm-up, as host_latency_p50; {threads_detail(threads)}"
+    notes = {"sparse": sparse.kernels_note, "dense": dense.kernels_note}       # XNNPACK refused one: its reason
+    kernels = "".join(f"; the {which} model: {note}" for which, note in notes.items() if note)
+    how += kernels
     m = Measurement
     return {
         "model_size_dense": m("model_size_dense", dense_size, "bytes", MEASURED,
@@ -84,7 +87,7 @@ def sparse_figures(artifacts, figures: dict) -> dict[str, Measurement]:
                                     f"the model without sparse encoding; {how}"),
         "host_latency_ratio_sparse": m("host_latency_ratio_sparse", ratio, "x", MEASURED, host,
                                        "host_latency_p50 / host_latency_p50_dense (below 1: the sparse model ran "
-                                       "faster on this host)"),
+                                       f"faster on this host){kernels}"),
         "sparse_tensors": m("sparse_tensors", len(record.tensors), "", MEASURED, "model.tflite flatbuffer "
                             "(tensor.sparsity)", summary(list(record.tensors))),
         "sparse_max_abs_error": m("sparse_max_abs_error", error, "", MEASURED, f"{host}, {on}",
