@@ -185,8 +185,11 @@ def ray_speedup(folder: Path, trials: int, epochs: int, batch: int) -> list[str]
         return ["ray: a run had no passing trial; see above"]
     same = [t.values[1:] for t in results[1].trials] == [t.values[1:] for t in results[2].trials]
     workers = {c: sorted({t.worker.get("kind", "?") for t in r.trials}) for c, r in results.items()}
+    busy = {c: sum(t.seconds for t in r.trials) for c, r in results.items()}
     return [f"ray: {trials} trials (batch {batch}): 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s: "
-            f"{seconds[1] / seconds[2]:.2f}x (goal >= 1.6x); sizes identical: {same}; workers: {workers}"]
+            f"{seconds[1] / seconds[2]:.2f}x (goal >= 1.6x); sizes identical: {same}; workers: {workers}",
+            f"ray: time inside trials: {busy[1]:.1f} s with 1 worker, {busy[2]:.1f} s with 2 (workers busy "
+            f"{busy[2] / (2 * seconds[2]):.0%} of the 2-worker run)"]
 
 
 def main() -> None:

@@ -63,12 +63,9 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
         threads: LiteRT's `num_threads` on this host (the profile's `threads`; default 1), named in every
             host figure's "on" and the latency figures' note with the cores available.
 
-    A model LiteRT's default XNNPACK delegate refuses runs on LiteRT's builtin kernels (`LiteRTRunner`): every
-    figure measured with LiteRT then says so in its "on", and the latency and accuracy figures give XNNPACK's
-    reason in their note.
-
     Returns:
-        Measurements keyed by name; `model_size` and `accuracy_drop` feed the checks.
+        Measurements keyed by name; `model_size` and `accuracy_drop` feed the checks. On a model XNNPACK
+        refuses (run on the builtin kernels: `LiteRTRunner`), "on" says so and the notes give the reason.
 
     Raises:
         ModelFileError: not even LiteRT's builtin kernels can load the model.
@@ -79,6 +76,7 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
         io = IOSignature.from_keras(keras_model) if keras_model is not None else IOSignature.from_tflite(tflite_bytes)
     runner = LiteRTRunner(tflite_bytes, threads=threads, input_shapes=input_shapes, names=io)
     host = host_description(threads) + runner.kernels          # ", builtin kernels (...)" when XNNPACK refused it
+    why = f"; {runner.kernels_note}" if runner.kernels_note else ""
     out = {
         "model_size": Measurement("model_size", len(tflite_bytes), "bytes", MEASURED, "model.tflite file"),
         "gzip_size": Measurement("gzip_size", gzip_size(tflite_bytes), "bytes", MEASURED, "gzip -9 of model.tflite"),
@@ -87,8 +85,7 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
     lat = runner.latency_ms(sample, runs=latency_runs)
     for key in ("p50", "p90"):
         out[f"host_latency_{key}"] = Measurement(f"host_latency_{key}", lat[key], "ms", MEASURED, host,
-                                                 f"{lat['runs']} invokes after 10 warm-up; {threads_detail(threads)}"
-                                                 + (f"; {runner.kernels_note}" if runner.kernels_note else ""))
+                                                 f"{lat['runs']} invokes after 10 warm-up; {threads_detail(threads)}{why}")
     if eval_ds is None:
         return out
     n = len(eval_ds)
@@ -98,8 +95,8 @@ def measure_host(tflite_bytes: bytes, keras_model, eval_ds: Dataset | None, *,
     label = f" (output {io.label_name!r})" if len(io.outputs) > 1 else ""
     if eval_ds.y is not None:
         acc = float((lite.argmax(axis=1) == eval_ds.y).mean() * 100)
-        out["accuracy"] = Measurement("accuracy", acc, "%", MEASURED, on, f"top-1 of the .tflite model{label}"
-                                      + (f"; {runner.kernels_note}" if runner.kernels_note else ""))
+        out["accuracy"] = Measurement("accuracy", acc, "%", MEASURED, on,
+                                      f"top-1 of the .tflite model{label}{why}")
     if keras_model is None:
         return out
     out.update(_against_keras(lites, keras_model, converted_from, eval_ds, on, out.get("accuracy"), io))
