@@ -167,10 +167,10 @@ def _row_mcu(trial, result, flash: float, plain_flash: float) -> str:
 def ray_speedup(folder: Path, trials: int, epochs: int, batch: int) -> list[str]:
     """Part 3: the same trials (seed 7, the same batch) with 1 Ray worker and with 2; the wall-clock ratio.
 
-    All of a round's trials are submitted at once and Ray starts the next as a worker frees; a round ends with
-    its slowest trial. Measured here on 12 trials: 1.58x with batch 2 (today's space); with the earlier space
-    (students trained 8 epochs) 1.60x and 1.54x with batch 2, 1.42x with batch 4 (a different set of trials,
-    two of them repeats that cost nothing).
+    A freed worker takes the next trial (exporter/optimize/scheduler.py). Measured here on 12 trials, batch 2,
+    3 runs: 1.50x, 1.76x and 1.56x (the machine's speed varies: 1 worker took 167 to 186 s); the same code
+    running trials in rounds of 2, each waiting for its slowest trial: 1.36x. Two trials side by side each
+    take longer than alone (they share 2 cores and TensorFlow's threads): 7 % and 20 % more time inside trials.
     """
     from exporter.optimize.local_head import local_ray_head
 
