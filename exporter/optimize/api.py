@@ -158,6 +158,7 @@ def _space_from_dict(data: dict, base, cls):
 def _run(job, setup: dict, budget: Budget, runner, *, out, storage, study, batch, sampler,
          progress) -> OptimizeResult:
     """Open (or resume) the study and run trials on `runner` until the budget is spent."""
+    from exporter.optimize.scheduler import run_trials
     from exporter.optimize.study import default_storage, finished, open_study, study_name
 
     profile, objectives, space = setup["profile"], setup["objectives"], setup["space"]
@@ -167,21 +168,10 @@ def _run(job, setup: dict, budget: Budget, runner, *, out, storage, study, batch
     name = study or study_name(job.target, profile.name, job.model, job.demo, space.to_dict(), objectives)
     opened = open_study(storage, name, objectives, sampler=sampler, seed=job.seed)
     start, size = _time.monotonic(), batch or runner.default_batch()
-    new, stopped = _search(opened, runner, job, setup, budget, size, progress)
+    new, stopped = run_trials(opened, runner, job, setup, budget, size, progress=progress)
     where = {**runner.describe(), "batch": size}
     results, plans = finished(opened)
     return OptimizeResult(study=name, storage=storage, trials=results, new_trials=new, objectives=objectives,
                           sensitivity=setup["sensitivity"], plans=plans, space=space.to_dict(),
                           target=job.target, profile=profile.name, out=str(out), runner=where,
                           seconds=_time.monotonic() - start, stopped=stopped)
-
-
-def _search(opened, runner, job, setup: dict, budget: Budget, window: int, progress: bool) -> tuple[int, str]:
-    """Run trials, `window` at a time (exporter/optimize/scheduler.py), with a progress bar over them."""
-    from exporter import progress as progress_mod
-    from exporter.optimize.scheduler import run_trials
-    from exporter.optimize.study import finished
-
-    with progress_mod.scoped(enabled=progress), \
-            progress_mod.progress("trials", budget.remaining(len(finished(opened)[0]))) as advance:
-        return run_trials(opened, runner, job, setup, budget, window, advance)

@@ -30,8 +30,7 @@ def told_before_ask(count: int, window: int) -> dict[int, list[int]]:
     return {k: list(range(max(0, k - window + 1))) for k in range(count)}
 
 
-def run_trials(opened, runner, job, setup: dict, budget, window: int,
-               advance: Callable[[], None]) -> tuple[int, str]:
+def run_trials(opened, runner, job, setup: dict, budget, window: int, *, progress: bool = True) -> tuple[int, str]:
     """Run trials on `runner` until `budget` is spent, `window` at a time; each told in trial-number order.
 
     Args:
@@ -41,7 +40,7 @@ def run_trials(opened, runner, job, setup: dict, budget, window: int,
         setup: the search's setup (space, limits) from exporter/optimize/api.py.
         budget: the Budget (--trials counts the study's finished trials, --time stops asking).
         window: trials running at once.
-        advance: called as each trial finishes (the progress bar).
+        progress: a progress bar over the trials on stderr.
 
     Returns:
         (trials told, why it stopped: "trials" or "time").
@@ -49,9 +48,18 @@ def run_trials(opened, runner, job, setup: dict, budget, window: int,
     Raises:
         KeyboardInterrupt: Ctrl-C (the finished trials are told first, the others marked failed).
     """
+    from exporter import progress as progress_mod
     from exporter.optimize.study import finished
 
     before = len(finished(opened)[0])
+    allowed = budget.remaining(before)
+    with progress_mod.scoped(enabled=progress), progress_mod.progress("trials", allowed) as advance:
+        return _loop(opened, runner, job, setup, budget, window, advance, before)
+
+
+def _loop(opened, runner, job, setup: dict, budget, window: int, advance: Callable[[], None],
+          before: int) -> tuple[int, str]:
+    """`run_trials` once the progress bar is up; `before`: the study's finished trials at the start."""
     allowed, asked, done, told = budget.remaining(before), {}, {}, 0
     runner.start(job)
     try:
