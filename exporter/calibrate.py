@@ -6,8 +6,9 @@ MACs, float MACs and op count (from its .tflite) against the latency the device 
 fitted rates stay single-thread rates, exporter/analysis/cost_model.py).
 With three or more points that vary, the per-MAC and per-op costs are fitted by
 non-negative least squares; otherwise the cost model is scaled by the median ratio of
-measured to estimated latency. The result is a new profile file whose header states the
-estimate's error before and after.
+measured to estimated latency. A cost model's int16 rate (int16x8 ops) is scaled with the others
+but not fitted: the time of int16 MACs at that rate is taken off each measured latency before the fit.
+The result is a new profile file whose header states the estimate's error before and after.
 
 Example (one run on this machine as the device; with a single run the cost model is scaled):
     >>> import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exporter.analysis.cost_model import INT8_TYPES, estimate_latency_ms, speedup
+from exporter.analysis.cost_model import estimate_latency_ms, rate_class, speedup
 from exporter.analysis.graph import Graph
 from exporter.errors import DataError
 from exporter.hil.runner import load_runs
@@ -73,10 +74,12 @@ class Calibration:
                 "latency_error_before_pct": self.error_before_pct, "latency_error_after_pct": self.error_after_pct}
 
 
-def _features(graph: Graph) -> tuple[float, float, float]:
-    int8 = sum(op.macs for op in graph.ops if op.compute_dtype in INT8_TYPES)
-    other = sum(op.macs for op in graph.ops if op.compute_dtype not in INT8_TYPES)
-    return float(int8), float(other), float(len(graph.ops))
+def _features(graph: Graph) -> dict[str, float]:
+    """MACs per rate class ("int8", "int16", "float") and the op count ("ops")."""
+    out = {"int8": 0.0, "int16": 0.0, "float": 0.0, "ops": float(len(graph.ops))}
+    for op in graph.ops:
+        out[rate_class(op.compute_dtype)] += op.macs
+    return out
 
 
 def _bundle_graph(bundle: Path) -> Graph:
@@ -111,10 +114,12 @@ def _error(cost: CostModel, points, threads: int = 1) -> float:
 def _scaled(cost: CostModel, k: float) -> CostModel:
     update = {"per_op_overhead_us": cost.per_op_overhead_us * k}
     if cost.int8_gmacs is not None:
-        update |= {"int8_gmacs": cost.int8_gmacs / k, "float_gmacs": cost.float_gmacs / k}
+        update |= {name: getattr(cost, name) / k for name in ("int8_gmacs", "float_gmacs", "int16_gmacs")
+                   if getattr(cost, name) is not None}
     else:
-        update |= {"int8_cycles_per_mac": cost.int8_cycles_per_mac * k,
-                   "float_cycles_per_mac": cost.float_cycles_per_mac * k}
+        update |= {name: getattr(cost, name) * k
+                   for name in ("int8_cycles_per_mac", "float_cycles_per_mac", "int16_cycles_per_mac")
+                   if getattr(cost, name) is not None}
     return cost.model_copy(update=update)
 
 
@@ -123,8 +128,12 @@ def _fitted(cost: CostModel, points, threads: int = 1) -> CostModel | None:
     from scipy.optimize import nnls
 
     s = speedup(cost, threads)
-    a = np.array([(int8 / s, other / s, ops) for int8, other, ops in (p["features"] for p in points)])
-    b = np.array([p["measured_ms"] * 1e-3 for p in points])
+    int16_rate = cost.macs_per_second("int16")
+    features = [p["features"] for p in points]
+    if not cost.has_int16_rate:      # int16 ops run at the int8 rate: fit them with it
+        features = [f | {"int8": f["int8"] + f["int16"], "int16": 0.0} for f in features]
+    a = np.array([(f["int8"] / s, f["float"] / s, f["ops"]) for f in features])
+    b = np.array([p["measured_ms"] * 1e-3 - f["int16"] / int16_rate / s for p, f in zip(points, features)])
     if len(points) < 3 or np.linalg.matrix_rank(a) < 3:
         return None
     (int8_s, float_s, op_s), _ = nnls(a, b)

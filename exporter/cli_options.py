@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import click
 
 from exporter.normalization import MODES
+from exporter.quant_modes import QUANT_MODES
 
 __all__ = ["DataOptions", "DeviceOptions", "MetadataOptions", "OutputOptions", "SectionedCommand", "StageOptions",
            "TrainingOptions", "data_options", "device_options", "metadata_options", "option_group", "output_options",
@@ -101,7 +102,7 @@ device_options = option_group(
                  help="Target kind (see `edgex targets`). Repeat for several targets: one bundle each in "
                       "OUT/<target>, converted once per distinct mode and I/O dtype."),
     click.option("--profile", "-p", help="Profile name or YAML path; default: the target's default profile."),
-    click.option("--quantize", "-q", type=click.Choice(["float32", "float16", "dynamic", "int8"]),
+    click.option("--quantize", "-q", type=click.Choice(QUANT_MODES),
                  help="Conversion mode; default: the profile's preferred mode."),
     click.option("--sparse-encoding", type=click.Choice(["auto", "on", "off"]),
                  help="android, linux: store pruned weights in TFLite's sparse encoding (float32/float16 models); "

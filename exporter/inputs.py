@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from exporter.errors import DataError, UsageError
 from exporter.option_names import option
+from exporter.quant_modes import FULL_INTEGER
 
 if TYPE_CHECKING:
     from exporter.checks import Measurement
@@ -262,10 +263,10 @@ def check_data(request: ExportRequest, inputs: Inputs, data: tuple | None = None
         _labels_fit(eval_, signature)
     if names is not None and classes and len(names) != classes:
         raise DataError(f"labels file has {len(names)} names but the model has {classes} classes")
-    if inputs.mode == "int8" and (calib is None or len(calib) < policy.min_calibration_samples):
+    if inputs.mode in FULL_INTEGER and (calib is None or len(calib) < policy.min_calibration_samples):
         got = 0 if calib is None else len(calib)
-        others = [mode for mode in policy.allowed if mode != "int8"]
+        others = [mode for mode in policy.allowed if mode not in FULL_INTEGER]
         instead = f", or choose another mode with {option('quantize')} ({', '.join(others)})" if others else ""
-        raise DataError(f"int8 needs at least {policy.min_calibration_samples} calibration samples but got {got}: "
-                        f"give them with {option('calib')}{instead}")
+        raise DataError(f"{inputs.mode} needs at least {policy.min_calibration_samples} calibration samples but got "
+                        f"{got}: give them with {option('calib')}{instead}")
     return dataclasses.replace(inputs, calib=calib, eval=eval_, train=train, labels=names)

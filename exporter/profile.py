@@ -29,14 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from exporter.errors import ConfigError
 from exporter.option_names import option
+from exporter.quant_modes import QUANT_MODES
 from exporter.safe_read import load_yaml_file
 from exporter.limits import LIMIT_UNITS, LIMITS, LimitSpec, Limits, parse_limit_overrides  # noqa: F401 (re-exported)
 from exporter.units import ByteSize, FiniteFloat
 from exporter.validation import validation_lines
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
-QUANT_MODES = ("float32", "float16", "dynamic", "int8")
-QuantMode = Literal["float32", "float16", "dynamic", "int8"]
+QuantMode = Literal[QUANT_MODES]
 
 
 class _Strict(BaseModel):
@@ -50,7 +50,8 @@ class Quantization(_Strict):
     preferred: QuantMode = Field(..., description="the default mode")
     int8_io: Literal["int8", "uint8", "float32"] = Field(
         "int8", description="input/output dtype of full-integer models")
-    min_calibration_samples: int = Field(32, ge=1, description="fewest calibration samples accepted for int8")
+    min_calibration_samples: int = Field(32, ge=1, description="fewest calibration samples accepted for int8 "
+                                         "and int16x8")
     weight_bits: tuple[Literal[8, 4, 2, 1], ...] = Field(
         (8, 4, 2, 1), min_length=1, description="weight bit-widths worth training for on this device")
 
@@ -74,6 +75,10 @@ class CostModel(_Strict):
     clock_mhz: FiniteFloat | None = Field(None, gt=0, description="core clock, with the cycles-per-MAC figures")
     int8_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per int8 MAC of optimised kernels")
     float_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per float32 MAC")
+    int16_gmacs: FiniteFloat | None = Field(None, gt=0, description="effective GMAC/s of int16x8 ops (int16 "
+                                            "activations); needed when the profile allows int16x8")
+    int16_cycles_per_mac: FiniteFloat | None = Field(None, gt=0, description="cycles per int16x8 MAC, the same "
+                                                     "for clock-based cost models")
     per_op_overhead_us: FiniteFloat = Field(..., ge=0, description="fixed cost of dispatching one op, microseconds")
     runtime_ram_bytes: ByteSize = Field(0, description="memory the runtime itself needs")
     thread_efficiency: FiniteFloat = Field(
@@ -87,13 +92,26 @@ class CostModel(_Strict):
         if rates == cycles:
             raise ValueError("give either int8_gmacs and float_gmacs, or clock_mhz with int8_cycles_per_mac "
                              "and float_cycles_per_mac")
+        if (self.int16_cycles_per_mac if rates else self.int16_gmacs) is not None:
+            raise ValueError("give the int16 rate like the others: int16_gmacs beside int8_gmacs, "
+                             "int16_cycles_per_mac beside clock_mhz")
         return self
 
-    def macs_per_second(self, int8: bool) -> float:
-        """Effective MAC/s for int8 or float ops."""
+    @property
+    def has_int16_rate(self) -> bool:
+        """Whether int16x8 ops have a rate of their own (else they are estimated at the int8 rate)."""
+        return self.int16_gmacs is not None or self.int16_cycles_per_mac is not None
+
+    def macs_per_second(self, kind: str) -> float:
+        """Effective MAC/s of ops of compute class `kind`: "int8", "int16" or "float".
+
+        int16 ops use the int8 rate when the cost model has no int16 rate.
+        """
+        kind = kind if kind != "int16" or self.has_int16_rate else "int8"
         if self.int8_gmacs is not None:
-            return (self.int8_gmacs if int8 else self.float_gmacs) * 1e9
-        cycles = self.int8_cycles_per_mac if int8 else self.float_cycles_per_mac
+            return {"int8": self.int8_gmacs, "int16": self.int16_gmacs, "float": self.float_gmacs}[kind] * 1e9
+        cycles = {"int8": self.int8_cycles_per_mac, "int16": self.int16_cycles_per_mac,
+                  "float": self.float_cycles_per_mac}[kind]
         return self.clock_mhz * 1e6 / cycles
 
 
@@ -121,6 +139,13 @@ class DeviceProfile(_Strict):
         "xnnpack", description="LiteRT delegate of device runs: xnnpack (LiteRT's default CPU delegate), cpu "
         "(its builtin kernels, XNNPACK off), gpu or nnapi (benchmark_model's --use_xnnpack/--use_gpu/--use_nnapi)")
     notes: str = Field("", description="free text")
+
+    @model_validator(mode="after")
+    def _int16_rate(self):
+        if "int16x8" in self.quantization.allowed and not self.cost_model.has_int16_rate:
+            raise ValueError("quantization.allowed has int16x8 but the cost model has no int16 rate "
+                             "(cost_model.int16_gmacs or int16_cycles_per_mac)")
+        return self
 
     @field_validator("target")
     @classmethod

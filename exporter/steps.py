@@ -92,8 +92,9 @@ def library_versions() -> dict:
 
 def _detect_mode(graph) -> str:
     """The conversion mode a given .tflite was made with, read from its ops and constants."""
-    if all(op.compute_dtype in ("int8", "uint8") for op in graph.ops if op.macs):
-        return "int8"
+    computed = {op.compute_dtype for op in graph.ops if op.macs}
+    if computed <= {"int8", "uint8"} or computed == {"int16"}:
+        return "int16x8" if computed == {"int16"} else "int8"
     if any(op.compute_dtype == "hybrid" for op in graph.ops):
         return "dynamic"
     if any(t.dtype == "float16" and t.is_constant for t in graph.tensors):

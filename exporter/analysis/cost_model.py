@@ -4,8 +4,9 @@
     speed-up(threads) = 1 + (threads − 1) × thread_efficiency
 
 Ops whose activations are int8/uint8, or whose weights are int8 (hybrid,
-dynamic-range kernels), run at the profile's int8 rate; the rest at its float
-rate. The profile's rates are single-thread rates. With several threads only the
+dynamic-range kernels), run at the profile's int8 rate; ops with int16
+activations (int16x8) at its int16 rate (the int8 rate when it has none); the
+rest at its float rate. The profile's rates are single-thread rates. With several threads only the
 MAC-bound part is divided: LiteRT runs the ops one after another and splits each
 op's work over its thread pool, so the fixed per-op cost (dispatch, and the pool's
 hand-off) is not divided. `thread_efficiency` (a profile's `cost_model` field) is
@@ -33,7 +34,12 @@ from __future__ import annotations
 
 from exporter.analysis.graph import Graph
 
-INT8_TYPES = {"int8", "uint8", "int16", "hybrid"}
+INT8_TYPES = {"int8", "uint8", "hybrid"}
+
+
+def rate_class(compute_dtype: str) -> str:
+    """The cost model's rate an op of `compute_dtype` runs at: "int8", "int16" or "float"."""
+    return "int16" if compute_dtype == "int16" else "int8" if compute_dtype in INT8_TYPES else "float"
 
 
 def speedup(cost, threads: int = 1) -> float:
@@ -55,8 +61,8 @@ def one_core_phrase(runtime: str, threads: int = 1) -> str:
 
 
 def mac_seconds(ops, cost) -> float:
-    """Seconds the MACs of `ops` take on one thread at the profile's int8 or float rate."""
-    return sum(op.macs / cost.macs_per_second(op.compute_dtype in INT8_TYPES) for op in ops)
+    """Seconds the MACs of `ops` take on one thread at the profile's int8, int16 or float rate."""
+    return sum(op.macs / cost.macs_per_second(rate_class(op.compute_dtype)) for op in ops)
 
 
 def estimate_latency_ms(graph: Graph, cost, threads: int = 1) -> float:

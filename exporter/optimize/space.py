@@ -9,7 +9,8 @@ turns them into the recipe a trial exports with (a pure function: the same param
 
 Parameters a trial records (only those that apply: a conditional parameter is not sampled when it
 cannot matter, so Optuna never sees a value that changes nothing):
-    quantize       conversion mode, from `profile.quantization.allowed`.
+    quantize       conversion mode, from `profile.quantization.allowed` (int16x8 where the runtime has 16x8
+                   kernels and the profile allows it: the LiteRT profiles, android and linux).
     distill        student width multiplier, or "none" (only with training data).
     prune          target sparsity, "none", or "2:4" (structured; only in `structured`'s targets or by --space).
     cluster        shared values per kernel, or "none".
@@ -19,9 +20,6 @@ cannot matter, so Optuna never sees a value that changes nothing):
     skip:<layer>   leave this sensitive layer out of pruning and clustering (when either runs).
     float:<layer>  keep this sensitive layer in float in the int8 model (int8 without qat, on targets whose
                    runtime mixes float and int8 ops: `Target.float_layers`, android and linux).
-
-Not searched: int16x8 activations (TFLite's 16x8 mode) are not an edgex conversion mode (`QuantMode`:
-float32, float16, dynamic, int8), so no target can offer them here.
 
 Example:
     >>> from exporter.profile import load_profile

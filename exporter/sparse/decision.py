@@ -54,6 +54,8 @@ _XNNPACK_FAILS = ("the converter writes them, but LiteRT's default XNNPACK deleg
 MODE_REASONS = {
     "int8": _XNNPACK_FAILS.format(what="full-integer int8", op="FULLY_CONNECTED"),
     "dynamic": _XNNPACK_FAILS.format(what="dynamic-range (int8 weights)", op="CONV_2D"),
+    "int16x8": "int16x8 models run on LiteRT's builtin reference kernels (XNNPACK takes no int16 activations), "
+               "and edgex has not measured them loading sparse tensors",
 }
 """Why a conversion mode cannot take sparse tensors, by mode; float32 and float16 can."""
 

@@ -1,4 +1,4 @@
-"""Keras → TFLite conversion in four modes, batch fixed to 1.
+"""Keras → TFLite conversion in five modes, batch fixed to 1.
 
 Modes (as in the TFLite post-training quantization guide):
     float32  plain conversion.
@@ -8,6 +8,10 @@ Modes (as in the TFLite post-training quantization guide):
              representative data set, with int8, uint8 or float32 I/O;
              `float_layers` keeps the named Keras layers' ops in float
              (exporter/stages/float_layers.py).
+    int16x8  int16 activations, int8 weights (TFLite's 16x8 mode), calibrated
+             like int8, with float32 I/O: more accurate than int8 where
+             activations span a wide range, run by LiteRT's builtin (reference)
+             kernels, not XNNPACK.
 
 `ConvertConfig(sparse=True)` adds `tf.lite.Optimize.EXPERIMENTAL_SPARSITY` to any mode's optimizations: weights
 at least 30 % zeros are stored in TFLite's sparse encoding (exporter/sparse/ decides when, and for which targets).
@@ -48,7 +52,7 @@ class ConvertConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: str = Field("float32", description="float32 | float16 | dynamic | int8")
+    mode: str = Field("float32", description="float32 | float16 | dynamic | int8 | int16x8")
     io_dtype: str = Field("int8", description="I/O dtype of int8 models: int8 | uint8 | float32")
     calibration_samples: int = Field(200, ge=1, description="most calibration samples used")
     min_calibration_samples: int = Field(32, ge=1, description="fewest calibration samples accepted")
@@ -80,29 +84,42 @@ def _configure(converter, tf, config: ConvertConfig, calib, names: list[str] | N
     elif config.mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif config.mode == "int8":
-        parts = () if calib is None else calib if isinstance(calib, tuple) else (calib,)
-        got = len(parts[0]) if parts else 0
-        if got < config.min_calibration_samples:
-            raise DataError(
-                f"int8 needs at least {config.min_calibration_samples} calibration samples ({option('calib')}); "
-                f"got {got}")
-        samples = [a[: config.calibration_samples].astype(np.float32) for a in parts]
-
-        def representative():
-            with progress("calibrating int8", total=len(samples[0])) as advance:
-                for i in range(len(samples[0])):
-                    advance()
-                    rows = [a[i][None, ...] for a in samples]
-                    yield dict(zip(names, rows)) if names else rows
-
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
+        converter.representative_dataset = _representative(config, calib, names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[config.io_dtype]
         converter.inference_input_type = io
         converter.inference_output_type = io
+    elif config.mode == "int16x8":      # float32 I/O: the converter's default for 16x8
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(config, calib, names)
+        ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        converter.target_spec.supported_ops = [ops]
     elif config.mode != "float32":
         raise ConversionError(f"unknown conversion mode {config.mode!r}")
+
+
+def _representative(config: ConvertConfig, calib, names: list[str] | None):
+    """The converter's representative dataset: up to `calibration_samples` rows of `calib`, with a progress bar.
+
+    Raises:
+        DataError: fewer than `min_calibration_samples` rows.
+    """
+    parts = () if calib is None else calib if isinstance(calib, tuple) else (calib,)
+    got = len(parts[0]) if parts else 0
+    if got < config.min_calibration_samples:
+        raise DataError(f"{config.mode} needs at least {config.min_calibration_samples} calibration samples "
+                        f"({option('calib')}); got {got}")
+    samples = [a[: config.calibration_samples].astype(np.float32) for a in parts]
+
+    def representative():
+        with progress(f"calibrating {config.mode}", total=len(samples[0])) as advance:
+            for i in range(len(samples[0])):
+                advance()
+                rows = [a[i][None, ...] for a in samples]
+                yield dict(zip(names, rows)) if names else rows
+
+    return representative
 
 
 def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) -> bytes:
@@ -111,14 +128,14 @@ def convert(model, config: ConvertConfig, *, calib: np.ndarray | None = None) ->
     Args:
         model: a tf_keras model.
         config: the conversion mode and its settings.
-        calib: calibration samples (required for int8): an array, or for several inputs a tuple of arrays
+        calib: calibration samples (required for int8 and int16x8): an array, or for several inputs a tuple of arrays
             in the model's input order.
 
     Returns:
         The .tflite bytes.
 
     Raises:
-        DataError: too few calibration samples for int8 (never a silent fallback).
+        DataError: too few calibration samples for int8 or int16x8 (never a silent fallback).
         ConversionError: the converter failed, e.g. on ops TFLite builtins lack (listed), or a layer of
             `float_layers` has no op of its own.
     """

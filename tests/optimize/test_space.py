@@ -13,7 +13,7 @@ ROWS = [{"layer": "probs"}, {"layer": "conv2d_1"}, {"layer": "conv2d"}, {"layer"
 
 def test_default_space_follows_the_profile():
     android = default_space(load_profile("android-arm64-midrange"), None, has_train=True, sensitivity=ROWS)
-    assert android.quantize == ("float32", "float16", "dynamic", "int8")
+    assert android.quantize == ("float32", "float16", "dynamic", "int8", "int16x8")     # LiteRT has 16x8 kernels
     assert android.skip_layers == ("probs", "conv2d_1", "conv2d")          # the top 3
     assert "2:4" not in android.prune and android.compress == ()
     assert android.weight_bits == (8, 4, 2, 1) and android.qat == (False, True)
@@ -35,7 +35,7 @@ def test_space_file_narrows_and_is_strict(tmp_path):
     assert space.prune == (NONE, 0.9, "2:4") and space.cluster == (NONE, 8) and space.quantize == ("int8",)
     assert space.distill == base.distill                                  # dimensions not named stay
     for text, words in [("prunes: [0.5]\n", "prunes"), ("prune: [1.5]\n", "(0, 1)"), ("cluster: [1]\n", "2..256"),
-                        ("quantize: [int16x8]\n", "quantize"), ("prune: [0.5, 0.5]\n", "more than once"),
+                        ("quantize: [int4]\n", "quantize"), ("prune: [0.5, 0.5]\n", "more than once"),
                         ("- prune\n", "mapping")]:
         path.write_text(text)
         with pytest.raises(ConfigError, match=None) as info:
@@ -55,7 +55,7 @@ def test_every_sampled_plan_builds_and_fits_the_profile():
     space = SearchSpace(**{**default_space(profile, None, True, ROWS).model_dump(),
                            "prune": (NONE, 0.8, "2:4"), "cluster": (NONE, 2, 16)})
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
-    seen, kept_float = set(), set()
+    seen, kept_float, modes = set(), set(), set()
     for number in range(200):
         params = suggest(space, study.ask())
         plan = plan_for(space, params, number, epochs=1, seed=7)
@@ -77,6 +77,8 @@ def test_every_sampled_plan_builds_and_fits_the_profile():
             assert plan.recipe.get("float_layers", []) == [name[6:] for name in floats if params[name]]
         seen.update(names)
         kept_float.update(plan.recipe.get("float_layers", []))
+        modes.add(plan.quantize)
+    assert modes == {"float32", "float16", "dynamic", "int8", "int16x8"}
     assert seen == {"distill", "prune", "cluster", "qat", "lowbit"}
     assert kept_float == {"probs", "conv2d_1", "conv2d"}
 
