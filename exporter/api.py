@@ -130,11 +130,13 @@ def run_steps(args: steps.ExportArgs):
         ExporterError: a subclass carrying the exit code (see exporter.errors).
     """
     from exporter.sparse.step import encode
+    from exporter.tensor_names import step as strip_names
     from exporter.tflite_metadata.step import describe
 
     request = steps.resolve(args)
     inputs = steps.prove_bridge(steps.check_data(request, steps.load(request)))
-    built = describe(request, inputs, encode(request, inputs, steps.build(request, inputs)))    # sparse; metadata
+    built = encode(request, inputs, steps.build(request, inputs))                    # sparse encoding
+    built = describe(request, inputs, strip_names(request, built))                    # names; metadata
     assessment = steps.assess(request, inputs, built)
     report = steps.make_report(request, inputs, built, assessment)
     if request.output.out is not None:

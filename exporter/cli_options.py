@@ -253,6 +253,7 @@ class StageOptions:
     distill_mode: str | None
     skip_layers: tuple[str, ...]
     float_layers: tuple[str, ...]
+    strip_names: bool
 
     def recipe_for(self, training: TrainingOptions):
         """The recipe to give `exporter.export`: one built from the flags, the --recipe path, or None.
@@ -268,7 +269,7 @@ class StageOptions:
                                   cluster=self.cluster, qat=self.qat, weight_bits=self.weight_bits,
                                   distill=self.distill, student=self.student, distill_mode=self.distill_mode,
                                   training=training.overrides(), skip_layers=self.skip_layers,
-                                  float_layers=self.float_layers)
+                                  float_layers=self.float_layers, strip_names=self.strip_names)
         if flags is not None and self.recipe is not None:
             raise UsageError("give either --recipe or stage flags (--prune, --cluster, ...), not both")
         return flags if flags is not None else self.recipe
@@ -289,4 +290,6 @@ stage_options = option_group(
     click.option("--skip-layer", "skip_layers", multiple=True, metavar="NAME", help="Leave this layer alone."),
     click.option("--float-layer", "float_layers", multiple=True, metavar="NAME",
                  help="int8 on android, linux: keep this layer's ops in float (repeatable)."),
+    click.option("--strip-names", is_flag=True,
+                 help="Remove the names of the .tflite's inner tensors (smaller; inputs and outputs keep theirs)."),
 )

@@ -143,7 +143,8 @@ def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
             profile or mode cannot take (or that fine-tunes a model with several outputs), an unknown
             `label_output`, dynamic input dims without a fitting `input_shapes` (exporter/input_shapes.py), or
             `sparse_encoding="on"` where it cannot apply (exporter/sparse/decision.py), or the recipe's
-            `float_layers` where they cannot apply (exporter/stages/float_layers.py `check_request`).
+            `float_layers` where they cannot apply (exporter/stages/float_layers.py `check_request`), or
+            `strip_names` with a .tflite.
         ConfigError: a name in the recipe's `float_layers` that no layer of the model has.
         PreflightError: a .tflite with dynamic input dims for a target that needs static shapes.
     """
@@ -159,6 +160,8 @@ def load(request: ExportRequest, loaded: LoadedModel | None = None) -> Inputs:
         raise UsageError(f"a .tflite model is bundled as it is; {option('quantize')} applies only to Keras models")
     if is_tflite and request.stages:
         raise UsageError("compression stages need a Keras model; a .tflite is bundled as it is")
+    if is_tflite and request.recipe.strip_names:
+        raise UsageError(f"a .tflite model is bundled as it is; {option('strip_names')} applies only to Keras models")
     mode = None if is_tflite else policy.resolve(request.quantize or request.recipe.quantize)
     sparse_check(request, mode, is_tflite)            # sparse encoding `on` where it cannot apply (exporter/sparse/)
     float_check(request, mode, loaded.model)          # float_layers where they cannot apply (stages/float_layers.py)

@@ -102,6 +102,7 @@ def export_targets(args: ExportArgs, targets: list[str]) -> list:
     """
     from exporter.model_io import load_model
     from exporter.sparse.step import encode
+    from exporter.tensor_names import step as strip_names
     from exporter.tflite_metadata.step import describe
 
     requests = [steps.resolve(a) for a in target_args(args, list(targets))]   # every output checked first
@@ -119,7 +120,8 @@ def export_targets(args: ExportArgs, targets: list[str]) -> list:
             progress_mod.status(f"{request.target.name}: sharing the {inp.mode} conversion made for an earlier target")
     parts = []
     for request, inp in zip(requests, inputs):
-        b = describe(request, inp, encode(request, inp, built[build_key(request, inp)]))   # sparse, metadata: per target
+        b = encode(request, inp, built[build_key(request, inp)])                   # per target: sparse, names, metadata
+        b = describe(request, inp, strip_names(request, b))
         assessment = steps.assess(request, inp, b)
         parts.append((request, inp, b, assessment, steps.make_report(request, inp, b, assessment)))
     for request, inp, b, assessment, report in parts:

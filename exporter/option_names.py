@@ -97,6 +97,7 @@ OPTIONS: dict[str, Spelling] = {
                             repeat=True),
     "float_layers": Spelling("--float-layer", "float_layers={} in the recipe", bare="the recipe's float_layers",
                              repeat=True),
+    "strip_names": Spelling("--strip-names", "the recipe's strip_names", flag=True),
     "student": Spelling("--student", "the distill stage's student"),
     "distill": Spelling("--distill WIDTH", "the distill stage's width"),
     # `edgex hil run` / exporter.hil.runner.hil_run (exporter/hil/cli.py)

@@ -12,6 +12,7 @@ Example YAML:
     training: {epochs: 3, learning_rate: 0.0005}
     skip_layers: []
     float_layers: [probs]          # android, linux, int8: ops kept float (exporter/stages/float_layers.py)
+    strip_names: false             # remove inner tensors' names from the .tflite (exporter/tensor_names.py)
     stages:
       - {type: prune, config: {sparsity: 0.8}}
       - {type: cluster, config: {clusters: 16}}
@@ -56,6 +57,8 @@ class Recipe(BaseModel):
     quantize: QuantMode | None = Field(None, description="conversion mode; default: the profile's preferred")
     sparse_encoding: Literal["auto", "on", "off"] | None = Field(
         None, description="TFLite's sparse encoding of pruned weights (android, linux; exporter/sparse/); default auto")
+    strip_names: bool = Field(False, description="remove the names of the .tflite's inner tensors (inputs, outputs "
+                              "and signatures keep theirs; exporter/tensor_names.py)")
 
     def build(self, origin: str = "recipe") -> list:
         """Instantiate and validate the stages, refusing duplicates and a wrong order.
@@ -175,7 +178,7 @@ def _distill_stages(distill, student, distill_mode, training: dict) -> list[dict
 
 def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, cluster=None, qat=False,
                       weight_bits=None, distill=None, student=None, distill_mode=None, training=None,
-                      skip_layers=(), float_layers=(), quantize=None) -> Recipe | None:
+                      skip_layers=(), float_layers=(), strip_names=False, quantize=None) -> Recipe | None:
     """Build a recipe from CLI shorthands; None when no stage flag was given.
 
     Args:
@@ -191,6 +194,7 @@ def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, clust
         training: dict of TrainingConfig overrides.
         skip_layers: layer names to leave alone.
         float_layers: layer names to keep in float in an int8 model (`--float-layer`).
+        strip_names: remove the inner tensors' names (`--strip-names`).
         quantize: conversion mode.
 
     Returns:
@@ -220,7 +224,8 @@ def recipe_from_flags(*, prune=None, prune_structured=None, sparsify=None, clust
         stages.append({"type": "qat", "config": {}})
     if weight_bits:
         stages.append({"type": "lowbit", "config": {"bits": int(weight_bits)}})
-    if not stages and not training and not skip_layers and not float_layers:
+    if not stages and not training and not skip_layers and not float_layers and not strip_names:
         return None
     return _validate({"stages": stages, "training": training or {}, "skip_layers": list(skip_layers),
-                      "float_layers": list(float_layers), "quantize": quantize}, "command line")
+                      "float_layers": list(float_layers), "strip_names": strip_names, "quantize": quantize},
+                     "command line")

@@ -40,8 +40,9 @@ def requantization_scales(model_bytes: bytes) -> list[dict]:
         model_bytes: the .tflite.
 
     Returns:
-        One dict per such op: `op` (index), `name` (builtin name), `output` (tensor name), `scale` (the largest
-        over the output channels), `input_scale`, `filter_scale` (that channel's) and `output_scale`.
+        One dict per such op: `op` (index), `name` (builtin name), `output` (tensor name, or "tensor N" in a
+        model whose names were stripped: exporter/tensor_names.py), `scale` (the largest over the output
+        channels), `input_scale`, `filter_scale` (that channel's) and `output_scale`.
 
     Raises:
         ModelFileError: bytes that are not a TFLite flatbuffer.
@@ -63,7 +64,7 @@ def requantization_scales(model_bytes: bytes) -> list[dict]:
         filter_scale = max(w.quantization["scale"])
         scale = in_scale * filter_scale / out_scale if out_scale > 0 else float("inf")
         if scale >= REQUANTIZATION_LIMIT:
-            found.append({"op": op.index, "name": op.name, "output": y.name, "scale": scale,
+            found.append({"op": op.index, "name": op.name, "output": y.name or f"tensor {y.index}", "scale": scale,
                           "input_scale": in_scale, "filter_scale": filter_scale, "output_scale": out_scale})
     return found
 

@@ -58,6 +58,7 @@ def test_every_python_spelling_names_what_the_caller_sets():
     distill = get_stage("distill").Config.model_fields
     elsewhere = {"skip_layers": ("the recipe's skip_layers", "skip_layers", Recipe.model_fields),
                  "float_layers": ("the recipe's float_layers", "float_layers", Recipe.model_fields),
+                 "strip_names": ("the recipe's strip_names", "strip_names", Recipe.model_fields),
                  "require_compiled": ('target_options={"require_compiled": True}', "require_compiled",
                                       get_target("edgetpu").Options.model_fields),
                  "compress": ('target_options={"compress": False}', "compress",

@@ -21,6 +21,9 @@ cannot matter, so Optuna never sees a value that changes nothing):
     float:<layer>  keep this sensitive layer in float in the int8 model (int8 without qat, on targets whose
                    runtime mixes float and int8 ops: `Target.float_layers`, android and linux).
 
+Settings a trial takes from the space, not searched: `distill_epochs`, `cluster_per_channel` and `strip_names`
+(on by default: the trial's .tflite loses its inner tensor names, which changes no output; exporter/tensor_names.py).
+
 Example:
     >>> from exporter.profile import load_profile
     >>> space = default_space(load_profile("arduino-nano-33-ble"), None, has_train=True,
@@ -93,6 +96,8 @@ class SearchSpace(BaseModel):
     float_layers: tuple[str, ...] = Field(
         (), description="layers that each get a float:<layer> choice: kept in float in an int8 model (android, "
                         "linux: targets whose runtime mixes float and int8 ops)")
+    strip_names: bool = Field(True, description="every trial's .tflite without its inner tensors' names (a setting, "
+                              "not searched: it changes no output and only shrinks the model; exporter/tensor_names.py)")
 
     @field_validator("distill", "prune", "cluster", mode="before")
     @classmethod
@@ -288,6 +293,8 @@ def plan_for(space: SearchSpace, params: dict, number: int, epochs: int, seed: i
     floats = [name[len(FLOAT_PREFIX):] for name, on in params.items() if name.startswith(FLOAT_PREFIX) and on]
     if floats:
         recipe["float_layers"] = floats
+    if space.strip_names:
+        recipe["strip_names"] = True
     options = {"compress": params["compress"]} if "compress" in params else {}
     return TrialPlan(number=number, params=dict(params), recipe=recipe, quantize=mode, target_options=options)
 

@@ -55,18 +55,10 @@ def insert(tflite: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
         ConversionError: the model keeps buffers outside its flatbuffer.
         ModelFileError: a model the schema's object API cannot unpack.
     """
-    import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
-    try:
-        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
-    except Exception as exc:                  # the object API fails in many ways on a file it cannot read
-        raise ModelFileError(f"not a valid TFLite model: it cannot be unpacked to add TFLite metadata "
-                             f"({type(exc).__name__}: {exc})") from None
-    if model.externalBuffers or model.externalBufferGroups or any((b.offset or 0) > 1 for b in model.buffers or ()):
-        raise ConversionError("cannot add TFLite metadata: the model keeps its weights outside the flatbuffer "
-                              "(a model over 2 GB), which the metadata populator cannot re-pack")
+    model = unpack(tflite, "add TFLite metadata")
     buffers = list(model.buffers or ())
     entries = list(model.metadata or ())
     holder = schema.BufferT(data=np.frombuffer(metadata, np.uint8))
@@ -79,9 +71,40 @@ def insert(tflite: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
         entry.name, entry.buffer = METADATA_NAME, len(buffers) - 1
         entries.append(entry)
     model.buffers, model.metadata = buffers, entries
-    builder = flatbuffers.Builder(len(tflite) + len(metadata) + 4096)
+    return _append_zip(repack(model, len(tflite) + len(metadata)), files)
+
+
+def unpack(tflite: bytes, purpose: str):
+    """The model as the TFLite schema's object API (`ModelT`), to change it and `repack` it.
+
+    Args:
+        tflite: the model's bytes.
+        purpose: what the caller re-packs it for, for messages ("add TFLite metadata").
+
+    Raises:
+        ModelFileError: a model the object API cannot unpack.
+        ConversionError: the model keeps buffers outside its flatbuffer (over 2 GB).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    except Exception as exc:                  # the object API fails in many ways on a file it cannot read
+        raise ModelFileError(f"not a valid TFLite model: it cannot be unpacked to {purpose} "
+                             f"({type(exc).__name__}: {exc})") from None
+    if model.externalBuffers or model.externalBufferGroups or any((b.offset or 0) > 1 for b in model.buffers or ()):
+        raise ConversionError(f"cannot {purpose}: the model keeps its weights outside the flatbuffer "
+                              "(a model over 2 GB), which cannot be re-packed")
+    return model
+
+
+def repack(model, size_hint: int) -> bytes:
+    """The bytes of an unpacked (and changed) model, with the "TFL3" identifier; buffers 4-byte aligned."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + 4096)
     builder.Finish(model.Pack(builder), b"TFL3")
-    return _append_zip(bytes(builder.Output()), files)
+    return bytes(builder.Output())
 
 
 def _append_zip(model: bytes, files: dict[str, bytes]) -> bytes:
