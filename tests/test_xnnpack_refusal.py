@@ -123,3 +123,27 @@ def test_a_given_tflite_that_only_xnnpack_refuses_exports(dead, calib, tmp_path)
         assert figures[name]["on"].split(", 40 eval samples")[0].endswith(KERNELS), figures[name]
         assert "op 0 CONV_2D" in figures[name]["note"]
     assert (tmp_path / "bundle" / "model.tflite").is_file()           # with the TFLite metadata android's apps read
+
+
+def test_a_device_run_falls_back_to_the_builtin_kernels_as_the_host_did(dead, calib, tmp_path):
+    """The device agent (exporter/hil/agent.py) on this machine as the device: XNNPACK refuses the bundle's
+    model there too, so the agent runs it on the builtin kernels and the run says why, instead of failing."""
+    import json
+
+    from tests.test_cli import run
+
+    path = tmp_path / "dead.tflite"
+    path.write_bytes(dead)
+    np.savez(tmp_path / "eval.npz", x=calib, y=np.zeros(len(calib), np.int64))
+    bundle = tmp_path / "bundle"
+    assert run(["export", str(path), "--target", "android", "--eval", str(tmp_path / "eval.npz"),
+                "--out", str(bundle)]).exit_code == 0
+    result = run(["hil", "run", str(bundle), "--device", "local", "--runs", "3", "--warmup", "1",
+                  "--eval-samples", "20", "--json"])
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    ran = record["result"]
+    assert record["complete"] and ran["ok"] and ran["delegate"] == "cpu" and ran["eval_samples"] == 20
+    assert ran["xnnpack_refusal"].startswith("failed to create XNNPACK runtime")
+    assert any("XNNPACK refused the model on the device" in note for note in record["notes"])
+    assert "delegate cpu" in record["measurements"]["latency"]["note"]

@@ -122,37 +122,39 @@ def input_shape(detail, shapes):
 
 
 def load_interpreter(runtime, model_bytes, args, shapes=None):
-    """The interpreter on `--threads`; `--delegate cpu` turns off the default XNNPACK delegate."""
-    kwargs = {"model_content": model_bytes, "num_threads": args.threads}
-    try:
-        if args.delegate == "cpu":  # tflite_runtime >= 2.5 and ai_edge_litert have OpResolverType
-            kwargs["experimental_op_resolver_type"] = runtime.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        interpreter = runtime.Interpreter(**kwargs)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise AgentFailure("model.tflite is not a valid model: " + first, 2)
-    try:
-        for detail in interpreter.get_input_details():
-            shape = input_shape(detail, shapes or {})
-            if shape is not None:
-                interpreter.resize_tensor_input(detail["index"], shape)
-        interpreter.allocate_tensors()
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise AgentFailure("the runtime cannot prepare the model: " + first, 4)
-    return interpreter
+    """(interpreter, None); with xnnpack, a model the delegate refuses to prepare (e.g. a requantization scale
+    of 256 or more) runs on the builtin kernels, as edgex measured it: (that interpreter, why XNNPACK refused)."""
+    builtin = getattr(getattr(runtime, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+    if args.delegate == "cpu" and builtin is None:  # tflite_runtime >= 2.5 and ai_edge_litert have OpResolverType
+        raise AgentFailure("--delegate cpu needs a runtime that can turn XNNPACK off (OpResolverType)", 2)
+    refusal = None
+    for resolver in [builtin] if args.delegate == "cpu" else [None] + [builtin] * (builtin is not None):
+        kwargs = {"model_content": model_bytes, "num_threads": args.threads}
+        if resolver is not None:
+            kwargs["experimental_op_resolver_type"] = resolver
+        try:
+            interpreter = runtime.Interpreter(**kwargs)
+        except Exception as exc:
+            raise AgentFailure("model.tflite is not a valid model: " + first_line(exc), 2)
+        try:
+            for detail in interpreter.get_input_details():
+                shape = input_shape(detail, shapes or {})
+                if shape is not None:
+                    interpreter.resize_tensor_input(detail["index"], shape)
+            interpreter.allocate_tensors()
+            return interpreter, refusal
+        except Exception as exc:
+            refusal = first_line(exc)
+    raise AgentFailure("the runtime cannot prepare the model: " + refusal, 4)
+
+
+def first_line(exc):
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def quantization(detail):
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return float(scale), int(zero_point)
-
-
-def zero_input(np, detail):
-    """A real-valued zero for the input: the zero point for quantized tensors."""
-    scale, zero_point = quantization(detail)
-    value = zero_point if scale and np.issubdtype(detail["dtype"], np.integer) else 0
-    return np.full(detail["shape"], value, dtype=detail["dtype"])
 
 
 def to_input(np, sample, detail):
@@ -167,24 +169,21 @@ def to_input(np, sample, detail):
 
 def from_output(np, raw, detail):
     scale, zero_point = quantization(detail)
-    out = np.asarray(raw)
-    if scale and np.issubdtype(out.dtype, np.integer):
-        return (out.astype(np.float64) - zero_point) * scale
-    return out.astype(np.float64)
+    quantized = scale and np.issubdtype(np.asarray(raw).dtype, np.integer)
+    return (np.asarray(raw, np.float64) - zero_point) * scale if quantized else np.asarray(raw, np.float64)
 
 
 def invoke(interpreter):
     try:
         interpreter.invoke()
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise AgentFailure("invoke failed: " + first, 4)
+        raise AgentFailure("invoke failed: " + first_line(exc), 4)
 
 
 def time_model(np, interpreter, warmup, runs, order=None):
     inputs, outputs, _ = io_details(interpreter, order)
     for detail in inputs:
-        interpreter.set_tensor(detail["index"], zero_input(np, detail))
+        interpreter.set_tensor(detail["index"], to_input(np, np.zeros(detail["shape"]), detail))  # real zeros
     for _ in range(warmup):
         invoke(interpreter)
     times = []
@@ -302,7 +301,9 @@ def run(argv, result):
         raise runtime
     if not args.probe:
         probe(args)
-    interpreter = load_interpreter(runtime, model_bytes, args, shapes)
+    interpreter, refusal = load_interpreter(runtime, model_bytes, args, shapes)
+    if refusal is not None:
+        result["delegate"], result["xnnpack_refusal"] = "cpu", refusal
     result["latency_ms"], result["output_digest"] = time_model(np, interpreter, args.warmup, args.runs, order)
     if args.probe:
         return

@@ -92,6 +92,8 @@ class AgentResult(BaseModel):
     device: dict = Field(default_factory=dict, description="what the agent knows of its device")
     threads: int | None = Field(None, ge=1, le=1024, description="threads the runtime ran with")
     delegate: str | None = Field(None, max_length=40, description="delegate it ran with: cpu, xnnpack, gpu, nnapi")
+    xnnpack_refusal: str | None = Field(None, max_length=400, description="why the XNNPACK delegate refused the "
+                                        "model, which then ran on the builtin kernels (delegate cpu)")
     init_ms: float | None = Field(None, ge=0, le=3.6e6, description="time to load the model and prepare it")
     model_memory_bytes: int | None = Field(None, ge=0, le=1 << 44, description="the model's own memory")
     memory_kind: str | None = Field(None, pattern="^(" + "|".join(MEMORY_KINDS) + ")$",

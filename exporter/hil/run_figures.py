@@ -108,7 +108,11 @@ def run_notes(result: AgentResult, plan) -> list[str]:
     from exporter.option_names import option
 
     notes = []
-    if result.delegate and plan.delegate and result.delegate != plan.delegate:
+    if result.xnnpack_refusal:
+        notes.append(f"the profile asks for delegate {plan.delegate}; XNNPACK refused the model on the device, so "
+                     f"{result.runtime} ran it on its builtin kernels (as edgex measured it on the host): "
+                     f"{result.xnnpack_refusal}")
+    elif result.delegate and plan.delegate and result.delegate != plan.delegate:
         why = "" if result.runtime == BENCHMARK else (
             f" (the Python agent runs LiteRT's CPU paths only: on an adb device, {option('benchmark_binary')} "
             f"measures with {plan.delegate})")
