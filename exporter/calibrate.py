@@ -78,7 +78,7 @@ def _features(graph: Graph) -> dict[str, float]:
     """MACs per rate class ("int8", "int16", "float") and the op count ("ops")."""
     out = {"int8": 0.0, "int16": 0.0, "float": 0.0, "ops": float(len(graph.ops))}
     for op in graph.ops:
-        out[rate_class(op.compute_dtype)] += op.macs
+        out[rate_class(op.compute_dtype)] += op.macs or 0
     return out
 
 

@@ -2,13 +2,15 @@
 
 The converter names every tensor after the TensorFlow ops it came from ("model/conv2d/BiasAdd;model/conv2d/
 Conv2D;..."); no runtime reads those names. On a small model they are a real share of the download and of
-flash: 916 B of the 45,488 B int8 demo, and about 300 B of a 3.6 KB compressed one once gzipped. `strip`
+flash: 960 B of the 46,730 B int8 demo for android, and 276 B of the 3,664 B gzip download of a distilled,
+pruned and clustered one (README, Benchmarks). `strip`
 removes the names of every tensor that is not an input or output of its subgraph, and the model description;
 the inputs' and outputs' names, the signatures (what apps and edgex look tensors up by), the operators and
 the buffers stay, so the model computes the same. It is TFLite's own `flatbuffer_utils.strip_strings` minus
 the parts apps need (that one drops the signatures and the I/O names too). The model is re-packed with the
 schema's object API as the TFLite metadata writer does (exporter/tflite_metadata/model_file.py), and runs
-after the sparse-encoding step, before the metadata is written.
+after the sparse-encoding step, before the metadata is written (a re-pack drops files appended after the
+flatbuffer, which is why a given .tflite, bundled as it is, is never stripped).
 
 Debugging tools that show inner tensor names (Netron, TF's QuantizationDebugger) show none in a stripped
 model, and an op edgex reports by its output tensor is named by its index there.

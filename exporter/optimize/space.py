@@ -96,8 +96,8 @@ class SearchSpace(BaseModel):
     float_layers: tuple[str, ...] = Field(
         (), description="layers that each get a float:<layer> choice: kept in float in an int8 model (android, "
                         "linux: targets whose runtime mixes float and int8 ops)")
-    strip_names: bool = Field(True, description="every trial's .tflite without its inner tensors' names (a setting, "
-                              "not searched: it changes no output and only shrinks the model; exporter/tensor_names.py)")
+    strip_names: bool = Field(True, description="every trial's .tflite without its inner tensors' names (a "
+                              "setting, not searched: it changes no output, only shrinks the model)")
 
     @field_validator("distill", "prune", "cluster", mode="before")
     @classmethod
