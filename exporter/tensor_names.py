@@ -3,8 +3,8 @@
 The converter names every tensor after the TensorFlow ops it came from ("model/conv2d/BiasAdd;model/conv2d/
 Conv2D;..."); no runtime reads those names. On a small model they are a real share of the download and of
 flash: 960 B of the 46,730 B int8 demo for android, and 276 B of the 3,664 B gzip download of a distilled,
-pruned and clustered one (README, Benchmarks). `strip`
-removes the names of every tensor that is not an input or output of its subgraph, and the model description;
+pruned and clustered one (README, Benchmarks). `strip` removes the names of every tensor that is not an input
+or output of its subgraph, and the model description;
 the inputs' and outputs' names, the signatures (what apps and edgex look tensors up by), the operators and
 the buffers stay, so the model computes the same. It is TFLite's own `flatbuffer_utils.strip_strings` minus
 the parts apps need (that one drops the signatures and the I/O names too). The model is re-packed with the

@@ -57,7 +57,7 @@ def test_a_device_run_of_the_bundle_passes(bundle):
                   "--json"])
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["complete"] and record["result"]["accuracy"] >= 0.9
+    assert record["complete"] and record["result"]["accuracy"] >= 90        # percent; the host measured 98.61
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from exporter import tf as tfmod
 from exporter.errors import ConversionError, DataError
 from exporter.option_names import option
 from exporter.progress import progress, quiet_native_stderr
+from exporter.quant_modes import FULL_INTEGER
 from exporter.session import raise_if_interrupted
 
 
@@ -83,18 +84,17 @@ def _configure(converter, tf, config: ConvertConfig, calib, names: list[str] | N
         converter.target_spec.supported_types = [tf.float16]
     elif config.mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif config.mode == "int8":
+    elif config.mode in FULL_INTEGER:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(config, calib, names)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[config.io_dtype]
-        converter.inference_input_type = io
-        converter.inference_output_type = io
-    elif config.mode == "int16x8":      # float32 I/O: the converter's default for 16x8
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(config, calib, names)
-        ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-        converter.target_spec.supported_ops = [ops]
+        if config.mode == "int16x8":      # float32 I/O: the converter's default for 16x8
+            ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            converter.target_spec.supported_ops = [ops]
+        else:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[config.io_dtype]
+            converter.inference_input_type = io
+            converter.inference_output_type = io
     elif config.mode != "float32":
         raise ConversionError(f"unknown conversion mode {config.mode!r}")
 
