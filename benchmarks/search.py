@@ -9,14 +9,14 @@ Three parts, each a real run on this machine (`exporter.optimize(demo=True, ...)
    the published anchors (TF-MOT tutorials, Deep Compression 39-40x). The issue's goal: >= 40x at <= 1 pt.
 2. arduino-nano-33-ble: a search of `--nano-trials` trials (20). Printed: the smallest `model_flash` of a trial
    that passes every limit, beside the plain int8 export's `model_flash`.
-3. Ray: the same trials (same seed, same batch: `--ray-batch`, 2) on a real local Ray head with 1 CPU and with 2 CPUs
+3. Ray: the same trials (same seed, same batch: `--ray-batch`, 3) on a real local Ray head with 1 CPU and with 2 CPUs
    (`ray start --head --num-cpus N`, one trial per CPU, `--trial-cpus 1`): the wall-clock ratio. Goal: >= 1.6x.
 
 `--quick` is a smoke run of all three with tiny budgets (a handful of trials, 1 epoch, no hand-picked rows);
 its figures mean nothing.
 
 Usage: .venv/bin/python benchmarks/search.py [--quick] [--android-trials 40] [--nano-trials 20]
-       [--ray-trials 12] [--ray-batch 2] [--epochs 2] [--parts android,nano,ray] [--no-ray]
+       [--ray-trials 12] [--ray-batch 3] [--epochs 2] [--parts android,nano,ray] [--no-ray]
        [--workers 1] [--distill-epochs N]
 """
 from __future__ import annotations
@@ -171,10 +171,10 @@ def _row_mcu(trial, result, flash: float, plain_flash: float) -> str:
 def ray_speedup(folder: Path, trials: int, epochs: int, batch: int) -> list[str]:
     """Part 3: the same trials (seed 7, the same batch) with 1 Ray worker and with 2; the wall-clock ratio.
 
-    A freed worker takes the next trial (exporter/optimize/scheduler.py). Measured here on 12 trials, batch 2,
-    3 runs: 1.50x, 1.76x and 1.56x (the machine's speed varies: 1 worker took 167 to 186 s); the same code
-    running trials in rounds of 2, each waiting for its slowest trial: 1.36x. Two trials side by side each
-    take longer than alone (they share 2 cores and TensorFlow's threads): 7 % and 20 % more time inside trials.
+    A freed worker takes the next trial (exporter/optimize/scheduler.py); each trial's TensorFlow runs 1 thread
+    (`--trial-cpus 1`). Measured here on 12 trials: batch 2, 1.55x (the workers busy 84 % of the time); batch 3
+    (one trial queued, the default on 2 CPUs), 1.79x (93 %). Two trials side by side each take longer than alone
+    (they share the machine's 2 cores, caches and memory): 15 % more time inside trials.
     """
     from exporter.optimize.local_head import local_ray_head
 
@@ -203,7 +203,8 @@ def main() -> None:
     parser.add_argument("--nano-trials", type=int, default=20)
     parser.add_argument("--ray-trials", type=int, default=12, help="trials of each Ray run (default 12)")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per stage (default 2)")
-    parser.add_argument("--ray-batch", type=int, default=2, help="trials per round in the Ray comparison (default 2)")
+    parser.add_argument("--ray-batch", type=int, default=3,
+                        help="trials in flight in the Ray comparison (default 3: the default on 2 CPUs)")
     parser.add_argument("--parts", default="android,nano,ray", help="which parts to run (default: all three)")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray comparison")
     parser.add_argument("--workers", type=int, default=1,

@@ -73,8 +73,9 @@ search_options = option_group(
                  help="Run trials as tasks on a Ray cluster (auto: the one this machine started); default: "
                       "one at a time in this process."),
     click.option("--trial-cpus", type=int, default=1, show_default=True, help="CPUs each Ray trial asks for."),
-    click.option("--batch", type=int, help="Trials running at once; default: 1 in-process, cluster CPUs // "
-                                           "--trial-cpus on Ray. The same seed and batch give the same trials."),
+    click.option("--batch", type=int, help="Trials in flight (running or queued); default: 1 in-process, cluster "
+                                           "CPUs // --trial-cpus + 1 on Ray. The same seed and batch give the same "
+                                           "trials."),
     click.option("--pick", default="smallest", show_default=True, metavar="RULE",
                  help=f"Which Pareto trial becomes the bundle: {PICK_HELP}."),
     click.option("--sampler", default="tpe", show_default=True, metavar="NAME",

@@ -55,7 +55,7 @@ def optimize(model=None, *, target: str, profile=None, train=None, calib=None, e
         space: a --space YAML path, or a dict of dimensions, narrowing or widening the default space.
         ray, trial_cpus: None runs trials here one at a time; "auto" or HOST:PORT runs them as Ray tasks of
             `trial_cpus` CPUs each (default 1) on that cluster (exporter/optimize/ray_runner.py).
-        batch: trials running at once. Default 1 in-process, cluster CPUs // trial_cpus on Ray.
+        batch: trials in flight (running or queued). Default 1 in-process, cluster CPUs // trial_cpus + 1 on Ray.
         pick: which Pareto trial becomes the bundle: "smallest" (default), "fastest", "most-accurate".
         sampler: "tpe" (default, multivariate TPE) or "nsga2" (NSGA-II); both honour the limits as constraints.
         seed, epochs: the sampler's and every trial's training seed (default 7); fine-tuning epochs per stage (2).
@@ -86,11 +86,11 @@ def optimize(model=None, *, target: str, profile=None, train=None, calib=None, e
         setup = _setup(job, space)
         result = _run(job, setup, budget, runner, out=out, storage=storage, study=study, batch=batch,
                       sampler=sampler, progress=progress)
-    try:
-        return results.write(out, result, job, pick=pick, progress=progress)
-    except LimitError as exc:
-        exc.result = result                 # the CLI still prints the trials (--json) before exiting 1
-        raise
+        try:                                # the pick is exported where trials ran (on Ray: in a worker)
+            return results.write(out, result, job, pick=pick, progress=progress, runner=runner)
+        except LimitError as exc:
+            exc.result = result             # the CLI still prints the trials (--json) before exiting 1
+            raise
 
 
 def _budget(model, out, trials, time, trial_cpus, batch, epochs, seed, pick, sampler) -> Budget:
@@ -160,6 +160,7 @@ def _run(job, setup: dict, budget: Budget, runner, *, out, storage, study, batch
     """Open (or resume) the study and run trials on `runner` until the budget is spent."""
     from exporter.optimize.scheduler import run_trials
     from exporter.optimize.study import default_storage, finished, open_study, study_name
+    from exporter.optimize.warm_start import enqueue_corners
 
     profile, objectives, space = setup["profile"], setup["objectives"], setup["space"]
     if storage is None:
@@ -167,6 +168,7 @@ def _run(job, setup: dict, budget: Budget, runner, *, out, storage, study, batch
         Path(out).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)    # build/ of build/opt
     name = study or study_name(job.target, profile.name, job.model, job.demo, space.to_dict(), objectives)
     opened = open_study(storage, name, objectives, sampler=sampler, seed=job.seed)
+    enqueue_corners(opened, space, setup["sensitivity"])             # a new study's first trials
     start, size = _time.monotonic(), batch or runner.default_batch()
     new, stopped = run_trials(opened, runner, job, setup, budget, size, progress=progress)
     where = {**runner.describe(), "batch": size}

@@ -7,11 +7,11 @@
   trial's `latency` figure); ties go to the smaller.
 - `most-accurate`: the highest accuracy (or agreement); ties go to the smaller.
 
-The pick is exported again with `exporter.export(...)` into `DIR/bundle`, with its trial's recipe, mode,
-target options and the job's data, so the bundle is like any other (`edgex verify` accepts it) and its
-manifest records where it came from: `{"optimize": {"study", "storage", "trial", "params"}}`. With no
-feasible trial there is nothing to pick: `no_pass_error` is the LimitError (exit 1) naming the closest
-trial and the limits that bind it.
+The pick is exported again with `exporter.export(...)` into `DIR/bundle` (by the runner that ran the trials: on
+Ray, in a worker), with its trial's recipe, mode, target options and the job's data, so the bundle is like any
+other (`edgex verify` accepts it) and its manifest records where it came from: `{"optimize": {"study",
+"storage", "trial", "params"}}`. With no feasible trial there is nothing to pick: `no_pass_error` is the
+LimitError (exit 1) naming the closest trial and the limits that bind it.
 
 Example:
     >>> from exporter.optimize.objectives import Objective
@@ -177,8 +177,10 @@ def export_pick(out: Path, job, trial: TrialResult, plan: TrialPlan, *, study: s
         progress: progress bars on stderr. Default False.
 
     Returns:
-        The export's Report. `report.passed` can be False when the re-export lands on the other side of a limit
-        than the trial did (training is seeded, but threads may differ): the caller says so.
+        The export's Report. Training is seeded and the pick is exported with its trial's thread count (on Ray:
+        in a worker, exporter/optimize/ray_runner.py), so it measures what the trial did; a trial run elsewhere
+        (a study resumed on Ray that began in-process) can land on the other side of a limit: `report.passed`
+        is then False, and the caller says so.
 
     Raises:
         ExporterError: as `exporter.export`.

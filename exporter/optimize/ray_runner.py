@@ -2,18 +2,23 @@
 
 The driver (the `edgex optimize` process) keeps Optuna's ask and tell; each trial is one
 `ray.remote(num_cpus=trial_cpus)` task calling `exporter.optimize.trial.run_trial(job, plan)` in a Ray
-worker process, with the job shipped once per search (`ray.put`). `cluster CPUs // trial_cpus` trials run
-at once by default (`--batch`), so every CPU is busy; a freed worker takes the next trial
-(exporter/optimize/scheduler.py). Tasks are not retried (`max_retries=0`): a worker that
-dies (out of memory, a native crash) gives a failed trial, not a second run. Ray tasks:
-https://docs.ray.io/en/latest/ray-core/tasks.html; connecting a driver:
+worker process, with the job shipped once per search (`ray.put`). By default (`--batch`) `cluster CPUs //
+trial_cpus` trials run at once, so every CPU is busy, and one more waits in Ray's queue, so that a freed
+worker starts the next trial at once (exporter/optimize/scheduler.py): on 2 CPUs, 12 demo trials with 2 in
+flight kept the workers busy 84 % of the time (1.55x the speed of 1 worker), with 3 in flight 93 % (1.79x).
+Tasks are not retried (`max_retries=0`): a worker that dies (out of memory, a native crash) gives a failed
+trial, not a second run. Ray tasks: https://docs.ray.io/en/latest/ray-core/tasks.html; connecting a driver:
 https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
 
-A worker's TensorFlow keeps its default thread pools (every core of its node), as the driver's does, so a
-trial computes the same floats in a worker as in-process on the same machine. Limiting it to `--trial-cpus`
-threads (`TF_NUM_INTRAOP_THREADS`) was tried: 2 trials side by side then contend less, but the sums run in
-another order, and the pick exported again on the driver drifted (one trial: within the 1-point limit in its
-1-thread worker, 1.11 pt over it on the driver).
+A trial's TensorFlow uses as many threads as its task has CPUs (`TF_NUM_INTRAOP_THREADS`,
+`TF_NUM_INTEROP_THREADS` and `OMP_NUM_THREADS` = `--trial-cpus`, set in the task's runtime environment).
+Left to itself every TensorFlow sizes its thread pools to the whole node: two trials side by side on 2
+cores then spent 30 % more time inside trials than one at a time (15 % with 1 thread each). The thread
+count changes the order of float sums, so a trial's figures (its gzip bytes too, by a few) can differ from
+the same trial in-process with every core, and equal those of an in-process run with the same counts. The
+pick is therefore exported again in a worker as well (`pick_task`, the same threads), not on the driver:
+exported on the driver, one pick within the 1-point limit in its trial drifted 1.11 pt over it. The worker
+sends the bundle back as a tar archive, so the driver need not share a file system with it.
 
 Workers import edgex like the driver: this machine's workers get `PYTHONPATH=<the driver's source
 root>` and `TF_USE_LEGACY_KERAS=1` through the job's runtime environment; other machines need edgex
@@ -41,6 +46,7 @@ Example:
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -53,7 +59,7 @@ from exporter.option_names import option
 from exporter.optimize.plan import TrialPlan, TrialResult
 from exporter.optimize.runner import Runner
 
-__all__ = ["RayRunner", "ray_address", "trial_task"]
+__all__ = ["RayRunner", "pick_task", "ray_address", "thread_env", "trial_task"]
 
 CONNECT_TIMEOUT_S = 5.0
 """Seconds to wait for a Ray head's port to answer before `ray.init` (which would retry for minutes)."""
@@ -116,6 +122,15 @@ def _connect(address: str) -> None:
             signal.signal(signal.SIGTERM, saved)
 
 
+def thread_env(trial_cpus: int) -> dict:
+    """The environment that sizes a task's TensorFlow thread pools to its CPUs.
+
+    >>> thread_env(2)
+    {'TF_NUM_INTRAOP_THREADS': '2', 'TF_NUM_INTEROP_THREADS': '2', 'OMP_NUM_THREADS': '2'}
+    """
+    return {name: str(trial_cpus) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")}
+
+
 def trial_task(job, plan: TrialPlan) -> TrialResult:
     """The Ray task of one trial: `run_trial` in the worker, which records itself as a Ray worker."""
     import ray
@@ -125,8 +140,24 @@ def trial_task(job, plan: TrialPlan) -> TrialResult:
     result = run_trial(job, plan)
     context = ray.get_runtime_context()
     result.worker = {**result.worker, "kind": "ray", "pid": os.getpid(), "host": socket.gethostname(),
-                     "node": context.get_node_id()}
+                     "node": context.get_node_id(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}
     return result
+
+
+def pick_task(job, trial: TrialResult, plan: TrialPlan, study: str, storage: str) -> tuple[bytes, object]:
+    """The Ray task exporting the pick: its bundle as the bytes of a tar archive, and the export's Report."""
+    import tarfile
+    import tempfile
+
+    from exporter.optimize.pick import export_pick
+
+    with tempfile.TemporaryDirectory(prefix="edgex-pick-") as folder:
+        bundle = Path(folder) / "bundle"
+        report = export_pick(bundle, job, trial, plan, study=study, storage=storage)
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(bundle, arcname=".")
+    return archive.getvalue(), report
 
 
 class RayRunner(Runner):
@@ -143,7 +174,8 @@ class RayRunner(Runner):
             if self.address != "auto":
                 _reachable(self.address)
             _connect(self.address)
-        self._task = ray.remote(num_cpus=trial_cpus, max_retries=0)(trial_task)
+        options = {"num_cpus": trial_cpus, "max_retries": 0, "runtime_env": {"env_vars": thread_env(trial_cpus)}}
+        self._task, self._pick = ray.remote(**options)(trial_task), ray.remote(**options)(pick_task)
         self._check_cpus()
 
     def _check_cpus(self) -> None:
@@ -163,8 +195,8 @@ class RayRunner(Runner):
         return int(ray.cluster_resources().get("CPU", 1))
 
     def default_batch(self) -> int:
-        """As many trials as the cluster runs at once: its CPUs // `trial_cpus` (at least 1)."""
-        return max(1, self.cpus() // self.trial_cpus)
+        """As many trials as the cluster runs at once (its CPUs // `trial_cpus`, at least 1), and one queued."""
+        return max(1, self.cpus() // self.trial_cpus) + 1
 
     def describe(self) -> dict:
         return {**super().describe(), "cpus": self.cpus()}
@@ -190,6 +222,35 @@ class RayRunner(Runner):
             ray.cancel(ref, force=True)
         self._pending = {}
 
+    def export_pick(self, out, job, trial: TrialResult, plan: TrialPlan, *, study: str, storage: str,
+                    progress: bool = False):
+        """Export the pick in a worker with its trial's threads (`pick_task`); unpack the bundle at `out`.
+
+        Raises:
+            ExporterError: what the export raised in the worker.
+            ConversionError: the task failed otherwise (an unexpected error, or the worker died).
+        """
+        import ray
+
+        from exporter.errors import ConversionError, ExporterError
+
+        ref = self._pick.remote(job, trial, plan, study, storage)
+        try:
+            data, report = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ExporterError):
+                raise cause from None
+            line = (str(cause or exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise ConversionError(f"exporting the pick (trial {trial.number}) failed in its Ray worker: "
+                                  f"{line}") from None
+        except BaseException:
+            ray.cancel(ref, force=True)
+            raise
+        _unpack(data, Path(out))
+        report.bundle = str(out)
+        return report
+
     def close(self) -> None:
         import ray
 
@@ -208,3 +269,12 @@ def _result(ref, plan: TrialPlan) -> TrialResult:
         line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         return TrialResult(number=plan.number, state="failed", error=f"the Ray task failed: {line}",
                            worker={"kind": "ray"})
+
+
+def _unpack(data: bytes, out: Path) -> None:
+    """Write the bundle archived by `pick_task` at `out` (a new folder); only plain files and folders inside it."""
+    import tarfile
+
+    out.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        tar.extractall(out, filter="data")

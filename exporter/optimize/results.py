@@ -157,7 +157,7 @@ def _files(result, plans: dict, front: list, marker: dict) -> dict[str, bytes]:
     return files
 
 
-def write(out, result, job, *, pick: str = DEFAULT_PICK, progress: bool = False):
+def write(out, result, job, *, pick: str = DEFAULT_PICK, progress: bool = False, runner=None):
     """Write a search's results in `out` and export its pick into `out/bundle`, all in one step.
 
     Args:
@@ -167,6 +167,8 @@ def write(out, result, job, *, pick: str = DEFAULT_PICK, progress: bool = False)
         job: the OptimizeJob the trials ran with (the pick is exported with it).
         pick: the `--pick` rule (exporter/optimize/pick.py `PICKS`). Default "smallest".
         progress: progress bars on stderr while the pick exports. Default False.
+        runner: the Runner whose `export_pick` exports the pick (a Ray runner: in a worker, like its trial).
+            Default: exported in this process.
 
     Returns:
         `result`, filled in.
@@ -184,7 +186,8 @@ def write(out, result, job, *, pick: str = DEFAULT_PICK, progress: bool = False)
     chosen = choose(front, result.objectives, pick) if front else None
     result.pareto, result.pick = front, chosen
     result.bundle = None if chosen is None else str(out / BUNDLE)
-    report = _write_all(out, result, job, plans, front, chosen, pick, progress)
+    exporter = export_pick if runner is None else runner.export_pick
+    report = _write_all(out, result, job, plans, front, chosen, pick, progress, exporter)
     if chosen is None:
         raise no_pass_error(result.trials, result.objectives, plans)
     if not report.passed:
@@ -195,7 +198,7 @@ def write(out, result, job, *, pick: str = DEFAULT_PICK, progress: bool = False)
     return result
 
 
-def _write_all(out: Path, result, job, plans, front, chosen, pick, progress):
+def _write_all(out: Path, result, job, plans, front, chosen, pick, progress, exporter):
     """Build the results (and the pick's bundle) in a temp folder beside `out`, then swap it into place."""
     from exporter.bundle import _fsync_dir, _swap, _write_file
     from exporter.temps import remove_path, remove_stale_temps, temp_path
@@ -209,8 +212,8 @@ def _write_all(out: Path, result, job, plans, front, chosen, pick, progress):
         if chosen is not None:
             if chosen.number not in plans:
                 raise IntegrityError(f"the study has no plan for trial {chosen.number}: cannot export the pick")
-            report = export_pick(tmp / BUNDLE, job, chosen, plans[chosen.number], study=result.study,
-                                 storage=result.storage, progress=progress)
+            report = exporter(tmp / BUNDLE, job, chosen, plans[chosen.number], study=result.study,
+                              storage=result.storage, progress=progress)
             _carry_runs(out / BUNDLE, tmp / BUNDLE)
         marker = {"pick_rule": pick, "pick_status": None if report is None else report.status}
         for name, data in _files(result, plans, front, marker).items():

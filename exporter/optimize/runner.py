@@ -56,6 +56,15 @@ class Runner:
     def cancel(self) -> None:
         """Stop the submitted trials that have not been returned; safe to call twice."""
 
+    def export_pick(self, out, job, trial: TrialResult, plan: TrialPlan, **kwargs):
+        """Export the picked trial as a bundle at `out` where its trial ran (exporter/optimize/pick.py `export_pick`).
+
+        A Ray runner exports it in a worker with the trial's thread count, so that it computes the same floats.
+        """
+        from exporter.optimize.pick import export_pick
+
+        return export_pick(out, job, trial, plan, **kwargs)
+
     def describe(self) -> dict:
         """Where trials run, for the result: {"kind", "address", "trial_cpus"} (+ a runner's own keys)."""
         return {"kind": self.kind, "address": self.address, "trial_cpus": self.trial_cpus}

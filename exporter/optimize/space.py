@@ -23,6 +23,8 @@ cannot matter, so Optuna never sees a value that changes nothing):
 
 Settings a trial takes from the space, not searched: `distill_epochs`, `cluster_per_channel` and `strip_names`
 (on by default: the trial's .tflite loses its inner tensor names, which changes no output; exporter/tensor_names.py).
+`warm_start` (on by default) makes a new study's first trials the space's smallest corner
+(exporter/optimize/warm_start.py).
 
 Example:
     >>> from exporter.profile import load_profile
@@ -98,6 +100,8 @@ class SearchSpace(BaseModel):
                         "linux: targets whose runtime mixes float and int8 ops)")
     strip_names: bool = Field(True, description="every trial's .tflite without its inner tensors' names (a "
                               "setting, not searched: it changes no output, only shrinks the model)")
+    warm_start: bool = Field(True, description="a new study's first trials are the space's smallest corner, once "
+                             "per distillation width (exporter/optimize/warm_start.py)")
 
     @field_validator("distill", "prune", "cluster", mode="before")
     @classmethod
