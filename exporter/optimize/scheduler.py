@@ -1,4 +1,7 @@
-"""The order of a search: ask, run and tell trials, up to `window` (`--batch`) of them running at once.
+"""The order of a search: ask, run and tell trials, up to `window` (`--batch`) of them in flight at once.
+
+In flight means submitted to the runner and not yet told: running, or waiting for a free worker (on Ray the
+default window is one more than the workers, exporter/optimize/ray_runner.py).
 
 Trial k is asked right after trial k - window is told, and before any later trial is: a trial that finishes
 early keeps its result until its turn. So every ask sees the same told trials for the same seed and window,
