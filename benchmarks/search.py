@@ -174,7 +174,7 @@ def ray_speedup(folder: Path, trials: int, epochs: int, batch: int) -> list[str]
     A freed worker takes the next trial (exporter/optimize/scheduler.py); each trial's TensorFlow runs 1 thread
     (`--trial-cpus 1`). Measured here on 12 trials: batch 2, 1.55x (the workers busy 84 % of the time); batch 3
     (one trial queued, the default on 2 CPUs), 3 runs: 1.79x, 1.46x, 1.48x (91-93 %). Two trials side by side
-    each take longer than alone (they share the machine's 2 cores, caches and memory): 15-36 % more time inside
+    each take longer than alone (they share the machine's 2 cores, caches and memory): 15-37 % more time inside
     trials.
     """
     from exporter.optimize.local_head import local_ray_head

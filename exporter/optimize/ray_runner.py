@@ -6,7 +6,7 @@ worker process, with the job shipped once per search (`ray.put`). By default (`-
 trial_cpus` trials run at once, so every CPU is busy, and one more waits in Ray's queue, so that a freed
 worker starts the next trial at once (exporter/optimize/scheduler.py): on 2 CPUs, 12 demo trials with 2 in
 flight kept the workers busy 84 % of the time (1.55x the speed of 1 worker), with 3 in flight 91-93 % (3 runs:
-1.79x, 1.46x, 1.48x; two 1-thread trials side by side still spend 15-36 % more time than one at a time).
+1.79x, 1.46x, 1.48x; two 1-thread trials side by side still spend 15-37 % more time than one at a time).
 Tasks are not retried (`max_retries=0`): a worker that dies (out of memory, a native crash) gives a failed
 trial, not a second run. Ray tasks: https://docs.ray.io/en/latest/ray-core/tasks.html; connecting a driver:
 https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
@@ -14,7 +14,7 @@ https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
 A trial's TensorFlow uses as many threads as its task has CPUs (`TF_NUM_INTRAOP_THREADS`,
 `TF_NUM_INTEROP_THREADS` and `OMP_NUM_THREADS` = `--trial-cpus`, set in the task's runtime environment).
 Left to itself every TensorFlow sizes its thread pools to the whole node: two trials side by side on 2
-cores then spent 30 % more time inside trials than one at a time (15-36 % with 1 thread each). The thread
+cores then spent 30 % more time inside trials than one at a time (15-37 % with 1 thread each). The thread
 count changes the order of float sums, so a trial's figures (its gzip bytes too, by a few) can differ from
 the same trial in-process with every core, and equal those of an in-process run with the same counts. The
 pick is therefore exported again in a worker as well (`pick_task`, the same threads), not on the driver:
