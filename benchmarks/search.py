@@ -10,13 +10,14 @@ Three parts, each a real run on this machine (`exporter.optimize(demo=True, ...)
 2. arduino-nano-33-ble: a search of `--nano-trials` trials (20). Printed: the smallest `model_flash` of a trial
    that passes every limit, beside the plain int8 export's `model_flash`.
 3. Ray: the same trials (same seed, same batch: `--ray-batch`, 3) on a real local Ray head with 1 CPU and with 2 CPUs
-   (`ray start --head --num-cpus N`, one trial per CPU, `--trial-cpus 1`): the wall-clock ratio. Goal: >= 1.6x.
+   (`ray start --head --num-cpus N`, one trial per CPU, `--trial-cpus 1`): the wall-clock ratio, `--ray-repeats`
+   pairs (3) and their median. Goal: >= 1.6x.
 
 `--quick` is a smoke run of all three with tiny budgets (a handful of trials, 1 epoch, no hand-picked rows);
 its figures mean nothing.
 
 Usage: .venv/bin/python benchmarks/search.py [--quick] [--android-trials 40] [--nano-trials 20]
-       [--ray-trials 12] [--ray-batch 3] [--epochs 2] [--parts android,nano,ray] [--no-ray]
+       [--ray-trials 12] [--ray-batch 3] [--ray-repeats 3] [--epochs 2] [--parts android,nano,ray] [--no-ray]
        [--workers 1] [--distill-epochs N]
 """
 from __future__ import annotations
@@ -168,33 +169,52 @@ def _row_mcu(trial, result, flash: float, plain_flash: float) -> str:
             f"{drop(trial):+.2f} pt")
 
 
-def ray_speedup(folder: Path, trials: int, epochs: int, batch: int) -> list[str]:
+def ray_speedup(folder: Path, trials: int, epochs: int, batch: int, repeats: int = 3) -> list[str]:
     """Part 3: the same trials (seed 7, the same batch) with 1 Ray worker and with 2; the wall-clock ratio.
 
     A freed worker takes the next trial (exporter/optimize/scheduler.py); each trial's TensorFlow runs 1 thread
-    (`--trial-cpus 1`). Measured here on 12 trials: batch 2, 1.55x (the workers busy 84 % of the time); batch 3
-    (one trial queued, the default on 2 CPUs), 3 runs: 1.79x, 1.46x, 1.48x (91-93 %). Two trials side by side
-    each take longer than alone (they share the machine's 2 cores, caches and memory): 15-37 % more time inside
-    trials.
+    (`--trial-cpus 1`). The pair of runs is repeated `repeats` times (1 worker, 2 workers, 1, 2, ...), each
+    ratio printed and their median: this VM's speed drifts by a third between identical runs minutes apart
+    (12 trials on 1 worker took 103.5, 127.6 and 139.0 s on 2026-12-03), so one pair proves little. Printed
+    beside the wall clock: the time inside trials and the CPU seconds the trials' processes used
+    (`TrialResult.cpu_seconds`). The trials are the same in both runs, so their CPU seconds differ only by the
+    machine's speed at the time: the ratio "at equal speed" divides each run's wall clock by its trials' CPU
+    seconds first.
     """
+    from statistics import median
+
+    lines, ratios, even = [], [], []
+    for run in range(1, repeats + 1):
+        seconds, results = {}, {}
+        for cpus in (1, 2):
+            seconds[cpus], results[cpus] = _ray_run(folder / f"run{run}", cpus, trials, epochs, batch)
+        if any(r is None for r in results.values()):
+            return lines + ["ray: a run had no result; see above"]
+        same = [t.values[1:] for t in results[1].trials] == [t.values[1:] for t in results[2].trials]
+        workers = sorted({t.worker.get("kind", "?") for r in results.values() for t in r.trials})
+        inside = {c: sum(t.seconds for t in r.trials) for c, r in results.items()}
+        cpu = {c: sum(t.cpu_seconds for t in r.trials) for c, r in results.items()}
+        ratios.append(seconds[1] / seconds[2])
+        even.append(seconds[1] / cpu[1] / (seconds[2] / cpu[2]))
+        lines.append(f"ray run {run}: {trials} trials (batch {batch}): 1 worker {seconds[1]:.1f} s, 2 workers "
+                     f"{seconds[2]:.1f} s: {ratios[-1]:.2f}x; sizes identical: {same}; workers: {workers}; inside "
+                     f"trials {inside[1]:.1f} s / {inside[2]:.1f} s (2 workers busy {inside[2] / (2 * seconds[2]):.0%}"
+                     f"); trials' CPU {cpu[1]:.1f} s / {cpu[2]:.1f} s: {even[-1]:.2f}x at equal speed")
+    return lines + [f"ray: median of {len(ratios)} runs {median(ratios):.2f}x (goal >= 1.6x); runs: "
+                    + ", ".join(f"{r:.2f}x" for r in ratios) + f"; at equal speed: median {median(even):.2f}x, runs "
+                    + ", ".join(f"{r:.2f}x" for r in even)]
+
+
+def _ray_run(folder: Path, cpus: int, trials: int, epochs: int, batch: int):
+    """One search on a fresh local Ray head of `cpus` CPUs: (wall-clock seconds, the OptimizeResult or None)."""
     from exporter.optimize.local_head import local_ray_head
 
-    seconds, results = {}, {}
-    for cpus in (1, 2):
-        with local_ray_head(cpus) as address:
-            started = time.perf_counter()
-            results[cpus] = search(folder, f"ray{cpus}", target="android", trials=trials, epochs=epochs,
-                                   ray=address, batch=batch, trial_cpus=1)
-            seconds[cpus] = time.perf_counter() - started
-    if any(r is None for r in results.values()):
-        return ["ray: a run had no passing trial; see above"]
-    same = [t.values[1:] for t in results[1].trials] == [t.values[1:] for t in results[2].trials]
-    workers = {c: sorted({t.worker.get("kind", "?") for t in r.trials}) for c, r in results.items()}
-    busy = {c: sum(t.seconds for t in r.trials) for c, r in results.items()}
-    return [f"ray: {trials} trials (batch {batch}): 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s: "
-            f"{seconds[1] / seconds[2]:.2f}x (goal >= 1.6x); sizes identical: {same}; workers: {workers}",
-            f"ray: time inside trials: {busy[1]:.1f} s with 1 worker, {busy[2]:.1f} s with 2 (workers busy "
-            f"{busy[2] / (2 * seconds[2]):.0%} of the 2-worker run)"]
+    folder.mkdir(parents=True, exist_ok=True)
+    with local_ray_head(cpus) as address:
+        started = time.perf_counter()
+        result = search(folder, f"ray{cpus}", target="android", trials=trials, epochs=epochs, ray=address,
+                        batch=batch, trial_cpus=1)
+        return time.perf_counter() - started, result
 
 
 def main() -> None:
@@ -206,6 +226,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per stage (default 2)")
     parser.add_argument("--ray-batch", type=int, default=3,
                         help="trials in flight in the Ray comparison (default 3: the default on 2 CPUs)")
+    parser.add_argument("--ray-repeats", type=int, default=3,
+                        help="pairs of Ray runs (1 worker, then 2); the median ratio is the figure (default 3)")
     parser.add_argument("--parts", default="android,nano,ray", help="which parts to run (default: all three)")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray comparison")
     parser.add_argument("--workers", type=int, default=1,
@@ -216,7 +238,7 @@ def main() -> None:
     args = parser.parse_args()
     SETTINGS.update(workers=args.workers, distill_epochs=args.distill_epochs)
     if args.quick:
-        args.android_trials, args.nano_trials, args.ray_trials, args.epochs = 2, 1, 2, 1
+        args.android_trials, args.nano_trials, args.ray_trials, args.epochs, args.ray_repeats = 2, 1, 2, 1, 1
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     with tempfile.TemporaryDirectory(prefix="edgex-search-") as folder:
@@ -226,7 +248,7 @@ def main() -> None:
         if "nano" in parts:
             lines += nano(Path(folder), args.nano_trials, args.epochs)
         if "ray" in parts:
-            lines += ray_speedup(Path(folder), args.ray_trials, args.epochs, args.ray_batch)
+            lines += ray_speedup(Path(folder), args.ray_trials, args.epochs, args.ray_batch, args.ray_repeats)
     for line in [line for line in lines if not line.startswith("|")] + [GOAL, ""]:
         print(line)
     print("| android recipe | accuracy | drop | gzip | smaller (gzip) than float |")

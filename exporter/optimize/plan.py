@@ -67,6 +67,8 @@ class TrialResult:
         error: the error message of a failed trial.
         worker: where it ran: {"kind": "in-process" | "ray", "pid", "node", ...}.
         seconds: wall-clock seconds of the trial.
+        cpu_seconds: CPU seconds its process used meanwhile, every thread (`time.process_time`); `seconds` less
+            this is time the trial waited: for a core taken by another process, or for I/O.
     """
 
     number: int
@@ -80,6 +82,7 @@ class TrialResult:
     error: str | None = None
     worker: dict = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def feasible(self) -> bool:

@@ -5,8 +5,10 @@ The driver (the `edgex optimize` process) keeps Optuna's ask and tell; each tria
 worker process, with the job shipped once per search (`ray.put`). By default (`--batch`) `cluster CPUs //
 trial_cpus` trials run at once, so every CPU is busy, and one more waits in Ray's queue, so that a freed
 worker starts the next trial at once (exporter/optimize/scheduler.py): on 2 CPUs, 12 demo trials with 2 in
-flight kept the workers busy 84 % of the time (1.55x the speed of 1 worker), with 3 in flight 91-93 % (3 runs:
-1.79x, 1.46x, 1.48x; two 1-thread trials side by side still spend 15-37 % more time than one at a time).
+flight kept the workers busy 84 % of the time, with 3 in flight 84-91 %. With workers readied before the
+first trial (`warm_task`), 2 workers ran them 1.47x to 2.10x as fast as 1 in 6 runs (median 1.84x); this
+VM's speed drifts between runs, and at equal speed (each run's wall clock divided by its trials' CPU
+seconds) the 6 ratios were 1.61x to 1.76x (benchmarks/search.py, 2026-12-03).
 Tasks are not retried (`max_retries=0`): a worker that dies (out of memory, a native crash) gives a failed
 trial, not a second run. Ray tasks: https://docs.ray.io/en/latest/ray-core/tasks.html; connecting a driver:
 https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
@@ -20,6 +22,11 @@ the same trial in-process with every core, and equal those of an in-process run 
 pick is therefore exported again in a worker as well (`pick_task`, the same threads), not on the driver:
 exported on the driver, one pick within the 1-point limit in its trial drifted 1.11 pt over it. The worker
 sends the bundle back as a tar archive, so the driver need not share a file system with it.
+
+Each worker is readied before the first trial (`warm_task`: TensorFlow, tf_keras, TF-MOT and LiteRT
+imported, about 5 s a worker here) while the driver loads the model and runs the sensitivity pass; Ray runs
+later tasks of the same resources and runtime environment in those idle workers, so trials find them ready.
+The runner's description lists the readied workers' pids (`warmed`).
 
 Workers import edgex like the driver: this machine's workers get `PYTHONPATH=<the driver's source
 root>` and `TF_USE_LEGACY_KERAS=1` through the job's runtime environment; other machines need edgex
@@ -60,7 +67,7 @@ from exporter.option_names import option
 from exporter.optimize.plan import TrialPlan, TrialResult
 from exporter.optimize.runner import Runner
 
-__all__ = ["RayRunner", "pick_task", "ray_address", "thread_env", "trial_task"]
+__all__ = ["RayRunner", "pick_task", "ray_address", "thread_env", "trial_task", "warm_task"]
 
 CONNECT_TIMEOUT_S = 5.0
 """Seconds to wait for a Ray head's port to answer before `ray.init` (which would retry for minutes)."""
@@ -132,6 +139,15 @@ def thread_env(trial_cpus: int) -> dict:
     return {name: str(trial_cpus) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")}
 
 
+def warm_task() -> int:
+    """The Ray task that readies a worker for trials: the heavy imports done once; the worker's pid."""
+    from exporter import tf as tfmod
+
+    for load in (tfmod.tensorflow, tfmod.keras, tfmod.tfmot, tfmod.litert_interpreter_class):
+        load()
+    return os.getpid()
+
+
 def trial_task(job, plan: TrialPlan) -> TrialResult:
     """The Ray task of one trial: `run_trial` in the worker, which records itself as a Ray worker."""
     import ray
@@ -178,6 +194,8 @@ class RayRunner(Runner):
         options = {"num_cpus": trial_cpus, "max_retries": 0, "runtime_env": {"env_vars": thread_env(trial_cpus)}}
         self._task, self._pick = ray.remote(**options)(trial_task), ray.remote(**options)(pick_task)
         self._check_cpus()
+        warm = ray.remote(**options)(warm_task)
+        self._warming = [warm.remote() for _ in range(self.slots())]     # while the driver sets up the search
 
     def _check_cpus(self) -> None:
         """Refuse `--trial-cpus` above every node's CPUs (the task would wait forever)."""
@@ -195,12 +213,31 @@ class RayRunner(Runner):
 
         return int(ray.cluster_resources().get("CPU", 1))
 
+    def slots(self) -> int:
+        """Trials the cluster runs at once: its CPUs // `trial_cpus`, at least 1."""
+        return max(1, self.cpus() // self.trial_cpus)
+
     def default_batch(self) -> int:
-        """As many trials as the cluster runs at once (its CPUs // `trial_cpus`, at least 1), and one queued."""
-        return max(1, self.cpus() // self.trial_cpus) + 1
+        """As many trials as the cluster runs at once, and one queued."""
+        return self.slots() + 1
 
     def describe(self) -> dict:
-        return {**super().describe(), "cpus": self.cpus()}
+        return {**super().describe(), "cpus": self.cpus(), "warmed": self._warmed()}
+
+    def _warmed(self) -> list[int]:
+        """The pids of the workers `warm_task` readied (those finished by now; a failed one is left out)."""
+        import ray
+
+        if not self._warming:
+            return []
+        ready, _ = ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
+        pids = []
+        for ref in ready:
+            try:
+                pids.append(ray.get(ref))
+            except ray.exceptions.RayError:       # its trials fail with the reason
+                pass
+        return sorted(pids)
 
     def start(self, job) -> None:
         import ray

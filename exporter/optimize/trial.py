@@ -109,7 +109,7 @@ def run_trial(job, plan: TrialPlan) -> TrialResult:
     from exporter.session import raise_if_interrupted, signals_raise
     from exporter.stages.training import EPOCH_HOOK
 
-    start, curve = time.monotonic(), []
+    start, cpu, curve = time.monotonic(), time.process_time(), []
     result = TrialResult(number=plan.number, state="failed", curve=curve, worker=worker_info())
     token = EPOCH_HOOK.set(_epoch_hook(curve, plan.prune_below))
     try:
@@ -128,6 +128,7 @@ def run_trial(job, plan: TrialPlan) -> TrialResult:
     finally:
         EPOCH_HOOK.reset(token)
         result.seconds = round(time.monotonic() - start, 3)
+        result.cpu_seconds = round(time.process_time() - cpu, 3)
     return result
 
 
@@ -141,8 +142,8 @@ def repeat_of(earlier: TrialResult, number: int) -> TrialResult:
     from dataclasses import replace
 
     return replace(earlier, number=number, worker={"kind": "repeat", "of": earlier.number}, seconds=0.0,
-                   values=list(earlier.values), constraints=list(earlier.constraints), curve=list(earlier.curve),
-                   broken=dict(earlier.broken), figures=dict(earlier.figures))
+                   cpu_seconds=0.0, values=list(earlier.values), constraints=list(earlier.constraints),
+                   curve=list(earlier.curve), broken=dict(earlier.broken), figures=dict(earlier.figures))
 
 
 def _fill(result: TrialResult, report, job) -> None:

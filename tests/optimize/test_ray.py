@@ -34,12 +34,14 @@ def in_process(args: list[str], threads: int) -> OptimizeResult:
 def test_trials_run_in_ray_workers_and_match_in_process(ray_head, search_space, tmp_path):
     done = run_search(search_args(tmp_path / "opt", search_space, RAY_TRIALS, "--ray", ray_head.address))
     data, result = done.data, done.result
+    warmed = data["runner"].pop("warmed")
     assert data["runner"] == {"kind": "ray", "address": ray_head.address, "trial_cpus": 1, "cpus": 2, "batch": 3}
+    assert len(warmed) == 2 and os.getpid() not in warmed           # one worker readied per CPU, before trials
     assert data["new_trials"] == RAY_TRIALS and [t.number for t in result.trials] == list(range(RAY_TRIALS))
     for trial in result.trials:                 # a repeat of an earlier trial's parameters is not run again
         ran = result.trials[trial.worker["of"]] if trial.worker["kind"] == "repeat" else trial
         assert ran.worker["kind"] == "ray" and ran.worker["node"] and ran.worker["threads"] == "1", ran.worker
-        assert ran.worker["pid"] != os.getpid()
+        assert ran.worker["pid"] in warmed                            # trials ran in the readied workers
     local = in_process(search_args(tmp_path / "here", search_space, RAY_TRIALS, "--batch", "3"), threads=1)
     assert {t.worker["kind"] for t in local.trials} <= {"in-process", "repeat"}
     for ray_trial, here in zip(result.trials, local.trials, strict=True):

@@ -19,7 +19,7 @@ def test_corners_of_the_default_spaces():
     assert [c["distill"] for c in corners] == [NONE, 0.25, 0.5, 0.75]
     for params in corners:
         assert (params["quantize"], params["prune"], params["cluster"], params["weight_bits"], params["qat"]) == (
-            "int8", 0.97, 4, 8, False)
+            "int8", 0.97, 4, 8, True)                                              # PCQAT
         assert {k: v for k, v in params.items() if k.startswith("skip:")} == {
             "skip:probs": True, "skip:conv2d_1": False, "skip:conv2d": True}     # 2 % and 0.4 % of the weights
         assert not any(v for k, v in params.items() if k.startswith("float:"))
