@@ -5,7 +5,7 @@ The driver (the `edgex optimize` process) keeps Optuna's ask and tell; each tria
 worker process, with the job shipped once per search (`ray.put`). By default (`--batch`) `cluster CPUs //
 trial_cpus` trials run at once, so every CPU is busy, and one more waits in Ray's queue, so that a freed
 worker starts the next trial at once (exporter/optimize/scheduler.py): on 2 CPUs, 12 demo trials with 2 in
-flight kept the workers busy 84 % of the time, with 3 in flight 84-91 %. With workers readied before the
+flight kept the workers busy 84 % of the time, with 3 in flight 84-93 %. With workers readied before the
 first trial (`warm_task`), 2 workers ran them 1.47x to 2.10x as fast as 1 in 6 runs (median 1.84x); this
 VM's speed drifts between runs, and at equal speed (each run's wall clock divided by its trials' CPU
 seconds) the 6 ratios were 1.61x to 1.76x (benchmarks/search.py, 2026-12-03).
