@@ -228,8 +228,6 @@ class RayRunner(Runner):
         """The pids of the workers `warm_task` readied (those finished by now; a failed one is left out)."""
         import ray
 
-        if not self._warming:
-            return []
         ready, _ = ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
         pids = []
         for ref in ready:
